@@ -1,0 +1,49 @@
+"""Slipway: a self-hosted platform-as-a-service for small teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import config as config_module
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` overrides settings (tests)."""
+    settings = config_module.load(config)
+    app = Flask(__name__, instance_path=settings["DATA_DIR"])
+    app.config.update(settings)
+    if app.config["TRUSTED_PROXIES"]:
+        # Only behind a proxy we run (Traefik) may X-Forwarded-For name the client.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    from app import cli
+    from app.extensions import csrf, db, limiter, login, migrate, redis, sock
+    from app.web import register
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config_module.ROOT / "migrations"))
+    login.init_app(app)
+    csrf.init_app(app)
+    sock.init_app(app)
+    redis.init_app(app)
+    limiter.init_app(app)
+    register(app)
+    cli.register(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL and foreign keys for the embedded SQLite default; other drivers untouched."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()

@@ -1,0 +1,81 @@
+"""Who may see or change what. Every object lookup from a request goes through here.
+
+An object of a team the user does not belong to is a 404, never a 403: its
+existence is not confirmed. A member whose role is too low for an action gets 403.
+"""
+
+from __future__ import annotations
+
+from flask import abort
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Application, EnvVar, Membership, Project, Role, Team
+
+
+def memberships() -> list[Membership]:
+    return list(
+        db.session.scalars(
+            select(Membership).where(Membership.user_id == current_user.id).order_by(Membership.id)
+        )
+    )
+
+
+def current_membership() -> Membership:
+    """The team the user works in: their first membership (team switching comes later)."""
+    found = memberships()
+    if not found:
+        abort(403)
+    return found[0]
+
+
+def current_team() -> Team:
+    return current_membership().team
+
+
+def role_in(team_id: int) -> Role | None:
+    role = db.session.scalar(
+        select(Membership.role).where(
+            Membership.user_id == current_user.id, Membership.team_id == team_id
+        )
+    )
+    return Role(role) if role else None
+
+
+def require(team_id: int, needed: Role) -> Role:
+    """404 outside the team, 403 inside it without the role."""
+    role = role_in(team_id)
+    if role is None:
+        abort(404)
+    if not role.allows(needed):
+        abort(403)
+    return role
+
+
+def can(team_id: int, needed: Role) -> bool:
+    role = role_in(team_id)
+    return role is not None and role.allows(needed)
+
+
+def project(project_id: int, needed: Role = Role.viewer) -> Project:
+    found = db.session.get(Project, project_id)
+    if found is None:
+        abort(404)
+    require(found.team_id, needed)
+    return found
+
+
+def application(app_id: int, needed: Role = Role.viewer) -> Application:
+    found = db.session.get(Application, app_id)
+    if found is None:
+        abort(404)
+    require(found.project.team_id, needed)
+    return found
+
+
+def env_var(app: Application, var_id: int) -> EnvVar:
+    found = db.session.get(EnvVar, var_id)
+    if found is None or found.application_id != app.id:
+        abort(404)
+    return found

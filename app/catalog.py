@@ -1,0 +1,106 @@
+"""Projects and applications: creating, changing, deleting, and listing them with state."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app import envvars, events
+from app.extensions import db
+from app.models import Application, Deployment, Environment, Project, Team
+
+DEFAULT_ENVIRONMENT = "production"
+NOT_DEPLOYED = "not deployed"
+
+
+def create_project(team: Team, name: str, description: str) -> Project:
+    """A project always starts with a ``production`` environment."""
+    project = Project(team_id=team.id, name=name, description=description or "")
+    project.environments.append(Environment(name=DEFAULT_ENVIRONMENT))
+    db.session.add(project)
+    db.session.flush()
+    events.record("project.created", team_id=team.id, target=project, name=name)
+    return project
+
+
+def project_name_taken(team_id: int, name: str, exclude_id: int | None = None) -> bool:
+    query = select(Project.id).where(Project.team_id == team_id, Project.name == name)
+    if exclude_id is not None:
+        query = query.where(Project.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+def app_name_taken(project_id: int, name: str, exclude_id: int | None = None) -> bool:
+    query = select(Application.id).where(
+        Application.project_id == project_id, Application.name == name
+    )
+    if exclude_id is not None:
+        query = query.where(Application.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+APP_FIELDS = (
+    "name",
+    "description",
+    "environment_id",
+    "source_type",
+    "git_url",
+    "git_branch",
+    "build_context",
+    "dockerfile_path",
+    "image",
+    "container_port",
+    "replicas",
+    "health_check_path",
+    "cpu_limit",
+    "memory_limit_mb",
+    "auto_deploy",
+)
+
+
+def apply_app_form(app: Application, form) -> None:
+    """Copy validated form data onto ``app``; the fields of the other source are cleared."""
+    for field in APP_FIELDS:
+        setattr(app, field, getattr(form, field).data)
+    if app.source_type == "image":
+        app.git_url = app.git_branch = None
+    else:
+        app.image = None
+    envvars.replace_plain(app, envvars.parse_dotenv(form.env_text.data or ""))
+    for key, value in envvars.parse_dotenv(form.secret_env_text.data or "").items():
+        envvars.set_var(app, key, value, secret=True)
+
+
+def latest_statuses(app_ids: list[int]) -> dict[int, str]:
+    """The status of each app's newest deployment, in one query."""
+    if not app_ids:
+        return {}
+    newest = (
+        select(func.max(Deployment.id))
+        .where(Deployment.application_id.in_(app_ids))
+        .group_by(Deployment.application_id)
+    )
+    rows = db.session.execute(
+        select(Deployment.application_id, Deployment.status).where(Deployment.id.in_(newest))
+    )
+    return {app_id: status for app_id, status in rows}
+
+
+def projects_with_apps(team_ids: list[int]) -> list[tuple[Project, list[Application]]]:
+    projects = list(
+        db.session.scalars(
+            select(Project).where(Project.team_id.in_(team_ids)).order_by(Project.name)
+        )
+    )
+    apps = db.session.scalars(
+        select(Application)
+        .where(Application.project_id.in_([p.id for p in projects]))
+        .order_by(Application.name)
+    )
+    by_project: dict[int, list[Application]] = {p.id: [] for p in projects}
+    for app in apps:
+        by_project[app.project_id].append(app)
+    return [(p, by_project[p.id]) for p in projects]
+
+
+def default_address(app: Application, base_domain: str) -> str:
+    return f"{app.name}.{app.project.name}.{base_domain}"

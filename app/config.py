@@ -1,0 +1,135 @@
+"""Settings, read only here, from ``SLIPWAY_*`` environment variables.
+
+The embedded default needs nothing set: SQLite and the secrets live in the data
+directory, Redis is the embedded server that ``make run`` starts on a unix socket.
+With ``SLIPWAY_ENV=production`` nothing secret is generated: a missing secret key
+or encryption key stops start-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"SLIPWAY_{name}")
+    return value if value not in (None, "") else default
+
+
+def _read_or_create(path: Path, make: callable, production: bool, setting: str) -> str:
+    """Read a generated secret from the data directory, creating it (mode 0600) once."""
+    if path.exists():
+        return path.read_text().strip()
+    if production:
+        raise ConfigError(
+            f"SLIPWAY_{setting} is not set and SLIPWAY_ENV=production: refusing to start "
+            f"without it. Set SLIPWAY_{setting}, or place it in {path} (mode 0600)."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # O_EXCL: two processes starting together must not write two different keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def _new_encryption_keys() -> str:
+    return "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def parse_encryption_keys(text: str) -> dict[str, bytes]:
+    """``"k2:<b64>,k1:<b64>"`` → ordered {key id: 32-byte key}; the first is current."""
+    keys: dict[str, bytes] = {}
+    for part in text.replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key_id, sep, b64 = part.partition(":")
+        if not sep or not key_id.isalnum():
+            raise ConfigError("SLIPWAY_ENCRYPTION_KEYS must look like 'k1:<base64 of 32 bytes>'")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except ValueError as exc:
+            raise ConfigError(f"encryption key {key_id!r} is not valid base64") from exc
+        if len(raw) != 32:
+            raise ConfigError(f"encryption key {key_id!r} must be 32 bytes (AES-256)")
+        keys[key_id] = raw
+    if not keys:
+        raise ConfigError("SLIPWAY_ENCRYPTION_KEYS holds no key")
+    return keys
+
+
+def limiter_storage_uri(redis_url: str) -> str:
+    """Flask-Limiter names a unix-socket Redis ``redis+unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the Flask config dict from the environment, then ``overrides`` (tests)."""
+    overrides = dict(overrides or {})
+    env = overrides.get("SLIPWAY_ENV") or _env("ENV", "development")
+    production = env == "production"
+    data_dir = Path(overrides.get("DATA_DIR") or _env("DATA_DIR", str(ROOT / "instance")))
+    public_url = overrides.get("PUBLIC_URL") or _env("PUBLIC_URL", "")
+
+    secret_key = overrides.get("SECRET_KEY") or _env("SECRET_KEY")
+    if not secret_key:
+        secret_key = _read_or_create(
+            data_dir / "secret_key", lambda: secrets.token_hex(32), production, "SECRET_KEY"
+        )
+    enc_text = overrides.get("ENCRYPTION_KEYS_TEXT") or _env("ENCRYPTION_KEYS")
+    if not enc_text:
+        enc_text = _read_or_create(
+            data_dir / "encryption_keys", _new_encryption_keys, production, "ENCRYPTION_KEYS"
+        )
+
+    redis_url = overrides.get("REDIS_URL") or _env("REDIS_URL", f"unix://{data_dir}/redis.sock")
+    config: dict[str, Any] = {
+        "SLIPWAY_ENV": env,
+        "DATA_DIR": str(data_dir),
+        "PUBLIC_URL": public_url,
+        "SECRET_KEY": secret_key,
+        "ENCRYPTION_KEYS": parse_encryption_keys(enc_text),
+        "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", f"sqlite:///{data_dir}/slipway.db"),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "BASE_DOMAIN": _env("BASE_DOMAIN", "localhost"),
+        "DOCKER_HOST": _env(
+            "DOCKER_HOST", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        ),
+        "TRUSTED_PROXIES": int(_env("TRUSTED_PROXIES", "0")),
+        "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
+        "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
+        "SESSION_COOKIE_NAME": "slipway_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": public_url.startswith("https://"),
+        "REMEMBER_COOKIE_DURATION": 0,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": True,
+        "RATELIMIT_ENABLED": True,
+    }
+    config.update({k: v for k, v in overrides.items() if k != "ENCRYPTION_KEYS_TEXT"})
+    config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
+        # psycopg 3 is the driver we ship.
+        config["SQLALCHEMY_DATABASE_URI"] = config["SQLALCHEMY_DATABASE_URI"].replace(
+            "postgresql://", "postgresql+psycopg://", 1
+        )
+    return config

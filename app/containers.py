@@ -1,0 +1,57 @@
+"""The only module that talks to the Docker engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import docker
+from docker.errors import DockerException
+from flask import current_app
+from redis.exceptions import RedisError
+
+from app.extensions import redis
+
+ENGINE_STATUS_KEY = "slipway:engine-status"
+ENGINE_STATUS_TTL = 15
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    reachable: bool
+    detail: str
+
+
+def client(timeout: int = 60) -> docker.DockerClient:
+    return docker.DockerClient(base_url=current_app.config["DOCKER_HOST"], timeout=timeout)
+
+
+def probe_engine() -> EngineStatus:
+    """Ask the engine for its version, with a short timeout."""
+    try:
+        with client(timeout=3) as engine:
+            version = engine.version()
+        return EngineStatus(True, f"Docker {version.get('Version', '?')}")
+    except (DockerException, OSError) as exc:
+        return EngineStatus(False, f"{current_app.config['DOCKER_HOST']}: {exc}")
+
+
+def engine_status() -> EngineStatus:
+    """The engine's reachability, cached in Redis for a few seconds (pages show a banner)."""
+    try:
+        cached = redis.client.get(ENGINE_STATUS_KEY)
+    except RedisError:
+        cached = None
+    if cached:
+        data = json.loads(cached)
+        return EngineStatus(data["reachable"], data["detail"])
+    status = probe_engine()
+    try:
+        redis.client.set(
+            ENGINE_STATUS_KEY,
+            json.dumps({"reachable": status.reachable, "detail": status.detail}),
+            ex=ENGINE_STATUS_TTL,
+        )
+    except RedisError:
+        pass
+    return status

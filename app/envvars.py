@@ -1,0 +1,80 @@
+"""Environment variables of an application: parsing, storing, masking, decrypting."""
+
+from __future__ import annotations
+
+from app import names, secrets
+from app.extensions import db
+from app.models import Application, EnvVar
+
+CONTEXT = "env_var"
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (blank lines and ``#`` comments skipped) → dict, in order.
+
+    A bad line raises ``InvalidValue`` naming its line number; a key given twice
+    is an error rather than a silent override.
+    """
+    result: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if line.startswith("export "):
+            key = key[len("export ") :].strip()
+        if not sep:
+            raise names.InvalidValue(f"Line {number}: expected KEY=value.")
+        try:
+            names.env_key(key)
+            names.env_value(value)
+        except names.InvalidValue as exc:
+            raise names.InvalidValue(f"Line {number}: {exc}") from None
+        if key in result:
+            raise names.InvalidValue(f"Line {number}: {key} is given twice.")
+        result[key] = value
+    return result
+
+
+def set_var(app: Application, key: str, value: str, *, secret: bool) -> EnvVar:
+    """Create or replace one variable; a secret value is stored encrypted only."""
+    var = next((v for v in app.env_vars if v.key == key), None)
+    if var is None:
+        var = EnvVar(key=key)
+        app.env_vars.append(var)
+    var.is_secret = secret
+    if secret:
+        var.value = None
+        var.secret_value = secrets.encrypt(value, context=CONTEXT)
+    else:
+        var.value = value
+        var.secret_value = None
+    return var
+
+
+def replace_plain(app: Application, plain: dict[str, str]) -> None:
+    """Make the app's plain (non-secret) variables exactly ``plain``; secrets stay."""
+    for var in list(app.env_vars):
+        if not var.is_secret and var.key not in plain:
+            app.env_vars.remove(var)
+            db.session.delete(var)
+    for key, value in plain.items():
+        set_var(app, key, value, secret=False)
+
+
+def plain_as_text(app: Application) -> str:
+    return "\n".join(f"{v.key}={v.value}" for v in app.env_vars if not v.is_secret)
+
+
+def display_value(var: EnvVar) -> str:
+    """What a page may show: the value, or a mask for secrets."""
+    return secrets.MASK if var.is_secret else (var.value or "")
+
+
+def decrypted(app: Application) -> dict[str, str]:
+    """The full environment for a container. Only the worker calls this."""
+    return {
+        v.key: secrets.decrypt(v.secret_value, context=CONTEXT) if v.is_secret else (v.value or "")
+        for v in app.env_vars
+    }

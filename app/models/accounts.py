@@ -1,0 +1,113 @@
+"""Users, teams and who belongs where."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, Timestamped
+
+
+class Role(enum.StrEnum):
+    owner = "owner"
+    admin = "admin"
+    developer = "developer"
+    viewer = "viewer"
+
+    @property
+    def rank(self) -> int:
+        return {"viewer": 0, "developer": 1, "admin": 2, "owner": 3}[self.value]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class User(UserMixin, Timestamped, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # Bumped by "log out everywhere" and password changes; part of the login id,
+    # so every session minted before the bump stops loading.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user")
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = _hasher.hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Argon2 verify; upgrades the hash in place when the parameters changed."""
+        try:
+            _hasher.verify(self.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if _hasher.check_needs_rehash(self.password_hash):
+            self.set_password(password)
+        return True
+
+    def end_all_sessions(self) -> None:
+        """Every session cookie issued before this call stops working."""
+        self.session_version += 1
+
+
+_hasher = PasswordHasher()
+_dummy_hash: list[str] = []
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the time of a real verify, so unknown accounts answer like known ones."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash("not a real password"))
+    try:
+        _hasher.verify(_dummy_hash[0], password)
+    except VerificationError:
+        pass
+
+
+class Installation(Timestamped, Base):
+    """A single row, written by first-run setup; its fixed key makes setup happen once."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class Team(Timestamped, Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="team")
+
+
+class Membership(Timestamped, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("team_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default=Role.developer.value)
+
+    team: Mapped[Team] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)

@@ -1,0 +1,104 @@
+"""Applications, their environment variables and domains."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, Timestamped, utcnow
+from app.models.projects import Environment, Project
+
+
+class Application(Timestamped, Base):
+    __tablename__ = "applications"
+    # Unique per project (not per environment): the default address is
+    # <app>.<project>.<base domain>.
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(Text, default="")
+    source_type: Mapped[str] = mapped_column(String(10), default="git")  # git | image
+    git_url: Mapped[str | None] = mapped_column(String(500))
+    git_branch: Mapped[str | None] = mapped_column(String(255))
+    build_context: Mapped[str] = mapped_column(String(255), default=".")
+    dockerfile_path: Mapped[str] = mapped_column(String(255), default="Dockerfile")
+    image: Mapped[str | None] = mapped_column(String(255))
+    container_port: Mapped[int] = mapped_column(Integer, default=8000)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    health_check_path: Mapped[str] = mapped_column(String(255), default="/")
+    cpu_limit: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False))
+    memory_limit_mb: Mapped[int | None] = mapped_column(Integer)
+    auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_secret: Mapped[str | None] = mapped_column(Text)  # ciphertext (app.secrets)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    project: Mapped[Project] = relationship()
+    environment: Mapped[Environment] = relationship()
+    env_vars: Mapped[list[EnvVar]] = relationship(
+        back_populates="application", cascade="all, delete-orphan", order_by="EnvVar.key"
+    )
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="application", cascade="all, delete-orphan", order_by="Domain.host"
+    )
+
+    @property
+    def source_label(self) -> str:
+        if self.source_type == "image":
+            return self.image or ""
+        return f"{self.git_url} @ {self.git_branch}"
+
+
+class EnvVar(Timestamped, Base):
+    __tablename__ = "env_vars"
+    __table_args__ = (UniqueConstraint("application_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(255))
+    # Exactly one of these is set: plain text for ordinary values, AES-GCM
+    # ciphertext (app.secrets) for secret ones.
+    value: Mapped[str | None] = mapped_column(Text)
+    secret_value: Mapped[str | None] = mapped_column(Text)
+    is_secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    application: Mapped[Application] = relationship(back_populates="env_vars")
+
+
+class Domain(Timestamped, Base):
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    # One host belongs to one app across all teams.
+    host: Mapped[str] = mapped_column(String(253), unique=True)
+    path_prefix: Mapped[str] = mapped_column(String(255), default="/")
+    https: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    application: Mapped[Application] = relationship(back_populates="domains")

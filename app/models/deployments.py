@@ -1,0 +1,69 @@
+"""Deployments and their build log, one row per line."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.accounts import User
+from app.models.applications import Application
+from app.models.base import Base, BigId, Timestamped, utcnow
+
+
+class DeploymentStatus(enum.StrEnum):
+    queued = "queued"
+    building = "building"
+    deploying = "deploying"
+    running = "running"
+    failed = "failed"
+    cancelled = "cancelled"
+    superseded = "superseded"
+
+
+ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, DeploymentStatus.deploying)
+
+
+class Deployment(Timestamped, Base):
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_app_id", "application_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default=DeploymentStatus.queued.value)
+    trigger: Mapped[str] = mapped_column(String(20), default="manual")
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    commit_message: Mapped[str | None] = mapped_column(Text)
+    image_tag: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    rq_job_id: Mapped[str | None] = mapped_column(String(64))
+    triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    application: Mapped[Application] = relationship()
+    triggered_by: Mapped[User | None] = relationship()
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in ACTIVE_STATUSES
+
+    def mark_failed(self, reason: str) -> None:
+        """End this deployment as failed, keeping the reason for the user."""
+        self.status = DeploymentStatus.failed.value
+        self.error = reason
+        self.finished_at = utcnow()
+
+
+class DeploymentLogLine(Base):
+    __tablename__ = "deployment_log_lines"
+    __table_args__ = (UniqueConstraint("deployment_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stream: Mapped[str] = mapped_column(String(10), default="stdout")
+    text: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,177 @@
+"""Every user-supplied name, ref, path, URL and domain is checked here.
+
+These are allow-lists, not deny-lists: a value passes only if every character
+is one we expect. Nothing that starts with ``-`` passes, so no value can be read
+as an option by git, docker or pg_dump, even before ``--`` guards the argv.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+
+class InvalidValue(ValueError):
+    """The message is written for the person who typed the value."""
+
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BRANCH_CHARS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+@=,#-]*$")
+PATH_CHARS_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9._/-]*$")
+HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+REPO_PATH_RE = re.compile(r"^[A-Za-z0-9._~/+-]+$")
+SSH_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SCP_LIKE_RE = re.compile(r"^(?P<user>[^@/:]+)@(?P<host>[^:/]+):(?P<path>[^:]+)$")
+IMAGE_RE = re.compile(
+    r"^(?:(?P<registry>[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?)/)?"
+    r"(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@sha256:[a-f0-9]{64})?$"
+)
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?=&%+:-]*$")
+
+
+def slug(value: str, what: str = "Name") -> str:
+    """App and project names: ``^[a-z][a-z0-9-]{1,62}$``, usable as a DNS label."""
+    if not SLUG_RE.fullmatch(value or ""):
+        raise InvalidValue(
+            f"{what} must be 2–63 characters: lowercase letters, digits and '-', "
+            "starting with a letter."
+        )
+    if value.endswith("-"):
+        raise InvalidValue(f"{what} cannot end with '-'.")
+    return value
+
+
+def env_key(value: str) -> str:
+    if not ENV_KEY_RE.fullmatch(value or "") or len(value) > 255:
+        raise InvalidValue(
+            "Use letters, digits and '_' only, not starting with a digit (e.g. DATABASE_URL)."
+        )
+    return value
+
+
+def env_value(value: str) -> str:
+    if "\x00" in value:
+        raise InvalidValue("Values cannot contain NUL characters.")
+    if len(value.encode()) > 32 * 1024:
+        raise InvalidValue("Values are limited to 32 KiB.")
+    return value
+
+
+def branch(value: str) -> str:
+    """A branch name as ``git check-ref-format --branch`` accepts it, and stricter."""
+    if not value:
+        raise InvalidValue("Enter a branch name.")
+    if value.startswith("-"):
+        raise InvalidValue("A branch name cannot start with '-'.")
+    if len(value) > 255 or not BRANCH_CHARS_RE.fullmatch(value):
+        raise InvalidValue("A branch name may use letters, digits and . _ / + @ = , # - only.")
+    parts = value.split("/")
+    if (
+        ".." in value
+        or "@{" in value
+        or value == "@"
+        or value.endswith((".", "/", ".lock"))
+        or any(p == "" or p.startswith(".") or p.endswith(".lock") for p in parts)
+    ):
+        raise InvalidValue(f"{value!r} is not a valid git branch name.")
+    return value
+
+
+def relative_path(value: str, what: str = "Path") -> str:
+    """A path inside the repository: relative, no ``..``, no leading ``-`` or ``/``."""
+    if not value:
+        raise InvalidValue(f"{what} cannot be empty ('.' is the repository root).")
+    if value.startswith("-") or value.startswith("/"):
+        raise InvalidValue(f"{what} must be relative to the repository root.")
+    if len(value) > 255 or not PATH_CHARS_RE.fullmatch(value):
+        raise InvalidValue(f"{what} may use letters, digits and . _ / - only.")
+    if any(part == ".." for part in value.split("/")):
+        raise InvalidValue(f"{what} cannot leave the repository ('..').")
+    return value
+
+
+def hostname(value: str, what: str = "Host") -> str:
+    """An RFC 1123 host name (lowercase, dot-separated labels of 1–63 characters)."""
+    host = (value or "").rstrip(".")
+    if not host or len(host) > 253:
+        raise InvalidValue(f"{what} must be a host name such as app.example.com.")
+    labels = host.split(".")
+    if not all(HOST_LABEL_RE.fullmatch(label) for label in labels):
+        raise InvalidValue(f"{what} must be a host name: lowercase letters, digits, '-' and dots.")
+    return host
+
+
+def _host_or_ip(host: str) -> str:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host
+    except ValueError:
+        return hostname(host.lower(), "The repository host")
+
+
+def is_internal_address(host: str) -> bool:
+    """Loopback, private, link-local and similar ranges: never a git or S3 target by default."""
+    if host in ("localhost",) or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return not ip.is_global or ip.is_multicast
+
+
+def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
+    """``https://`` and ``ssh://`` URLs and ``user@host:path``; nothing else.
+
+    ``ext::``, ``file://``, local paths and option-looking values are refused, as
+    are credentials in the URL (they would be stored in clear). Hosts that are
+    internal addresses are refused unless an admin allow-listed them.
+    """
+    value = value or ""
+    if not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value):
+        raise InvalidValue("Enter a repository URL such as https://github.com/owner/repo.git.")
+    if len(value) > 500:
+        raise InvalidValue("The repository URL is too long.")
+    scp = SCP_LIKE_RE.fullmatch(value)
+    if "://" not in value and scp:
+        user, host, path = scp["user"], scp["host"], scp["path"]
+        if not SSH_USER_RE.fullmatch(user) or path.startswith("-"):
+            raise InvalidValue("That SSH address is not valid.")
+    else:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "ssh"):
+            raise InvalidValue("Only https:// and ssh:// repository URLs are accepted.")
+        if parts.password is not None or (parts.scheme == "https" and parts.username):
+            raise InvalidValue("Do not put credentials in the URL.")
+        if parts.username and not SSH_USER_RE.fullmatch(parts.username):
+            raise InvalidValue("That SSH user name is not valid.")
+        host, path = parts.hostname or "", parts.path.lstrip("/")
+        if parts.query or parts.fragment:
+            raise InvalidValue("The repository URL cannot have a query or fragment.")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise InvalidValue("The port in the URL is not valid.") from exc
+    host = _host_or_ip(host)
+    if not path or not REPO_PATH_RE.fullmatch(path) or ".." in path.split("/"):
+        raise InvalidValue("The repository path is not valid.")
+    if is_internal_address(host) and host not in allowed_hosts:
+        raise InvalidValue(f"{host} is an internal address; an admin must allow-list it.")
+    return value
+
+
+def image(value: str) -> str:
+    """A Docker image reference such as ``nginx:1.27`` or ``ghcr.io/o/app@sha256:…``."""
+    if not value or value.startswith("-") or len(value) > 255 or not IMAGE_RE.fullmatch(value):
+        raise InvalidValue("Enter an image reference such as nginx:1.27 or ghcr.io/owner/app:tag.")
+    return value
+
+
+def health_path(value: str) -> str:
+    if not value or len(value) > 255 or not HEALTH_PATH_RE.fullmatch(value):
+        raise InvalidValue("The health-check path must start with '/' and contain no spaces.")
+    return value

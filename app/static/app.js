@@ -1,0 +1,43 @@
+// Slipway's only script: htmx settings, the CSRF header, and the source toggle.
+// Kept in a file because the Content-Security-Policy forbids inline script.
+(function () {
+  "use strict";
+
+  function configure() {
+    if (!window.htmx) return;
+    htmx.config.includeIndicatorStyles = false; // CSP: no injected <style>
+    htmx.config.allowEval = false;
+    htmx.config.selfRequestsOnly = true;
+    // Swap 422 (a form re-rendered with its errors); other 4xx/5xx are errors.
+    htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "422", swap: true },
+      { code: "[45]..", swap: false, error: true },
+    ];
+    document.body.addEventListener("htmx:configRequest", function (event) {
+      var meta = document.querySelector('meta[name="csrf-token"]');
+      if (meta) event.detail.headers["X-CSRFToken"] = meta.content;
+    });
+  }
+
+  // With JavaScript, show only the fieldset of the chosen source; without it,
+  // both stay visible and the server ignores the other one.
+  function sourceToggle() {
+    var radios = document.querySelectorAll('input[name="source_type"]');
+    if (!radios.length) return;
+    function apply() {
+      var chosen = document.querySelector('input[name="source_type"]:checked');
+      document.querySelectorAll("fieldset[data-source]").forEach(function (fs) {
+        fs.hidden = chosen && fs.dataset.source !== chosen.value;
+      });
+    }
+    radios.forEach(function (r) { r.addEventListener("change", apply); });
+    apply();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    configure();
+    sourceToggle();
+  });
+})();

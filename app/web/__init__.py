@@ -1,0 +1,133 @@
+"""Blueprints, and the rules every request passes: login, setup, headers, errors."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from app import containers
+from app.extensions import db, login
+from app.models import Installation, User
+
+# Endpoints reachable without a session. Everything else requires one: the check
+# is here, once, not a decorator someone can forget.
+PUBLIC_ENDPOINTS = {
+    "auth.login_get",
+    "auth.login_post",
+    "auth.setup_get",
+    "auth.setup_post",
+    "static",
+    "health.healthz",
+}
+PUBLIC_BLUEPRINTS = {"webhooks"}
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (request.accept_mimetypes.best == "application/json")
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@login.user_loader
+def load_user(login_id: str) -> User | None:
+    """The login id is ``<user id>:<session version>``; a bumped version ends old sessions."""
+    user_id, _, version = login_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+@login.unauthorized_handler
+def unauthorized():
+    if wants_json():
+        return error_json(401, "unauthenticated", "Log in or send an API key."), 401
+    login_url = url_for("auth.login_get", next=request.full_path.rstrip("?"))
+    if is_htmx():
+        return "", 401, {"HX-Redirect": login_url}
+    return redirect(login_url)
+
+
+def error_json(status: int, code: str, message: str, details: dict | None = None):
+    return jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+
+
+def installed() -> bool:
+    """Whether first-run setup has happened; once true, remembered for the process."""
+    if current_app.extensions.get("slipway_installed"):
+        return True
+    done = db.session.scalar(select(Installation.id)) is not None
+    current_app.extensions["slipway_installed"] = done
+    return done
+
+
+def _guard():
+    endpoint = request.endpoint or ""
+    if endpoint == "static" or endpoint == "health.healthz":
+        return None
+    if not installed() and endpoint not in ("auth.setup_get", "auth.setup_post"):
+        return redirect(url_for("auth.setup_get"))
+    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login.unauthorized()
+    return None
+
+
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+        response.vary.add("HX-Request")
+        response.vary.add("Cookie")
+    return response
+
+
+def _errors(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_failed(exc: CSRFError):
+        if wants_json():
+            return error_json(400, "csrf_failed", exc.description), 400
+        return render_template("error.html", code=400, message=exc.description), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        if wants_json():
+            return error_json(code, exc.name.lower().replace(" ", "_"), exc.description), code
+        if is_htmx() and code in (401, 403, 404):
+            return f"<p class=error>{exc.name}</p>", code
+        return render_template("error.html", code=code, message=exc.description), code
+
+
+def register(app: Flask) -> None:
+    from app.web import apps, auth, dashboard, health, projects, settings
+
+    for module in (auth, dashboard, projects, apps, settings, health):
+        app.register_blueprint(module.bp)
+    app.before_request(_guard)
+    app.after_request(_headers)
+    _errors(app)
+
+    @app.context_processor
+    def inject():
+        def engine():
+            return containers.engine_status()
+
+        return {"engine_status": engine, "is_htmx": is_htmx()}

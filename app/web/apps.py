@@ -1,0 +1,182 @@
+"""Applications: create, show, edit, delete, and their environment variables."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from app import access, catalog, envvars, events
+from app.extensions import db
+from app.forms import ApplicationForm, EnvVarForm
+from app.models import Application, Deployment, Role
+from app.web import is_htmx
+
+bp = Blueprint("apps", __name__)
+
+
+def _form(project, app=None, **kwargs) -> ApplicationForm:
+    form = ApplicationForm(
+        allowed_git_hosts=tuple(current_app.config.get("GIT_ALLOWED_HOSTS", ())), **kwargs
+    )
+    form.environment_id.choices = [(e.id, e.name) for e in project.environments]
+    return form
+
+
+def _render_form(form, project, app=None, status=200):
+    return render_template("apps/form.html", form=form, project=project, app=app), status
+
+
+def _name_error(form, project, exclude_id=None) -> None:
+    if not form.name.errors and catalog.app_name_taken(project.id, form.name.data, exclude_id):
+        form.name.errors = [*form.name.errors, "This project already has an app with this name."]
+
+
+@bp.get("/projects/<int:project_id>/apps/new")
+def new_get(project_id: int):
+    project = access.project(project_id, Role.developer)
+    return _render_form(_form(project), project)
+
+
+@bp.post("/projects/<int:project_id>/apps/new")
+def new_post(project_id: int):
+    project = access.project(project_id, Role.developer)
+    form = _form(project)
+    ok = form.validate()
+    _name_error(form, project)
+    if not ok or form.name.errors:
+        return _render_form(form, project, status=422)
+    app = Application(project_id=project.id)
+    catalog.apply_app_form(app, form)
+    db.session.add(app)
+    db.session.flush()
+    events.record("app.created", team_id=project.team_id, target=app, name=app.name)
+    db.session.commit()
+    flash(f"Application {app.name} created.", "success")
+    return redirect(url_for("apps.show", app_id=app.id), 303)
+
+
+@bp.post("/projects/<int:project_id>/apps/validate/<field>")
+def validate_field(project_id: int, field: str):
+    """Inline validation (htmx): the field's error message, or nothing."""
+    project = access.project(project_id, Role.developer)
+    exclude = request.args.get("app_id", type=int)
+    form = _form(project)
+    form.validate()
+    if field == "name":
+        _name_error(form, project, exclude)
+    target = getattr(form, field, None)
+    if target is None or field in ("csrf_token",):
+        return "", 404
+    return render_template("_field_errors.html", field=target)
+
+
+def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
+    deployments = list(
+        db.session.scalars(
+            select(Deployment)
+            .where(Deployment.application_id == app.id)
+            .order_by(Deployment.id.desc())
+            .limit(20)
+        )
+    )
+    page = render_template(
+        "apps/show.html",
+        app=app,
+        deployments=deployments,
+        address=catalog.default_address(app, current_app.config["BASE_DOMAIN"]),
+        status=deployments[0].status if deployments else catalog.NOT_DEPLOYED,
+        can_edit=access.can(app.project.team_id, Role.developer),
+        env_form=env_form,
+        display_value=envvars.display_value,
+    )
+    return page, status
+
+
+@bp.get("/apps/<int:app_id>")
+def show(app_id: int):
+    return _show_page(access.application(app_id), EnvVarForm())
+
+
+@bp.get("/apps/<int:app_id>/edit")
+def edit_get(app_id: int):
+    app = access.application(app_id, Role.developer)
+    form = _form(app.project, obj=app, env_text=envvars.plain_as_text(app))
+    return _render_form(form, app.project, app)
+
+
+@bp.post("/apps/<int:app_id>/edit")
+def edit_post(app_id: int):
+    app = access.application(app_id, Role.developer)
+    form = _form(app.project)
+    ok = form.validate()
+    _name_error(form, app.project, exclude_id=app.id)
+    if not ok or form.name.errors:
+        return _render_form(form, app.project, app, status=422)
+    catalog.apply_app_form(app, form)
+    events.record("app.updated", team_id=app.project.team_id, target=app)
+    db.session.commit()
+    flash("Application saved.", "success")
+    return redirect(url_for("apps.show", app_id=app.id), 303)
+
+
+@bp.get("/apps/<int:app_id>/delete")
+def delete_get(app_id: int):
+    app = access.application(app_id, Role.admin)
+    return render_template(
+        "confirm.html",
+        title=f"Delete application {app.name}?",
+        message="Its settings, environment variables and deployment history are deleted.",
+        action=url_for("apps.delete_post", app_id=app.id),
+        confirm_label="Delete application",
+        back=url_for("apps.show", app_id=app.id),
+    )
+
+
+@bp.post("/apps/<int:app_id>/delete")
+def delete_post(app_id: int):
+    app = access.application(app_id, Role.admin)
+    project_id, team_id, name = app.project_id, app.project.team_id, app.name
+    events.record("app.deleted", team_id=team_id, target=app, name=name)
+    db.session.delete(app)
+    db.session.commit()
+    flash(f"Application {name} deleted.", "success")
+    return redirect(url_for("projects.show", project_id=project_id), 303)
+
+
+def _env_section(app: Application, form: EnvVarForm, status: int = 200):
+    """The env list alone for htmx; the whole page (422) or a redirect without it."""
+    if is_htmx():
+        page = render_template(
+            "apps/_env_vars.html",
+            app=app,
+            env_form=form,
+            can_edit=True,
+            display_value=envvars.display_value,
+        )
+        return page, status
+    if status == 422:
+        return _show_page(app, form, 422)
+    return redirect(url_for("apps.show", app_id=app.id, _anchor="env"), 303)
+
+
+@bp.post("/apps/<int:app_id>/env")
+def env_add(app_id: int):
+    app = access.application(app_id, Role.developer)
+    form = EnvVarForm()
+    if not form.validate():
+        return _env_section(app, form, 422)
+    envvars.set_var(app, form.key.data, form.value.data or "", secret=form.is_secret.data)
+    events.record("env.set", team_id=app.project.team_id, target=app, key=form.key.data)
+    db.session.commit()
+    return _env_section(app, EnvVarForm(formdata=None))
+
+
+@bp.post("/apps/<int:app_id>/env/<int:var_id>/delete")
+def env_delete(app_id: int, var_id: int):
+    app = access.application(app_id, Role.developer)
+    var = access.env_var(app, var_id)
+    events.record("env.deleted", team_id=app.project.team_id, target=app, key=var.key)
+    app.env_vars.remove(var)
+    db.session.delete(var)
+    db.session.commit()
+    return _env_section(app, EnvVarForm(formdata=None))

@@ -1,0 +1,140 @@
+"""First-run setup, login and logout."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from app import events
+from app.extensions import db, limiter
+from app.forms import LoginForm, SetupForm
+from app.models import Installation, Membership, Role, Team, User
+from app.models.accounts import burn_password_check
+from app.models.base import utcnow
+from app.web import installed
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path may follow login; anything else lands on the dashboard."""
+    if not target:
+        return "/"
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 33 for c in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def _account_key() -> str:
+    email = (request.form.get("email") or "").strip().lower()[:254]
+    return f"login-account:{email}"
+
+
+def _login_failed(response) -> bool:
+    return response.status_code not in (302, 303)
+
+
+@bp.get("/setup")
+def setup_get():
+    if installed():
+        return redirect(url_for("auth.login_get"))
+    return render_template("auth/setup.html", form=SetupForm())
+
+
+@bp.post("/setup")
+def setup_post():
+    if installed():
+        return redirect(url_for("auth.login_get"))
+    form = SetupForm()
+    if not form.validate():
+        return render_template("auth/setup.html", form=form), 422
+    user = User(email=form.email.data, name=form.name.data)
+    user.set_password(form.password.data)
+    team = Team(name=form.team.data)
+    db.session.add_all([user, team])
+    db.session.flush()
+    db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
+    # The fixed primary key makes a second, racing setup fail here.
+    db.session.add(Installation(id=1, owner_id=user.id))
+    events.record("setup.completed", team_id=team.id, user_id=user.id, target=user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        flash("Slipway has already been set up. Log in.", "error")
+        return redirect(url_for("auth.login_get"))
+    current_app.extensions["slipway_installed"] = True
+    session.clear()
+    login_user(user)
+    flash("Welcome to Slipway. Create your first project.", "success")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.get("/login")
+def login_get():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")))
+    form = LoginForm(next=request.args.get("next", ""))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/login")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_IP"], deduct_when=_login_failed)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_ACCOUNT"],
+    key_func=_account_key,
+    deduct_when=_login_failed,
+)
+def login_post():
+    form = LoginForm()
+    if not form.validate():
+        return render_template("auth/login.html", form=form), 422
+    email = form.email.data.lower()
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email))
+    if user is None:
+        burn_password_check(form.password.data)
+    if user is None or not user.check_password(form.password.data):
+        events.record("login.failed", email=email[:254])
+        db.session.commit()
+        form.password.errors = ["Wrong email or password."]
+        return render_template("auth/login.html", form=form), 401
+    # A fresh session: nothing from before login survives (no fixation).
+    session.clear()
+    login_user(user)
+    user.last_login_at = utcnow()
+    events.record("login.succeeded", user_id=user.id, target=user)
+    db.session.commit()
+    return redirect(safe_next(form.next.data), 303)
+
+
+@bp.post("/logout")
+def logout_post():
+    """Log out. The session version is bumped, so a copy of this cookie is dead too."""
+    user = db.session.get(User, current_user.id)
+    user.end_all_sessions()
+    events.record("logout", target=user)
+    db.session.commit()
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login_get"), 303)

@@ -1,0 +1,38 @@
+"""The worker process (RQ, JSON serializer) or, with ``--scheduler``, the scheduler.
+
+The app is created once here, before RQ forks a work horse per job, so each job
+starts warm; SIGTERM lets the current job finish (RQ's warm shutdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from rq.serializers import JSONSerializer
+from rq.worker import Worker
+
+from app import create_app, jobs, scheduler
+from app.extensions import queue, redis
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scheduler", action="store_true", help="run the scheduler instead")
+    parser.add_argument("--queues", default="deploy,default", help="comma-separated queues")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    app = create_app()
+    if args.scheduler:
+        scheduler.run(app)
+        return
+    jobs.bind(app)
+    with app.app_context():
+        queues = [queue(name) for name in args.queues.split(",")]
+        worker = Worker(queues, connection=redis.client, serializer=JSONSerializer)
+        worker.work(with_scheduler=False)
+
+
+if __name__ == "__main__":
+    main()
