@@ -29,8 +29,11 @@ def client(timeout: int = 60) -> docker.DockerClient:
 def probe_engine() -> EngineStatus:
     """Ask the engine for its version, with a short timeout."""
     try:
-        with client(timeout=3) as engine:
+        engine = client(timeout=3)
+        try:
             version = engine.version()
+        finally:
+            engine.close()
         return EngineStatus(True, f"Docker {version.get('Version', '?')}")
     except (DockerException, OSError) as exc:
         return EngineStatus(False, f"{current_app.config['DOCKER_HOST']}: {exc}")

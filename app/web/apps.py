@@ -23,6 +23,14 @@ def _form(project, app=None, **kwargs) -> ApplicationForm:
 
 
 def _render_form(form, project, app=None, status=200):
+    if form.secret_env_text.data:
+        # A re-rendered form never carries secret values back to the browser.
+        form.secret_env_text.data = ""
+        if status == 422:
+            form.secret_env_text.errors = [
+                *form.secret_env_text.errors,
+                "Secret values are not sent back to the browser: enter them again.",
+            ]
     return render_template("apps/form.html", form=form, project=project, app=app), status
 
 
@@ -145,6 +153,8 @@ def delete_post(app_id: int):
 
 def _env_section(app: Application, form: EnvVarForm, status: int = 200):
     """The env list alone for htmx; the whole page (422) or a redirect without it."""
+    if form.is_secret.data:
+        form.value.data = ""  # never echo a secret value
     if is_htmx():
         page = render_template(
             "apps/_env_vars.html",

@@ -1,0 +1,225 @@
+"""Fixtures: a real database (PostgreSQL or SQLite), a real Redis, factories.
+
+``SLIPWAY_TEST_DATABASE_URL`` picks the database (``make test`` runs the suite
+once with PostgreSQL and once with SQLite); ``SLIPWAY_TEST_REDIS_URL`` the
+Redis server. The schema is built by the Alembic migrations, once per session;
+each test starts from empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import re
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.extensions import db
+from app.models import (
+    Application,
+    Environment,
+    Installation,
+    Membership,
+    Project,
+    Role,
+    Team,
+    User,
+)
+
+PASSWORD = "correct horse battery staple"
+TEST_KEY = "k1:" + base64.b64encode(b"\x01" * 32).decode()
+_counter = itertools.count(1)
+
+
+def database_url(tmp_root: Path) -> str:
+    url = os.environ.get("SLIPWAY_TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_root}/test.db"
+
+
+def redis_url() -> str:
+    return os.environ.get("SLIPWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reset_schema(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing():
+    """Argon2's production cost is the point in production and a waste in tests."""
+    from argon2 import PasswordHasher, profiles
+
+    from app.models import accounts
+
+    saved = accounts._hasher
+    accounts._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+    yield
+    accounts._hasher = saved
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("slipway-data")
+
+
+@pytest.fixture(scope="session")
+def base_config(data_dir) -> dict:
+    url = database_url(data_dir)
+    _reset_schema(url)
+    config = {
+        "TESTING": True,
+        "DATA_DIR": str(data_dir),
+        "SECRET_KEY": "test-secret-key",
+        "ENCRYPTION_KEYS_TEXT": TEST_KEY,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "REDIS_URL": redis_url(),
+    }
+    app = create_app(config)
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    return config
+
+
+@pytest.fixture
+def app(base_config):
+    app = create_app(base_config)
+    redis_lib.Redis.from_url(base_config["REDIS_URL"]).flushdb()
+    with app.app_context():
+        yield app
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+    redis_lib.Redis.from_url(base_config["REDIS_URL"]).flushdb()
+
+
+class RequestScopedClient(FlaskClient):
+    """Each request gets its own app context, as under a real server.
+
+    The ``app`` fixture keeps an app context open for the test body; Flask would
+    reuse it for every request, sharing ``g`` (the CSRF token cache) and the
+    database session between requests and the test. That would hide bugs.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = RequestScopedClient
+    return app.test_client()
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """The CSRF token of the client's session, as a page embeds it."""
+    page = client.get(path)
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
+    assert found, f"no CSRF token on {path} ({page.status_code})"
+    return found.group(1)
+
+
+# ---- factories ------------------------------------------------------------
+
+
+def make_team(name: str | None = None) -> Team:
+    team = Team(name=name or f"team-{next(_counter)}")
+    db.session.add(team)
+    db.session.flush()
+    return team
+
+
+def make_user(
+    team: Team | None = None,
+    role: Role | str = Role.owner,
+    email: str | None = None,
+    password: str = PASSWORD,
+) -> User:
+    user = User(email=email or f"user{next(_counter)}@example.com", name="Test User")
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    team = team or make_team()
+    db.session.add(Membership(team_id=team.id, user_id=user.id, role=str(Role(role))))
+    if db.session.get(Installation, 1) is None:
+        db.session.add(Installation(id=1, owner_id=user.id))
+    db.session.commit()
+    return user
+
+
+def make_project(team: Team, name: str | None = None) -> Project:
+    project = Project(team_id=team.id, name=name or f"proj{next(_counter)}")
+    project.environments.append(Environment(name="production"))
+    db.session.add(project)
+    db.session.commit()
+    return project
+
+
+def make_app(project: Project, name: str | None = None, **fields) -> Application:
+    values = {
+        "name": name or f"app{next(_counter)}",
+        "source_type": "git",
+        "git_url": "https://git.example.com/acme/web.git",
+        "git_branch": "main",
+        "container_port": 8000,
+    } | fields
+    app = Application(project_id=project.id, environment_id=project.environments[0].id, **values)
+    db.session.add(app)
+    db.session.commit()
+    return app
+
+
+def team_of(user: User) -> Team:
+    return user.memberships[0].team
+
+
+class Auth:
+    """Log the test client in and out through the real login form."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, user_or_email, password: str = PASSWORD):
+        email = getattr(user_or_email, "email", user_or_email)
+        token = csrf_token(self.client, "/login")
+        return self.client.post(
+            "/login", data={"csrf_token": token, "email": email, "password": password}
+        )
+
+    def logout(self):
+        token = csrf_token(self.client, "/")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client):
+    return Auth(client)
+
+
+@pytest.fixture
+def owner(app):
+    return make_user(role=Role.owner)
+
+
+@pytest.fixture
+def logged_in(client, auth, owner):
+    """A client logged in as a team owner; returns (client, user)."""
+    response = auth.login(owner)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client, owner

@@ -1,0 +1,85 @@
+"""Settings come from SLIPWAY_* variables; secrets are generated once, or required."""
+
+import os
+import stat
+
+import pytest
+
+from app import config
+
+
+def test_fresh_data_dir_generates_keys_with_mode_0600(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLIPWAY_SECRET_KEY", raising=False)
+    monkeypatch.delenv("SLIPWAY_ENCRYPTION_KEYS", raising=False)
+    first = config.load({"DATA_DIR": str(tmp_path)})
+    for name in ("secret_key", "encryption_keys"):
+        mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+        assert mode == 0o600, name
+    again = config.load({"DATA_DIR": str(tmp_path)})
+    assert again["SECRET_KEY"] == first["SECRET_KEY"]
+    assert again["ENCRYPTION_KEYS"] == first["ENCRYPTION_KEYS"]
+    assert len(first["SECRET_KEY"]) >= 64
+
+
+def test_two_installs_get_different_secrets(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLIPWAY_SECRET_KEY", raising=False)
+    a = config.load({"DATA_DIR": str(tmp_path / "a")})
+    b = config.load({"DATA_DIR": str(tmp_path / "b")})
+    assert a["SECRET_KEY"] != b["SECRET_KEY"]
+    assert a["ENCRYPTION_KEYS"] != b["ENCRYPTION_KEYS"]
+
+
+def test_production_without_secret_key_refuses_to_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ENV", "production")
+    monkeypatch.delenv("SLIPWAY_SECRET_KEY", raising=False)
+    with pytest.raises(config.ConfigError, match="SLIPWAY_SECRET_KEY"):
+        config.load({"DATA_DIR": str(tmp_path)})
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_production_without_encryption_keys_refuses_to_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ENV", "production")
+    monkeypatch.setenv("SLIPWAY_SECRET_KEY", "x" * 64)
+    monkeypatch.delenv("SLIPWAY_ENCRYPTION_KEYS", raising=False)
+    with pytest.raises(config.ConfigError, match="SLIPWAY_ENCRYPTION_KEYS"):
+        config.load({"DATA_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize("text", ["k1", "k1:not base64!", "k1:" + "QUFB", "bad id:" + "A" * 44, ""])
+def test_malformed_encryption_keys_are_refused(text):
+    with pytest.raises(config.ConfigError):
+        config.parse_encryption_keys(text)
+
+
+def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_DATABASE_URL", "postgresql://u:p@db.example/slipway")
+    monkeypatch.setenv("SLIPWAY_REDIS_URL", "unix:///run/redis.sock")
+    monkeypatch.setenv("SLIPWAY_BASE_DOMAIN", "apps.example.com")
+    monkeypatch.setenv("SLIPWAY_PUBLIC_URL", "https://slipway.example.com")
+    settings = config.load({"DATA_DIR": str(tmp_path)})
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db.example/slipway"
+    assert settings["RATELIMIT_STORAGE_URI"] == "redis+unix:///run/redis.sock"
+    assert settings["BASE_DOMAIN"] == "apps.example.com"
+    assert settings["SESSION_COOKIE_SECURE"] is True
+
+
+def test_embedded_default_is_sqlite_in_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLIPWAY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SLIPWAY_REDIS_URL", raising=False)
+    settings = config.load({"DATA_DIR": str(tmp_path)})
+    assert settings["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/slipway.db"
+    assert settings["REDIS_URL"] == f"unix://{tmp_path}/redis.sock"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.extensions import db
+
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/x.db"}
+    )
+    with app.app_context():
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1

@@ -1,0 +1,44 @@
+"""The dashboard lists projects with their apps' state, and warns when Docker is away."""
+
+from app.extensions import db
+from app.models import Deployment
+from tests.conftest import make_app, make_project, make_team, team_of
+
+
+def test_dashboard_lists_projects_apps_and_latest_state(logged_in):
+    client, user = logged_in
+    project = make_project(team_of(user), "shop")
+    web = make_app(project, "web")
+    make_app(project, "worker")
+    db.session.add_all(
+        [
+            Deployment(application_id=web.id, status="failed"),
+            Deployment(application_id=web.id, status="running"),
+        ]
+    )
+    db.session.commit()
+    make_project(make_team(), "not-mine")
+    page = client.get("/").get_data(as_text=True)
+    assert "shop" in page and "web" in page and "worker" in page
+    assert "status-running" in page and "not deployed" in page
+    assert "status-failed" not in page  # only the newest deployment counts
+    assert "not-mine" not in page
+
+
+def test_banner_when_docker_engine_is_unreachable(app, logged_in, tmp_path):
+    client, _ = logged_in
+    app.config["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    page = client.get("/").get_data(as_text=True)
+    assert "The Docker engine is unreachable" in page
+
+
+def test_no_banner_when_docker_engine_answers(logged_in):
+    """Runs against the real engine that ``make test`` starts."""
+    client, _ = logged_in
+    page = client.get("/").get_data(as_text=True)
+    assert "The Docker engine is unreachable" not in page
+
+
+def test_healthz_needs_no_session(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
