@@ -105,6 +105,7 @@ def app(base_config):
         with db.engine.begin() as conn:
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(table.delete())
+        db.engine.dispose()  # each test's app has its own pool; don't leak connections
     redis_lib.Redis.from_url(base_config["REDIS_URL"]).flushdb()
 
 
