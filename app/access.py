@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Application, EnvVar, Membership, Project, Role, Team
+from app.models import Application, Deployment, EnvVar, Membership, Project, Role, Team
 
 
 def memberships() -> list[Membership]:
@@ -78,4 +78,12 @@ def env_var(app: Application, var_id: int) -> EnvVar:
     found = db.session.get(EnvVar, var_id)
     if found is None or found.application_id != app.id:
         abort(404)
+    return found
+
+
+def deployment(deployment_id: int, needed: Role = Role.viewer) -> Deployment:
+    found = db.session.get(Deployment, deployment_id)
+    if found is None:
+        abort(404)
+    require(found.application.project.team_id, needed)
     return found

@@ -114,6 +114,23 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
             "DOCKER_HOST", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         ),
         "TRUSTED_PROXIES": int(_env("TRUSTED_PROXIES", "0")),
+        # Git hosts an admin allows although they are internal addresses; for these
+        # hosts (only) plain http:// is accepted too, e.g. a git server on the LAN.
+        "GIT_ALLOWED_HOSTS": tuple(
+            h.strip() for h in (_env("GIT_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
+        ),
+        "HTTP_PORT": int(_env("HTTP_PORT", "80")),
+        "PROXY_API_PORT": int(_env("PROXY_API_PORT", "8099")),
+        "PROXY_DIR": _env("PROXY_DIR", str(data_dir / "traefik")),
+        "BUILDS_DIR": _env("BUILDS_DIR", str(data_dir / "builds")),
+        "BUILD_MEMORY_MB": int(_env("BUILD_MEMORY_MB", "2048")),
+        "BUILD_TIMEOUT_SECONDS": int(_env("BUILD_TIMEOUT_SECONDS", "1800")),
+        "CLONE_TIMEOUT_SECONDS": int(_env("CLONE_TIMEOUT_SECONDS", "300")),
+        "HEALTH_TIMEOUT_SECONDS": float(_env("HEALTH_TIMEOUT_SECONDS", "60")),
+        "HEALTH_SETTLE_SECONDS": float(_env("HEALTH_SETTLE_SECONDS", "10")),
+        "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
+        "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
+        "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
         "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
         "SESSION_COOKIE_NAME": "slipway_session",

@@ -1,12 +1,23 @@
-"""The only module that talks to the Docker engine."""
+"""The only module that talks to the Docker engine.
+
+How a version of an app is built, started, checked and stopped lives here, so
+that Swarm services can later replace plain containers in one place. Containers
+get a fixed set of options: users choose the image, env, port and limits, never
+privileges, mounts, networks, capabilities, devices or labels.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from flask import current_app
 from redis.exceptions import RedisError
 
@@ -14,12 +25,27 @@ from app.extensions import redis
 
 ENGINE_STATUS_KEY = "slipway:engine-status"
 ENGINE_STATUS_TTL = 15
+NETWORK = "slipway"
+LABEL_APP = "slipway.app"
+LABEL_DEPLOYMENT = "slipway.deployment"
+LABEL_REPLICA = "slipway.replica"
+
+
+class ContainerError(Exception):
+    """A Docker step failed; the message is safe to show the user."""
 
 
 @dataclass(frozen=True)
 class EngineStatus:
     reachable: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    name: str
+    address: str  # IP on the slipway network
 
 
 def client(timeout: int = 60) -> docker.DockerClient:
@@ -58,3 +84,299 @@ def engine_status() -> EngineStatus:
     except RedisError:
         pass
     return status
+
+
+# ---- images ---------------------------------------------------------------
+
+
+def image_tag(app_id: int, deployment_id: int) -> str:
+    return f"slipway/app-{app_id}:d{deployment_id}"
+
+
+def build_image(
+    context: Path,
+    dockerfile: Path,
+    tag: str,
+    labels: dict[str, str],
+    *,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> str:
+    """Build ``tag`` from ``context``; stream output lines; return the image id.
+
+    The build runs with a memory cap and a timeout. A watcher polls
+    ``should_stop`` and the deadline even while the build prints nothing; to
+    stop, it shuts the API connection down, and the engine then abandons the
+    build and removes its intermediate container.
+    """
+    cfg = current_app.config
+    timeout = cfg["BUILD_TIMEOUT_SECONDS"]
+    engine = client(timeout=timeout)
+    responses: list = []
+    engine.api.hooks["response"].append(lambda response, *a, **k: responses.append(response))
+    memory = cfg["BUILD_MEMORY_MB"] * 1024 * 1024
+    reason: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.25):
+            if should_stop():
+                reason.append("stopped")
+            elif time.monotonic() > deadline:
+                reason.append(f"the build took longer than {timeout} s")
+            if reason:
+                _abort(responses)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        dockerfile_arg = (
+            str(dockerfile.relative_to(context)) if context in dockerfile.parents
+            else str(dockerfile)
+        )  # fmt: skip
+        stream = engine.api.build(
+            path=str(context), dockerfile=dockerfile_arg, tag=tag, labels=labels, rm=True,
+            forcerm=True, pull=False, decode=True, nocache=False,
+            container_limits={"memory": memory, "memswap": memory},
+        )  # fmt: skip
+        image_id = None
+        for chunk in stream:
+            for line in _chunk_lines(chunk):
+                on_line(line)
+            if "error" in chunk:
+                raise ContainerError(f"the build failed: {chunk['error'].strip()}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        if reason:
+            raise ContainerError(reason[0])
+        return image_id or engine.images.get(tag).id
+    except ContainerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cut connection surfaces as many types
+        if reason:
+            raise ContainerError(reason[0]) from None
+        raise ContainerError(f"the build failed: {_explain(exc)}") from None
+    finally:
+        done.set()
+        engine.close()
+
+
+def _abort(responses: list) -> None:
+    """Shut the socket of the streaming build response; the blocked read then fails."""
+    for response in responses:
+        connection = getattr(response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _chunk_lines(chunk: dict) -> Iterator[str]:
+    text = chunk.get("stream") or chunk.get("status") or ""
+    if chunk.get("progress"):
+        text = f"{text} {chunk['progress']}"
+    for line in text.splitlines():
+        if line.strip():
+            yield line.rstrip()
+
+
+def ensure_image(ref: str, on_line: Callable[[str], None]) -> str:
+    """Use a local image, or pull it; returns the image id."""
+    engine = client(timeout=600)
+    try:
+        try:
+            return engine.images.get(ref).id
+        except ImageNotFound:
+            pass
+        on_line(f"pulling {ref}")
+        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        for chunk in engine.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+            for line in _chunk_lines(chunk):
+                on_line(line)
+            if "error" in chunk:
+                raise ContainerError(f"pulling {ref} failed: {chunk['error']}")
+        return engine.images.get(ref).id
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"pulling {ref} failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+def image_exists(ref: str) -> bool:
+    engine = client(timeout=30)
+    try:
+        engine.images.get(ref)
+        return True
+    except ImageNotFound:
+        return False
+    finally:
+        engine.close()
+
+
+def prune_images(app_id: int, keep_tags: set[str]) -> list[str]:
+    """Remove this app's Slipway-built images except ``keep_tags``; returns removed tags."""
+    engine = client(timeout=120)
+    removed = []
+    try:
+        for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
+            tags = [t for t in image.tags if t.startswith(f"slipway/app-{app_id}:")]
+            if not tags or set(tags) & keep_tags:
+                continue
+            try:
+                engine.images.remove(image.id, force=False, noprune=False)
+                removed.extend(tags)
+            except APIError:
+                continue  # still used by a container; a later cleanup takes it
+    finally:
+        engine.close()
+    return removed
+
+
+# ---- containers -----------------------------------------------------------
+
+
+def ensure_network(engine: docker.DockerClient) -> None:
+    if not engine.networks.list(names=[NETWORK]):
+        try:
+            engine.networks.create(NETWORK, driver="bridge", labels={"slipway": "1"})
+        except APIError:
+            if not engine.networks.list(names=[NETWORK]):
+                raise
+
+
+def start_replicas(
+    *,
+    app_id: int,
+    deployment_id: int,
+    image: str,
+    env: dict[str, str],
+    count: int,
+    cpu_limit: float | None,
+    memory_limit_mb: int | None,
+) -> list[Replica]:
+    """Start ``count`` containers of ``image`` on the slipway network."""
+    engine = client(timeout=120)
+    replicas = []
+    try:
+        ensure_network(engine)
+        for index in range(count):
+            container = engine.containers.run(
+                image,
+                detach=True,
+                name=f"slipway-a{app_id}-d{deployment_id}-r{index}",
+                environment=env,
+                labels={
+                    LABEL_APP: str(app_id),
+                    LABEL_DEPLOYMENT: str(deployment_id),
+                    LABEL_REPLICA: str(index),
+                },
+                network=NETWORK,
+                restart_policy={"Name": "unless-stopped"},
+                mem_limit=f"{memory_limit_mb}m" if memory_limit_mb else None,
+                nano_cpus=int(cpu_limit * 1e9) if cpu_limit else None,
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            )
+            container.reload()
+            address = container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+            replicas.append(Replica(container.id, container.name, address))
+        return replicas
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"starting the container failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    running: bool
+    restarts: int
+    exit_code: int | None
+    detail: str
+
+
+def replica_state(container_id: str) -> ReplicaState:
+    engine = client(timeout=30)
+    try:
+        container = engine.containers.get(container_id)
+        state = container.attrs["State"]
+        return ReplicaState(
+            running=bool(state.get("Running")) and not state.get("Restarting"),
+            restarts=int(container.attrs.get("RestartCount", 0)),
+            exit_code=state.get("ExitCode"),
+            detail=state.get("Error") or state.get("Status", ""),
+        )
+    except NotFound:
+        return ReplicaState(False, 0, None, "the container is gone")
+    finally:
+        engine.close()
+
+
+def replica_logs(container_id: str, tail: int = 20) -> list[str]:
+    engine = client(timeout=30)
+    try:
+        raw = engine.containers.get(container_id).logs(tail=tail)
+        return raw.decode("utf-8", "replace").splitlines()
+    except (NotFound, APIError):
+        return []
+    finally:
+        engine.close()
+
+
+def containers_of(*, app_id: int | None = None, deployment_id: int | None = None) -> list[str]:
+    """Ids of Slipway containers of an app or a deployment, running or not."""
+    label = (
+        f"{LABEL_DEPLOYMENT}={deployment_id}" if deployment_id is not None
+        else f"{LABEL_APP}={app_id}"
+    )  # fmt: skip
+    engine = client(timeout=30)
+    try:
+        return [c.id for c in engine.containers.list(all=True, filters={"label": label})]
+    finally:
+        engine.close()
+
+
+def addresses(container_ids: list[str]) -> list[str]:
+    engine = client(timeout=30)
+    try:
+        result = []
+        for cid in container_ids:
+            networks = engine.containers.get(cid).attrs["NetworkSettings"]["Networks"]
+            result.append(networks[NETWORK]["IPAddress"])
+        return result
+    finally:
+        engine.close()
+
+
+def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
+    """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), then remove."""
+    engine = client(timeout=timeout + 30)
+    try:
+        for cid in container_ids:
+            try:
+                container = engine.containers.get(cid)
+            except NotFound:
+                continue
+            labels = container.labels or {}
+            if LABEL_APP not in labels:
+                continue  # never touch what Slipway did not start
+            try:
+                container.stop(timeout=timeout)
+            except APIError:
+                pass
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+    finally:
+        engine.close()
+
+
+def _explain(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

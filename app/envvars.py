@@ -72,9 +72,12 @@ def display_value(var: EnvVar) -> str:
     return secrets.MASK if var.is_secret else (var.value or "")
 
 
+def decrypted_one(var: EnvVar) -> str:
+    if var.is_secret:
+        return secrets.decrypt(var.secret_value or "", context=CONTEXT)
+    return var.value or ""
+
+
 def decrypted(app: Application) -> dict[str, str]:
     """The full environment for a container. Only the worker calls this."""
-    return {
-        v.key: secrets.decrypt(v.secret_value, context=CONTEXT) if v.is_secret else (v.value or "")
-        for v in app.env_vars
-    }
+    return {v.key: decrypted_one(v) for v in app.env_vars}

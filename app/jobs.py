@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from rq.worker import Worker
 from sqlalchemy import select
 
+from app import containers, pipeline, proxy
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
@@ -19,8 +19,8 @@ from app.models.base import utcnow
 log = logging.getLogger("slipway.jobs")
 _app: Flask | None = None
 
-# A queued deployment whose job cannot be found after this long was lost.
-LOST_GRACE = timedelta(seconds=60)
+# A deployment younger than this is never reaped (its job may be starting).
+LOST_GRACE = timedelta(seconds=30)
 
 
 def bind(app: Flask) -> None:
@@ -38,41 +38,81 @@ def _context():
     return _app.app_context()
 
 
-def _job_is_alive(job_id: str | None, live_workers: set[str]) -> bool:
+def _queued_job_exists(job_id: str | None) -> bool:
     if not job_id:
         return False
     try:
         job = Job.fetch(job_id, connection=redis.client, serializer=JSONSerializer)
     except NoSuchJobError:
         return False
-    status = job.get_status(refresh=False)
-    if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-        return True
-    if status == JobStatus.STARTED:
-        return job.worker_name in live_workers
-    return False
+    return job.get_status(refresh=False) in (
+        JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED
+    )  # fmt: skip
+
+
+def _is_lost(deployment: Deployment, cutoff) -> bool:
+    created = deployment.created_at
+    if created.tzinfo is None:  # SQLite returns naive UTC
+        created = created.replace(tzinfo=cutoff.tzinfo)
+    if created > cutoff:
+        return False
+    if deployment.status == "queued":
+        return not _queued_job_exists(deployment.rq_job_id)
+    # building / deploying: the pipeline's heartbeat says whether it is still alive.
+    return not pipeline.is_alive(deployment.id)
 
 
 def reap_lost_deployments() -> int:
-    """Mark deployments whose RQ job is gone (worker killed, job lost) as failed.
+    """Mark deployments whose worker died (no heartbeat) or whose job vanished as failed.
 
+    Their half-started containers are removed, unless Traefik routes to them.
     Returns how many were marked, so the scheduler log says what it did.
     """
     with _context():
-        live = {w.name for w in Worker.all(connection=redis.client)}
         cutoff = utcnow() - LOST_GRACE
-        reaped = 0
-        active = db.session.scalars(
-            select(Deployment).where(Deployment.status.in_([s.value for s in ACTIVE_STATUSES]))
-        )
-        for deployment in active:
-            created = deployment.created_at
-            if created.tzinfo is None:  # SQLite returns naive UTC
-                created = created.replace(tzinfo=cutoff.tzinfo)
-            if created > cutoff or _job_is_alive(deployment.rq_job_id, live):
-                continue
+        lost = [
+            d for d in db.session.scalars(
+                select(Deployment).where(
+                    Deployment.status.in_([s.value for s in ACTIVE_STATUSES])
+                )
+            )
+            if _is_lost(d, cutoff)
+        ]  # fmt: skip
+        for deployment in lost:
             deployment.mark_failed("worker lost: its job is no longer running")
+            deployment.step = None
             log.warning("deployment %s: worker lost, marked failed", deployment.id)
-            reaped += 1
         db.session.commit()
-        return reaped
+        for deployment in lost:
+            _remove_unserving(deployment)
+        return len(lost)
+
+
+def _remove_unserving(deployment: Deployment) -> None:
+    try:
+        ids = containers.containers_of(deployment_id=deployment.id)
+        if not ids:
+            return
+        served = proxy.served_by(deployment.application_id) or set()
+        port = deployment.application.container_port
+        if any(f"http://{a}:{port}" in served for a in containers.addresses(ids)):
+            return
+        containers.stop_and_remove(ids, timeout=2)
+    except Exception:  # noqa: BLE001 - Docker or Traefik away: the next pass retries
+        log.warning("could not clean up deployment %s", deployment.id)
+
+
+def run_deployment(deployment_id: int) -> str:
+    """The deploy pipeline for one deployment (``app.pipeline``)."""
+    with _context():
+        return pipeline.run(deployment_id)
+
+
+def remove_app_resources(app_id: int) -> int:
+    """After an app is deleted: its containers, its route file and its images."""
+    with _context():
+        ids = containers.containers_of(app_id=app_id)
+        containers.stop_and_remove(ids, timeout=current_app.config["STOP_TIMEOUT_SECONDS"])
+        proxy.remove_app_routes(app_id)
+        containers.prune_images(app_id, keep_tags=set())
+        return len(ids)

@@ -129,7 +129,8 @@ def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
 
     ``ext::``, ``file://``, local paths and option-looking values are refused, as
     are credentials in the URL (they would be stored in clear). Hosts that are
-    internal addresses are refused unless an admin allow-listed them.
+    internal addresses are refused unless an admin allow-listed them; an
+    allow-listed host may also use plain ``http://``.
     """
     value = value or ""
     if not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value):
@@ -143,9 +144,10 @@ def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
             raise InvalidValue("That SSH address is not valid.")
     else:
         parts = urlsplit(value)
-        if parts.scheme not in ("https", "ssh"):
+        plain_http_allowed = parts.scheme == "http" and (parts.hostname or "") in allowed_hosts
+        if parts.scheme not in ("https", "ssh") and not plain_http_allowed:
             raise InvalidValue("Only https:// and ssh:// repository URLs are accepted.")
-        if parts.password is not None or (parts.scheme == "https" and parts.username):
+        if parts.password is not None or (parts.scheme != "ssh" and parts.username):
             raise InvalidValue("Do not put credentials in the URL.")
         if parts.username and not SSH_USER_RE.fullmatch(parts.username):
             raise InvalidValue("That SSH user name is not valid.")
@@ -175,3 +177,27 @@ def health_path(value: str) -> str:
     if not value or len(value) > 255 or not HEALTH_PATH_RE.fullmatch(value):
         raise InvalidValue("The health-check path must start with '/' and contain no spaces.")
     return value
+
+
+def resolves_internally(host: str) -> bool:
+    """Whether any address ``host`` resolves to is internal (checked again at use).
+
+    A name that does not resolve is not internal: the clone will fail on its own.
+    """
+    import socket
+
+    if is_internal_address(host):
+        return True
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return any(is_internal_address(info[4][0]) for info in infos)
+
+
+def git_host(url: str) -> str:
+    """The host part of a URL that :func:`git_url` accepted."""
+    scp = SCP_LIKE_RE.fullmatch(url)
+    if "://" not in url and scp:
+        return scp["host"]
+    return urlsplit(url).hostname or ""

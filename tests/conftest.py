@@ -12,6 +12,7 @@ import base64
 import itertools
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,10 +96,11 @@ def base_config(data_dir) -> dict:
     return config
 
 
-@pytest.fixture
-def app(base_config):
-    app = create_app(base_config)
-    redis_lib.Redis.from_url(base_config["REDIS_URL"]).flushdb()
+@contextmanager
+def running_app(config: dict):
+    """An app on the test database and Redis; empties both afterwards."""
+    app = create_app(config)
+    redis_lib.Redis.from_url(config["REDIS_URL"]).flushdb()
     with app.app_context():
         yield app
         db.session.remove()
@@ -106,7 +108,13 @@ def app(base_config):
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(table.delete())
         db.engine.dispose()  # each test's app has its own pool; don't leak connections
-    redis_lib.Redis.from_url(base_config["REDIS_URL"]).flushdb()
+    redis_lib.Redis.from_url(config["REDIS_URL"]).flushdb()
+
+
+@pytest.fixture
+def app(base_config):
+    with running_app(base_config) as app:
+        yield app
 
 
 class RequestScopedClient(FlaskClient):

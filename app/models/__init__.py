@@ -9,6 +9,7 @@ from app.models.deployments import (
     Deployment,
     DeploymentLogLine,
     DeploymentStatus,
+    DeployStep,
 )
 from app.models.projects import Environment, Project
 
@@ -20,6 +21,7 @@ __all__ = [
     "Deployment",
     "DeploymentLogLine",
     "DeploymentStatus",
+    "DeployStep",
     "Domain",
     "EnvVar",
     "Environment",

@@ -24,7 +24,8 @@ class Application(Timestamped, Base):
     __tablename__ = "applications"
     # Unique per project (not per environment): the default address is
     # <app>.<project>.<base domain>.
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    # Container, image and route names carry ids: SQLite must never reuse one.
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

@@ -21,6 +21,16 @@ class DeploymentStatus(enum.StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     superseded = "superseded"
+    # Was running; a newer deployment now serves. Its image may be kept for rollback.
+    replaced = "replaced"
+
+
+class DeployStep(enum.StrEnum):
+    clone = "clone"
+    build = "build"
+    start = "start"
+    health = "health"
+    switch = "switch"
 
 
 ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, DeploymentStatus.deploying)
@@ -28,7 +38,10 @@ ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, Deploymen
 
 class Deployment(Timestamped, Base):
     __tablename__ = "deployments"
-    __table_args__ = (Index("ix_deployments_app_id", "application_id", "id"),)
+    __table_args__ = (
+        Index("ix_deployments_app_id", "application_id", "id"),
+        {"sqlite_autoincrement": True},  # image and container names carry the id
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     application_id: Mapped[int] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
@@ -36,6 +49,12 @@ class Deployment(Timestamped, Base):
     trigger: Mapped[str] = mapped_column(String(20), default="manual")
     commit_sha: Mapped[str | None] = mapped_column(String(64))
     commit_message: Mapped[str | None] = mapped_column(Text)
+    commit_author: Mapped[str | None] = mapped_column(String(255))
+    # The pipeline step in progress while building/deploying (clone → … → switch).
+    step: Mapped[str | None] = mapped_column(String(20))
+    rollback_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL")
+    )
     image_tag: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
@@ -45,6 +64,12 @@ class Deployment(Timestamped, Base):
 
     application: Mapped[Application] = relationship()
     triggered_by: Mapped[User | None] = relationship()
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
 
     @property
     def is_final(self) -> bool:

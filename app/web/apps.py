@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import select
 
 from app import access, catalog, envvars, events
-from app.extensions import db
+from app.extensions import db, queue
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
 from app.web import is_htmx
@@ -133,7 +133,10 @@ def delete_get(app_id: int):
     return render_template(
         "confirm.html",
         title=f"Delete application {app.name}?",
-        message="Its settings, environment variables and deployment history are deleted.",
+        message=(
+            "Its containers are stopped and removed, its route and images are deleted, "
+            "and so are its settings, environment variables and deployment history."
+        ),
         action=url_for("apps.delete_post", app_id=app.id),
         confirm_label="Delete application",
         back=url_for("apps.show", app_id=app.id),
@@ -145,8 +148,11 @@ def delete_post(app_id: int):
     app = access.application(app_id, Role.admin)
     project_id, team_id, name = app.project_id, app.project.team_id, app.name
     events.record("app.deleted", team_id=team_id, target=app, name=name)
+    app_id = app.id
     db.session.delete(app)
     db.session.commit()
+    # Containers, routes and images go in the worker: the web never touches Docker.
+    queue("default").enqueue("app.jobs.remove_app_resources", app_id, job_id=f"remove-app-{app_id}")
     flash(f"Application {name} deleted.", "success")
     return redirect(url_for("projects.show", project_id=project_id), 303)
 

@@ -124,7 +124,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['environment_id'], ['environments.id'], name=op.f('fk_applications_environment_id_environments'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_applications_project_id_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_applications')),
-    sa.UniqueConstraint('project_id', 'name', name=op.f('uq_applications_project_id_name'))
+    sa.UniqueConstraint('project_id', 'name', name=op.f('uq_applications_project_id_name')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('applications', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_applications_environment_id'), ['environment_id'], unique=False)
@@ -137,6 +138,9 @@ def upgrade():
     sa.Column('trigger', sa.String(length=20), nullable=False),
     sa.Column('commit_sha', sa.String(length=64), nullable=True),
     sa.Column('commit_message', sa.Text(), nullable=True),
+    sa.Column('commit_author', sa.String(length=255), nullable=True),
+    sa.Column('step', sa.String(length=20), nullable=True),
+    sa.Column('rollback_of_id', sa.Integer(), nullable=True),
     sa.Column('image_tag', sa.String(length=255), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('rq_job_id', sa.String(length=64), nullable=True),
@@ -146,7 +150,9 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_deployments_application_id_applications'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['triggered_by_id'], ['users.id'], name=op.f('fk_deployments_triggered_by_id_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_deployments'))
+    sa.ForeignKeyConstraint(['rollback_of_id'], ['deployments.id'], name=op.f('fk_deployments_rollback_of_id_deployments'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deployments')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('deployments', schema=None) as batch_op:
         batch_op.create_index('ix_deployments_app_id', ['application_id', 'id'], unique=False)

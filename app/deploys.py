@@ -1,0 +1,141 @@
+"""Starting, cancelling and rolling back deployments: the one entry point for every trigger.
+
+A button, the API, a webhook or a rollback calls :func:`start_deploy`, which
+inserts a ``queued`` row, supersedes older queued rows of the same app, and
+enqueues the row's id on the ``deploy`` queue. The request returns at once;
+``app.pipeline`` does the work in the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy import select, update
+
+from app import events
+from app.extensions import db, queue, redis
+from app.models import Application, Deployment, DeploymentStatus, User
+from app.models.base import utcnow
+
+log = logging.getLogger("slipway.deploys")
+CANCEL_KEY = "slipway:cancel:{}"
+ROLLBACK_STATUSES = (DeploymentStatus.running.value, DeploymentStatus.replaced.value)
+
+
+class DeployError(Exception):
+    """The request cannot start or change a deployment; the message says why."""
+
+
+def _drop_job(job_id: str | None) -> None:
+    if not job_id:
+        return
+    try:
+        Job.fetch(job_id, connection=redis.client, serializer=JSONSerializer).cancel()
+    except (NoSuchJobError, RedisError):
+        pass
+
+
+def start_deploy(
+    app: Application,
+    *,
+    trigger: str,
+    user: User | None = None,
+    rollback_of: Deployment | None = None,
+    commit_sha: str | None = None,
+    commit_message: str | None = None,
+    commit_author: str | None = None,
+) -> Deployment:
+    """Queue a deployment of ``app``; older queued ones become ``superseded``."""
+    older = db.session.scalars(
+        select(Deployment).where(
+            Deployment.application_id == app.id,
+            Deployment.status == DeploymentStatus.queued.value,
+        )
+    ).all()
+    for stale in older:
+        stale.status = DeploymentStatus.superseded.value
+        stale.finished_at = utcnow()
+        _drop_job(stale.rq_job_id)
+    deployment = Deployment(
+        application_id=app.id,
+        status=DeploymentStatus.queued.value,
+        trigger=trigger,
+        triggered_by_id=user.id if user else None,
+        rollback_of_id=rollback_of.id if rollback_of else None,
+        image_tag=rollback_of.image_tag if rollback_of else None,
+        commit_sha=rollback_of.commit_sha if rollback_of else commit_sha,
+        commit_message=rollback_of.commit_message if rollback_of else commit_message,
+        commit_author=rollback_of.commit_author if rollback_of else commit_author,
+    )
+    db.session.add(deployment)
+    db.session.flush()
+    deployment.rq_job_id = f"deploy-{deployment.id}"
+    events.record(
+        "deploy.started", team_id=app.project.team_id, target=deployment, trigger=trigger,
+        app=app.name,
+    )  # fmt: skip
+    db.session.commit()
+    try:
+        queue("deploy").enqueue(
+            "app.jobs.run_deployment",
+            deployment.id,
+            job_id=deployment.rq_job_id,
+            result_ttl=86400,
+            failure_ttl=7 * 86400,
+        )
+    except RedisError as exc:
+        deployment.mark_failed(f"could not queue the deployment: {exc}")
+        db.session.commit()
+    return deployment
+
+
+def cancel(deployment: Deployment, user: User | None = None) -> None:
+    """Cancel a queued deployment now, or ask the worker to stop a building one."""
+    if deployment.status == DeploymentStatus.queued.value:
+        changed = db.session.execute(
+            update(Deployment)
+            .where(Deployment.id == deployment.id, Deployment.status == "queued")
+            .values(status=DeploymentStatus.cancelled.value, finished_at=utcnow(),
+                    error="cancelled before it started")
+        ).rowcount  # fmt: skip
+        if changed:
+            _drop_job(deployment.rq_job_id)
+            events.record("deploy.cancelled", target=deployment, user_id=user.id if user else None)
+            db.session.commit()
+            return
+        db.session.refresh(deployment)
+    if deployment.status != DeploymentStatus.building.value:
+        raise DeployError(f"A {deployment.status} deployment cannot be cancelled.")
+    redis.client.set(CANCEL_KEY.format(deployment.id), "1", ex=3600)
+    events.record("deploy.cancel_requested", target=deployment,
+                  user_id=user.id if user else None)  # fmt: skip
+    db.session.commit()
+
+
+def cancel_requested(deployment_id: int) -> bool:
+    return bool(redis.client.exists(CANCEL_KEY.format(deployment_id)))
+
+
+def rollback(deployment: Deployment, user: User | None = None) -> Deployment:
+    """Deploy the image of an earlier successful deployment again, without a rebuild."""
+    if deployment.status not in ROLLBACK_STATUSES or not deployment.image_tag:
+        raise DeployError("Only a deployment that ran successfully can be rolled back to.")
+    return start_deploy(
+        deployment.application, trigger="rollback", user=user, rollback_of=deployment
+    )
+
+
+def current(app_id: int) -> Deployment | None:
+    """The deployment serving the app now, if any."""
+    return db.session.scalar(
+        select(Deployment)
+        .where(
+            Deployment.application_id == app_id,
+            Deployment.status == DeploymentStatus.running.value,
+        )
+        .order_by(Deployment.id.desc())
+    )

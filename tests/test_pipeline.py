@@ -1,0 +1,325 @@
+"""The deploy pipeline against the real Docker engine, real Traefik and a real git server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+from sqlalchemy import select
+
+from app import deploys, envvars, jobs, proxy
+from app.extensions import db
+from app.models import Deployment, DeploymentLogLine
+from tests import lab
+from tests.conftest import make_app, make_project, make_team, running_app
+
+CANARY = "canary-5c1d-build-secret"
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory, base_config):
+    """Base image, git server and Traefik, shared by the module's tests."""
+    lab.ensure_base_image()
+    root = tmp_path_factory.mktemp("lab")
+    (root / "git").mkdir()
+    server = lab.GitServer(root / "git")
+    config = base_config | {
+        "PROXY_DIR": str(root / "traefik"),
+        "BUILDS_DIR": str(root / "builds"),
+        "HTTP_PORT": lab.free_port(),
+        "PROXY_API_PORT": lab.free_port(),
+        "GIT_ALLOWED_HOSTS": ("127.0.0.1",),
+        "BASE_DOMAIN": "localhost",
+        "HEALTH_SETTLE_SECONDS": 1.0,
+        "HEALTH_TIMEOUT_SECONDS": 15.0,
+        "DRAIN_SECONDS": 0.5,
+        "STOP_TIMEOUT_SECONDS": 2,
+    }
+    with running_app(config):
+        static = proxy.write_static_config()
+    traefik = lab.Traefik(static, root / "traefik.log")
+    traefik.wait_ready(config["PROXY_API_PORT"])
+    yield {"config": config, "git": server, "root": root}
+    traefik.stop()
+    server.stop()
+
+
+@pytest.fixture
+def app(infra):
+    with running_app(infra["config"]) as app:
+        jobs.bind(app)
+        yield app
+    _remove_slipway_resources(Path(infra["config"]["PROXY_DIR"]) / "dynamic")
+
+
+def _remove_slipway_resources(dynamic: Path):
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": "slipway.app"}):
+        container.remove(force=True)
+    for image in client.images.list(filters={"label": "slipway.app"}):
+        client.images.remove(image.id, force=True)
+    client.close()
+    for route in dynamic.glob("app-*.yml"):
+        route.unlink()
+
+
+_names = iter(range(1, 10_000))
+
+
+def _host(app_row) -> str:
+    return f"{app_row.name}.{app_row.project.name}.localhost"
+
+
+@pytest.fixture
+def repo(infra):
+    return lab.Repo(infra["git"], f"site{next(_names)}", infra["root"] / "work")
+
+
+def _web_app(repo, **fields):
+    project = make_project(make_team(), f"shop{next(_names)}")
+    values = {"git_url": repo.url, "git_branch": "main", "container_port": 8000,
+              "health_check_path": "/"} | fields  # fmt: skip
+    return make_app(project, "web", **values)
+
+
+def _through_traefik(infra, app_row, path="/"):
+    host = app_row if isinstance(app_row, str) else _host(app_row)
+    port = infra["config"]["HTTP_PORT"]
+    return requests.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}, timeout=5)
+
+
+def _deploy(app_row, **kwargs) -> Deployment:
+    deployment = deploys.start_deploy(app_row, trigger=kwargs.pop("trigger", "manual"), **kwargs)
+    jobs.run_deployment(deployment.id)
+    db.session.expire_all()
+    return db.session.get(Deployment, deployment.id)
+
+
+def _log(deployment_id: int) -> str:
+    lines = db.session.scalars(
+        select(DeploymentLogLine.text)
+        .where(DeploymentLogLine.deployment_id == deployment_id)
+        .order_by(DeploymentLogLine.seq)
+    )
+    return "\n".join(lines)
+
+
+def test_git_app_builds_deploys_and_answers_through_traefik(app, infra, repo):
+    sha = repo.commit(lab.web_files("v1"), "first version")
+    app_row = _web_app(repo)
+    envvars.set_var(app_row, "GREETING", "hi", secret=False)
+    envvars.set_var(app_row, "API_TOKEN", CANARY, secret=True)
+    db.session.commit()
+
+    deployment = _deploy(app_row)
+
+    assert deployment.status == "running", deployment.error
+    assert (deployment.commit_sha, deployment.commit_message) == (sha, "first version")
+    assert deployment.commit_author == "Test Author"
+    assert deployment.image_tag == f"slipway/app-{app_row.id}:d{deployment.id}"
+    assert deployment.started_at and deployment.finished_at
+    response = _through_traefik(infra, app_row)
+    assert response.status_code == 200 and response.text == "hello from v1\n"
+    log = _log(deployment.id)
+    for step in ("── clone", "── build", "── start", "── health", "── switch"):
+        assert step in log
+    assert "Step 1/" in log or "FROM" in log  # the docker build output itself
+
+    client = docker.from_env()
+    (container,) = client.containers.list(filters={"label": f"slipway.deployment={deployment.id}"})
+    host = container.attrs["HostConfig"]
+    assert host["Privileged"] is False and not host.get("Binds") and not host.get("CapAdd")
+    assert not host.get("Devices") and host["NetworkMode"] == "slipway"
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert set(container.labels) <= {"slipway.app", "slipway.deployment", "slipway.replica"}
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    assert env["API_TOKEN"] == CANARY and env["GREETING"] == "hi" and env["PORT"] == "8000"
+    client.close()
+    route = Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_row.id}.yml").read_text()
+    assert CANARY not in route
+
+
+def test_redeploy_swaps_versions_without_a_failed_request(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    first = _deploy(app_row)
+    assert first.status == "running", first.error
+    repo.commit(lab.web_files("v2"), "v2")
+
+    failures, bodies, stop = [], set(), threading.Event()
+    host = _host(app_row)  # the thread has no database session
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                r = _through_traefik(infra, host)
+                bodies.add(r.text)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        second = _deploy(app_row)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert second.status == "running", second.error
+    assert failures == []
+    assert bodies == {"hello from v1\n", "hello from v2\n"}
+    assert _through_traefik(infra, app_row).text == "hello from v2\n"
+    db.session.expire_all()
+    assert db.session.get(Deployment, first.id).status == "replaced"
+    client = docker.from_env()
+    assert not client.containers.list(all=True, filters={"label": f"slipway.deployment={first.id}"})
+    client.close()
+
+
+def test_build_failure_keeps_the_old_version_serving(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    assert _deploy(app_row).status == "running"
+    repo.commit(lab.web_files("v2", extra_run="/bin/busybox false"), "broken build")
+    failed = _deploy(app_row)
+    assert failed.status == "failed"
+    assert "build failed" in failed.error
+    assert _through_traefik(infra, app_row).text == "hello from v1\n"
+
+
+def test_crash_looping_container_fails_and_old_version_serves(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    assert _deploy(app_row).status == "running"
+    files = lab.web_files("v2")
+    files["Dockerfile"] = (
+        f'FROM {lab.BASE_IMAGE}\nCMD ["/bin/busybox", "sh", "-c", "echo boom; exit 3"]\n'
+    )
+    repo.commit(files, "crashes")
+    failed = _deploy(app_row)
+    assert failed.status == "failed"
+    assert "stopped" in failed.error
+    assert "boom" in _log(failed.id)  # the container's last words are in the log
+    assert _through_traefik(infra, app_row).text == "hello from v1\n"
+    client = docker.from_env()
+    label = f"slipway.deployment={failed.id}"
+    assert not client.containers.list(all=True, filters={"label": label})
+    client.close()
+
+
+def test_never_healthy_version_fails_after_the_health_timeout(app, infra, repo):
+    app.config["HEALTH_TIMEOUT_SECONDS"] = 3.0
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo, health_check_path="/healthz")  # httpd answers 404 there
+    failed = _deploy(app_row)
+    assert failed.status == "failed"
+    assert "health check failed" in failed.error and "404" in failed.error
+    assert _through_traefik(infra, app_row).status_code == 404  # Traefik: no route at all
+    assert not Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_row.id}.yml").exists()
+
+
+def test_rollback_reuses_the_kept_image_without_a_build(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    first = _deploy(app_row)
+    repo.commit(lab.web_files("v2"), "v2")
+    assert _deploy(app_row).status == "running"
+    back = deploys.rollback(first)
+    jobs.run_deployment(back.id)
+    db.session.expire_all()
+    back = db.session.get(Deployment, back.id)
+    assert back.status == "running", back.error
+    assert (back.trigger, back.rollback_of_id, back.image_tag) == (
+        "rollback",
+        first.id,
+        first.image_tag,
+    )
+    assert "── clone" not in _log(back.id) and "── build" not in _log(back.id)
+    assert _through_traefik(infra, app_row).text == "hello from v1\n"
+
+
+def test_only_the_last_five_successful_images_are_kept(app, infra, repo):
+    app.config["KEEP_IMAGES"] = 2
+    app_row = _web_app(repo)
+    tags = []
+    for n in range(3):
+        repo.commit(lab.web_files(f"v{n}"), f"v{n}")
+        tags.append(_deploy(app_row).image_tag)
+    client = docker.from_env()
+    kept = {t for image in client.images.list(filters={"label": f"slipway.app={app_row.id}"})
+            for t in image.tags}  # fmt: skip
+    client.close()
+    assert kept == set(tags[1:])
+
+
+def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    assert _deploy(app_row).status == "running"
+    slow = f"/bin/busybox sleep 60 && echo {time.time()}"  # never a cached layer
+    repo.commit(lab.web_files("v2", extra_run=slow), "slow build")
+    deployment = deploys.start_deploy(app_row, trigger="manual")
+    worker = threading.Thread(target=jobs.run_deployment, args=(deployment.id,))
+    started = time.monotonic()
+    worker.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        row = db.session.get(Deployment, deployment.id)
+        if row.status == "building" and row.step == "build":
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    deploys.cancel(row)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 40  # the 60 s build did not run to its end
+    db.session.expire_all()
+    assert db.session.get(Deployment, deployment.id).status == "cancelled"
+    assert _through_traefik(infra, app_row).text == "hello from v1\n"
+
+
+def test_secret_values_printed_by_a_build_are_redacted(app, infra, repo):
+    repo.commit(lab.web_files("v1", extra_run=f"/bin/busybox echo token={CANARY}"), "leaky")
+    app_row = _web_app(repo)
+    envvars.set_var(app_row, "API_TOKEN", CANARY, secret=True)
+    db.session.commit()
+    deployment = _deploy(app_row)
+    assert deployment.status == "running", deployment.error
+    log = _log(deployment.id)
+    assert "token=••••••" in log and CANARY not in log
+
+
+def test_image_app_deploys_a_local_image(app, infra, repo):
+    repo.commit(lab.web_files("image"), "image source")
+    builder = _web_app(repo)
+    built = _deploy(builder)
+    project = make_project(make_team(), f"img{next(_names)}")
+    image_app = make_app(project, "web", source_type="image", image=built.image_tag,
+                         git_url=None, git_branch=None, container_port=8000)  # fmt: skip
+    deployment = _deploy(image_app)
+    assert deployment.status == "running", deployment.error
+    assert deployment.image_tag == built.image_tag
+    assert _through_traefik(infra, image_app).text == "hello from image\n"
+
+
+def test_delete_app_removes_containers_route_and_images(app, infra, repo):
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    assert _deploy(app_row).status == "running"
+    app_id = app_row.id
+    db.session.delete(app_row)
+    db.session.commit()
+    jobs.remove_app_resources(app_id)
+    client = docker.from_env()
+    assert not client.containers.list(all=True, filters={"label": f"slipway.app={app_id}"})
+    assert not client.images.list(filters={"label": f"slipway.app={app_id}"})
+    client.close()
+    assert not Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_id}.yml").exists()
