@@ -16,6 +16,19 @@ from app import create_app, jobs, scheduler
 from app.extensions import queue, redis
 
 
+def warm_up() -> None:
+    """Do once, before RQ forks per job, what every job would otherwise do cold."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import configure_mappers
+
+    from app.extensions import db
+
+    configure_mappers()
+    db.session.execute(text("SELECT 1"))
+    db.session.remove()
+    db.engine.dispose()  # no connection may cross the fork
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scheduler", action="store_true", help="run the scheduler instead")
@@ -29,6 +42,7 @@ def main() -> None:
         return
     jobs.bind(app)
     with app.app_context():
+        warm_up()
         queues = [queue(name) for name in args.queues.split(",")]
         worker = Worker(queues, connection=redis.client, serializer=JSONSerializer)
         worker.work(with_scheduler=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+
+from sqlalchemy import select
 
 from app import envvars, events
 from app.extensions import db
@@ -71,34 +73,55 @@ def apply_app_form(app: Application, form) -> None:
 
 
 def latest_statuses(app_ids: list[int]) -> dict[int, str]:
-    """The status of each app's newest deployment, in one query."""
+    """The status of each app's newest deployment: one index probe per app."""
     if not app_ids:
         return {}
-    newest = (
-        select(func.max(Deployment.id))
-        .where(Deployment.application_id.in_(app_ids))
-        .group_by(Deployment.application_id)
-    )
     rows = db.session.execute(
-        select(Deployment.application_id, Deployment.status).where(Deployment.id.in_(newest))
+        select(Application.id, _newest_status()).where(Application.id.in_(app_ids))
     )
-    return {app_id: status for app_id, status in rows}
+    return {app_id: status for app_id, status in rows if status is not None}
 
 
-def projects_with_apps(team_ids: list[int]) -> list[tuple[Project, list[Application]]]:
+def _newest_status():
+    return (
+        select(Deployment.status)
+        .where(Deployment.application_id == Application.id)
+        .order_by(Deployment.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class AppRow:
+    id: int
+    name: str
+    source: str
+    status: str
+
+
+def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
+    """Projects with plain rows of their apps and each app's newest status, in two queries.
+
+    The dashboard lists every app of a team; plain tuples keep it cheap at hundreds.
+    """
     projects = list(
         db.session.scalars(
             select(Project).where(Project.team_id.in_(team_ids)).order_by(Project.name)
         )
     )
-    apps = db.session.scalars(
-        select(Application)
+    rows = db.session.execute(
+        select(
+            Application.project_id, Application.id, Application.name, Application.source_type,
+            Application.image, Application.git_url, Application.git_branch, _newest_status(),
+        )
         .where(Application.project_id.in_([p.id for p in projects]))
         .order_by(Application.name)
-    )
-    by_project: dict[int, list[Application]] = {p.id: [] for p in projects}
-    for app in apps:
-        by_project[app.project_id].append(app)
+    )  # fmt: skip
+    by_project: dict[int, list[AppRow]] = {p.id: [] for p in projects}
+    for project_id, app_id, name, source_type, image, url, branch, status in rows:
+        source = image if source_type == "image" else f"{url} @ {branch}"
+        by_project[project_id].append(AppRow(app_id, name, source or "", status or NOT_DEPLOYED))
     return [(p, by_project[p.id]) for p in projects]
 
 

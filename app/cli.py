@@ -13,3 +13,10 @@ def register(app: Flask) -> None:
         """Upgrade the database to the newest migration."""
         upgrade()
         click.echo("database is at the newest migration")
+
+    @app.cli.command("proxy-config")
+    def proxy_config_command() -> None:
+        """Write Traefik's static configuration; print its path."""
+        from app import proxy
+
+        click.echo(proxy.write_static_config())

@@ -113,13 +113,16 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DOCKER_HOST": _env(
             "DOCKER_HOST", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         ),
+        # A fixed API version saves a round trip per client; "auto" asks the engine.
+        "DOCKER_API_VERSION": _env("DOCKER_API_VERSION", "1.41"),
         "TRUSTED_PROXIES": int(_env("TRUSTED_PROXIES", "0")),
         # Git hosts an admin allows although they are internal addresses; for these
         # hosts (only) plain http:// is accepted too, e.g. a git server on the LAN.
         "GIT_ALLOWED_HOSTS": tuple(
             h.strip() for h in (_env("GIT_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
         ),
-        "HTTP_PORT": int(_env("HTTP_PORT", "80")),
+        # Apps are served here through Traefik; only root may bind port 80.
+        "HTTP_PORT": int(_env("HTTP_PORT", "80" if os.geteuid() == 0 else "8080")),
         "PROXY_API_PORT": int(_env("PROXY_API_PORT", "8099")),
         "PROXY_DIR": _env("PROXY_DIR", str(data_dir / "traefik")),
         "BUILDS_DIR": _env("BUILDS_DIR", str(data_dir / "builds")),

@@ -49,7 +49,10 @@ class Replica:
 
 
 def client(timeout: int = 60) -> docker.DockerClient:
-    return docker.DockerClient(base_url=current_app.config["DOCKER_HOST"], timeout=timeout)
+    cfg = current_app.config
+    return docker.DockerClient(
+        base_url=cfg["DOCKER_HOST"], version=cfg["DOCKER_API_VERSION"], timeout=timeout
+    )
 
 
 def probe_engine() -> EngineStatus:

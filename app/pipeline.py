@@ -28,6 +28,9 @@ log = logging.getLogger("slipway.pipeline")
 ALIVE_KEY = "slipway:deploy-alive:{}"
 ALIVE_TTL = 20
 LOCK_KEY = "slipway:deploy-lock:{}"
+# The per-app lock lives this long unless the heartbeat extends it: a killed
+# worker frees its app within a minute.
+LOCK_TTL = 60
 
 
 class Cancelled(Exception):
@@ -38,22 +41,26 @@ class HealthError(Exception):
     pass
 
 
-STEP_ERRORS = (gitsrc.GitError, containers.ContainerError, proxy.ProxyError, HealthError)
+STEP_ERRORS = (
+    gitsrc.GitError, containers.ContainerError, proxy.ProxyError, HealthError, names.InvalidValue,
+)  # fmt: skip
 
 
 class _Heartbeat(threading.Thread):
     """Refreshes the alive key while the pipeline runs; the reaper watches it."""
 
-    def __init__(self, deployment_id: int):
+    def __init__(self, deployment_id: int, lock):
         super().__init__(daemon=True)
         self.key = ALIVE_KEY.format(deployment_id)
         self.client = redis.client
+        self.lock = lock
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
                 self.client.set(self.key, "1", ex=ALIVE_TTL)
+                self.lock.extend(LOCK_TTL, replace_ttl=True)
             except Exception:  # noqa: BLE001 - a missed beat must not kill the deploy
                 log.warning("heartbeat failed for %s", self.key)
             self.stopped.wait(5)
@@ -72,23 +79,31 @@ def run(deployment_id: int) -> str:
     deployment = db.session.get(Deployment, deployment_id)
     if deployment is None or deployment.status != DeploymentStatus.queued.value:
         return deployment.status if deployment else "missing"
+    # thread_local=False: the heartbeat thread extends the lock.
     lock = redis.client.lock(
-        LOCK_KEY.format(deployment.application_id), timeout=3600, blocking_timeout=3600
-    )
+        LOCK_KEY.format(deployment.application_id), timeout=LOCK_TTL, blocking_timeout=3600,
+        thread_local=False,
+    )  # fmt: skip
     if not lock.acquire():
         deployment.mark_failed("another deployment of this app did not finish in time")
         db.session.commit()
         return deployment.status
-    heartbeat = _Heartbeat(deployment_id)
+    heartbeat = _Heartbeat(deployment_id, lock)
     heartbeat.start()
+    runner = None
     try:
-        return _Run(deployment_id).execute()
+        runner = _Run(deployment_id)
+        status = runner.execute()
     finally:
         heartbeat.stop()
         try:
             lock.release()
         except Exception:  # noqa: BLE001 - the lock may have expired
             pass
+    # Draining and stopping the old version happens after the lock is released:
+    # the next deployment of this app need not wait for it.
+    runner.retire_previous()
+    return status
 
 
 class _Run:
@@ -103,6 +118,7 @@ class _Run:
         self.workdir = Path(self.cfg["BUILDS_DIR"]) / f"d{deployment_id}"
         self.new_containers: list[str] = []
         self.switched = False
+        self.to_retire: list[int] = []
         self.previous = deploys.current(self.app.id)
         self.redis = redis.client
         self.cancel_key = deploys.CANCEL_KEY.format(deployment_id)
@@ -299,12 +315,20 @@ class _Run:
         db.session.commit()
         self.log.info("running")
         self.log.flush()
-        if previous:
-            time.sleep(self.cfg["DRAIN_SECONDS"])  # requests in flight on the old version end
-            for old in previous:
-                ids = containers.containers_of(deployment_id=old.id)
+        self.to_retire = [old.id for old in previous]
+
+    def retire_previous(self) -> None:
+        """Let requests in flight on the old version end, stop it, prune old images."""
+        if not self.to_retire:
+            return
+        try:
+            time.sleep(self.cfg["DRAIN_SECONDS"])
+            for old_id in self.to_retire:
+                ids = containers.containers_of(deployment_id=old_id)
                 containers.stop_and_remove(ids, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
-        self._prune_images()
+            self._prune_images()
+        except Exception:  # noqa: BLE001 - the new version serves; cleanup is retried later
+            log.exception("retiring the versions before deployment %s failed", self.dep.id)
 
     def _prune_images(self) -> None:
         keep = db.session.scalars(

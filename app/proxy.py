@@ -102,7 +102,10 @@ def app_route_path(app_id: int) -> Path:
 
 def write_app_routes(app_id: int, hosts: list[str], servers: list[str]) -> Path:
     """Route ``hosts`` to ``servers`` (``http://ip:port``), replacing the app's file."""
-    checked = [names.hostname(h) for h in hosts]
+    try:
+        checked = [names.hostname(h) for h in hosts]
+    except names.InvalidValue as exc:
+        raise ProxyError(f"cannot route this app: {exc}") from None
     if not checked:
         raise ProxyError("an app needs at least one host name")
     rule = " || ".join(f"Host(`{h}`)" for h in checked)

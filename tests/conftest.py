@@ -53,6 +53,8 @@ def _reset_schema(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # Fail fast rather than wait forever behind another run on the same database.
+            conn.execute(text("SET lock_timeout = '30s'"))
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()

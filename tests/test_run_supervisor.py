@@ -93,6 +93,8 @@ class RunningSupervisor:
         env.update(
             SLIPWAY_DATA_DIR=str(data_dir),
             SLIPWAY_LISTEN=f"127.0.0.1:{port}",
+            SLIPWAY_HTTP_PORT=str(free_port()),
+            SLIPWAY_PROXY_API_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
         )
         # SLIPWAY_DATABASE_URL and SLIPWAY_REDIS_URL stay unset: embedded SQLite and Redis.
@@ -181,6 +183,7 @@ class RunningSupervisor:
 # kind: (command-line regex, how many processes at least)
 KINDS = {
     "redis": (r"redis-server", 1),
+    "proxy": (r"traefik --configFile=", 1),
     "web": (r"gunicorn .*wsgi:app", 3),  # the master and two workers
     "worker": (r"worker\.py$", 1),
     "scheduler": (r"worker\.py --scheduler", 1),

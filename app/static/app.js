@@ -8,6 +8,8 @@
     htmx.config.includeIndicatorStyles = false; // CSP: no injected <style>
     htmx.config.allowEval = false;
     htmx.config.selfRequestsOnly = true;
+    // Settling copies these attributes; setting "style" from script trips the CSP.
+    htmx.config.attributesToSettle = ["class", "width", "height"];
     // Swap 422 (a form re-rendered with its errors); other 4xx/5xx are errors.
     htmx.config.responseHandling = [
       { code: "204", swap: false },
@@ -15,7 +17,7 @@
       { code: "422", swap: true },
       { code: "[45]..", swap: false, error: true },
     ];
-    document.body.addEventListener("htmx:configRequest", function (event) {
+    document.addEventListener("htmx:configRequest", function (event) {
       var meta = document.querySelector('meta[name="csrf-token"]');
       if (meta) event.detail.headers["X-CSRFToken"] = meta.content;
     });
@@ -36,8 +38,27 @@
     apply();
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    configure();
-    sourceToggle();
-  });
+  // Inline validation swaps only the message; mark the field itself too.
+  function markField(event) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.classList || !target.classList.contains("errors")) return;
+    var field = target.closest(".field");
+    var invalid = target.textContent.trim() !== "";
+    if (field) field.classList.toggle("has-error", invalid);
+    var input = field && field.querySelector("input, textarea, select");
+    if (input) {
+      if (invalid) {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", target.id);
+      } else {
+        input.removeAttribute("aria-invalid");
+      }
+    }
+  }
+
+  // Both scripts are deferred and run in order: htmx exists now, and configuring
+  // it before DOMContentLoaded stops it from injecting its inline <style> (CSP).
+  configure();
+  document.addEventListener("htmx:afterSwap", markField);
+  document.addEventListener("DOMContentLoaded", sourceToggle);
 })();

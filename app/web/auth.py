@@ -72,13 +72,13 @@ def setup_post():
     user = User(email=form.email.data, name=form.name.data)
     user.set_password(form.password.data)
     team = Team(name=form.team.data)
-    db.session.add_all([user, team])
-    db.session.flush()
-    db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
-    # The fixed primary key makes a second, racing setup fail here.
-    db.session.add(Installation(id=1, owner_id=user.id))
-    events.record("setup.completed", team_id=team.id, user_id=user.id, target=user)
     try:
+        db.session.add_all([user, team])
+        db.session.flush()
+        db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
+        # The fixed primary key makes a second, racing setup fail here.
+        db.session.add(Installation(id=1, owner_id=user.id))
+        events.record("setup.completed", team_id=team.id, user_id=user.id, target=user)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

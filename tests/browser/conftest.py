@@ -45,17 +45,8 @@ SERVER_START_TIMEOUT = 30
 SHOTS = Path("/tmp/slipway-shots")
 
 # Known app bugs, tolerated by every test. When one is fixed, delete its entry.
-KNOWN_BUGS = {
-    # htmx's own DOMContentLoaded init injects its indicator <style> before app.js
-    # sets htmx.config.includeIndicatorStyles = false in a later DOMContentLoaded
-    # handler, so the CSP (style-src 'self') blocks it on every page. Pinned by the
-    # strict xfail test_known_bugs.py::test_htmx_injects_no_inline_style.
-    "htmx-inline-style": lambda kind, text, url: "Applying inline style violates" in text,
-    # No <link rel="icon">: Chromium asks for /favicon.ico and gets a 404 page
-    # (before setup, a redirect to the setup page). Chromium does not fetch the
-    # favicon on every load, so no test can pin this one reliably.
-    "favicon-404": lambda kind, text, url: url.endswith("/favicon.ico"),
-}
+# Console noise from known, not yet fixed app bugs: name → matcher(kind, text, url).
+KNOWN_BUGS: dict = {}
 
 
 def _free_port() -> int:
@@ -116,6 +107,7 @@ def start_server(base_config: dict, data_dir: Path) -> Server:
         f"127.0.0.1:{port}",
         "--access-logfile",
         "-",
+        "--no-control-socket",  # gunicorn 27 shares one per user by default
         "wsgi:app",
     ]
     with log.open("ab") as out:

@@ -7,105 +7,16 @@ import time
 from pathlib import Path
 
 import docker
-import pytest
 import requests
-from sqlalchemy import select
 
-from app import deploys, envvars, jobs, proxy
+from app import deploys, envvars, jobs
 from app.extensions import db
-from app.models import Deployment, DeploymentLogLine
+from app.models import Deployment
 from tests import lab
-from tests.conftest import make_app, make_project, make_team, running_app
+from tests.conftest import make_app, make_project, make_team
+from tests.deploy.conftest import _deploy, _host, _log, _names, _through_traefik, _web_app
 
 CANARY = "canary-5c1d-build-secret"
-
-
-@pytest.fixture(scope="session")
-def infra(tmp_path_factory, base_config):
-    """Base image, git server and Traefik, shared by the module's tests."""
-    lab.ensure_base_image()
-    root = tmp_path_factory.mktemp("lab")
-    (root / "git").mkdir()
-    server = lab.GitServer(root / "git")
-    config = base_config | {
-        "PROXY_DIR": str(root / "traefik"),
-        "BUILDS_DIR": str(root / "builds"),
-        "HTTP_PORT": lab.free_port(),
-        "PROXY_API_PORT": lab.free_port(),
-        "GIT_ALLOWED_HOSTS": ("127.0.0.1",),
-        "BASE_DOMAIN": "localhost",
-        "HEALTH_SETTLE_SECONDS": 1.0,
-        "HEALTH_TIMEOUT_SECONDS": 15.0,
-        "DRAIN_SECONDS": 0.5,
-        "STOP_TIMEOUT_SECONDS": 2,
-    }
-    with running_app(config):
-        static = proxy.write_static_config()
-    traefik = lab.Traefik(static, root / "traefik.log")
-    traefik.wait_ready(config["PROXY_API_PORT"])
-    yield {"config": config, "git": server, "root": root}
-    traefik.stop()
-    server.stop()
-
-
-@pytest.fixture
-def app(infra):
-    with running_app(infra["config"]) as app:
-        jobs.bind(app)
-        yield app
-    _remove_slipway_resources(Path(infra["config"]["PROXY_DIR"]) / "dynamic")
-
-
-def _remove_slipway_resources(dynamic: Path):
-    client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": "slipway.app"}):
-        container.remove(force=True)
-    for image in client.images.list(filters={"label": "slipway.app"}):
-        client.images.remove(image.id, force=True)
-    client.close()
-    for route in dynamic.glob("app-*.yml"):
-        route.unlink()
-
-
-_names = iter(range(1, 10_000))
-
-
-def _host(app_row) -> str:
-    return f"{app_row.name}.{app_row.project.name}.localhost"
-
-
-@pytest.fixture
-def repo(infra):
-    return lab.Repo(infra["git"], f"site{next(_names)}", infra["root"] / "work")
-
-
-def _web_app(repo, **fields):
-    project = make_project(make_team(), f"shop{next(_names)}")
-    values = {"git_url": repo.url, "git_branch": "main", "container_port": 8000,
-              "health_check_path": "/"} | fields  # fmt: skip
-    return make_app(project, "web", **values)
-
-
-def _through_traefik(infra, app_row, path="/"):
-    host = app_row if isinstance(app_row, str) else _host(app_row)
-    port = infra["config"]["HTTP_PORT"]
-    return requests.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}, timeout=5)
-
-
-def _deploy(app_row, **kwargs) -> Deployment:
-    deployment = deploys.start_deploy(app_row, trigger=kwargs.pop("trigger", "manual"), **kwargs)
-    jobs.run_deployment(deployment.id)
-    db.session.expire_all()
-    return db.session.get(Deployment, deployment.id)
-
-
-def _log(deployment_id: int) -> str:
-    lines = db.session.scalars(
-        select(DeploymentLogLine.text)
-        .where(DeploymentLogLine.deployment_id == deployment_id)
-        .order_by(DeploymentLogLine.seq)
-    )
-    return "\n".join(lines)
 
 
 def test_git_app_builds_deploys_and_answers_through_traefik(app, infra, repo):
