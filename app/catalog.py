@@ -127,3 +127,9 @@ def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
 
 def default_address(app: Application, base_domain: str) -> str:
     return f"{app.name}.{app.project.name}.{base_domain}"
+
+
+def app_url(app: Application, base_domain: str, http_port: int) -> str:
+    """Where a browser reaches the app through Traefik."""
+    port = "" if http_port == 80 else f":{http_port}"
+    return f"http://{default_address(app, base_domain)}{port}/"

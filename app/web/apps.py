@@ -91,7 +91,9 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
         "apps/show.html",
         app=app,
         deployments=deployments,
-        address=catalog.default_address(app, current_app.config["BASE_DOMAIN"]),
+        address=catalog.app_url(
+            app, current_app.config["BASE_DOMAIN"], current_app.config["HTTP_PORT"]
+        ),
         status=deployments[0].status if deployments else catalog.NOT_DEPLOYED,
         can_edit=access.can(app.project.team_id, Role.developer),
         env_form=env_form,
