@@ -40,7 +40,8 @@ def dynamic_dir() -> Path:
 
 def _write_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yml")
+    # Not ending in .yml: Traefik would load the half-written file as config.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
     try:
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(data, fh, sort_keys=True)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app import deploys, jobs, proxy
 from app.extensions import db
-from app.models import Deployment, DeploymentLogLine
+from app.models import Application, Deployment, DeploymentLogLine
 from tests import lab
 from tests.conftest import make_app, make_project, make_team, running_app
 
@@ -49,18 +49,23 @@ def app(infra):
     with running_app(infra["config"]) as app:
         jobs.bind(app)
         yield app
-    _remove_slipway_resources(Path(infra["config"]["PROXY_DIR"]) / "dynamic")
+        app_ids = set(db.session.scalars(select(Application.id)))
+    _remove_slipway_resources(app_ids, Path(infra["config"]["PROXY_DIR"]) / "dynamic")
 
 
-def _remove_slipway_resources(dynamic: Path):
+def _remove_slipway_resources(app_ids: set[int], dynamic: Path):
+    """Remove what this test's apps left behind, and nothing of anyone else's."""
     client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": "slipway.app"}):
-        container.remove(force=True)
-    for image in client.images.list(filters={"label": "slipway.app"}):
-        client.images.remove(image.id, force=True)
+    for app_id in app_ids:  # containers first: an image app may run another app's image
+        for container in client.containers.list(
+            all=True, filters={"label": f"slipway.app={app_id}"}
+        ):
+            container.remove(force=True)
+    for app_id in app_ids:
+        for image in client.images.list(filters={"label": f"slipway.app={app_id}"}):
+            client.images.remove(image.id, force=True)
+        (dynamic / f"app-{app_id}.yml").unlink(missing_ok=True)
     client.close()
-    for route in dynamic.glob("app-*.yml"):
-        route.unlink()
 
 
 _names = iter(range(1, 10_000))
