@@ -143,6 +143,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "REMEMBER_COOKIE_DURATION": 0,
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
+        # CSRF is checked in the request guard, after authentication, so that an
+        # anonymous POST is a 401/redirect like every other anonymous request.
+        "WTF_CSRF_CHECK_DEFAULT": False,
         "RATELIMIT_ENABLED": True,
     }
     config.update({k: v for k, v in overrides.items() if k != "ENCRYPTION_KEYS_TEXT"})

@@ -48,9 +48,13 @@ def strip(value):
 
 
 class SetupForm(FlaskForm):
-    name = StringField("Your name", [DataRequired(), Length(max=100)], filters=[strip])
+    name = StringField(
+        "Your name", [DataRequired(), Length(max=100), checked(names.plain_text)], filters=[strip]
+    )
     email = EmailField("Email", [DataRequired(), Length(max=254)], filters=[strip])
-    team = StringField("Team name", [DataRequired(), Length(max=100)], filters=[strip])
+    team = StringField(
+        "Team name", [DataRequired(), Length(max=100), checked(names.plain_text)], filters=[strip]
+    )
     password = PasswordField("Password", [DataRequired(), Length(min=12, max=200)])
     confirm = PasswordField("Repeat password", [EqualTo("password", "Passwords differ.")])
 
@@ -76,7 +80,9 @@ class ProjectForm(FlaskForm):
     name = StringField(
         "Name", [DataRequired(), checked(names.slug, "The project name")], filters=[strip]
     )
-    description = TextAreaField("Description", [Optional(), Length(max=2000)])
+    description = TextAreaField(
+        "Description", [Optional(), Length(max=2000), checked(names.plain_text)]
+    )
 
 
 def _dotenv(_form, field) -> None:
@@ -90,7 +96,9 @@ class ApplicationForm(FlaskForm):
     name = StringField(
         "Name", [DataRequired(), checked(names.slug, "The app name")], filters=[strip]
     )
-    description = TextAreaField("Description", [Optional(), Length(max=2000)])
+    description = TextAreaField(
+        "Description", [Optional(), Length(max=2000), checked(names.plain_text)]
+    )
     environment_id = SelectField("Environment", coerce=int)
     source_type = RadioField(
         "Source", choices=[("git", "Git repository"), ("image", "Docker image")], default="git"

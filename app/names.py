@@ -53,7 +53,8 @@ def env_key(value: str) -> str:
     return value
 
 
-def env_value(value: str) -> str:
+def env_value(value: str | None) -> str:
+    value = value or ""
     if "\x00" in value:
         raise InvalidValue("Values cannot contain NUL characters.")
     if len(value.encode()) > 32 * 1024:
@@ -120,7 +121,9 @@ def is_internal_address(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        ip = _legacy_ipv4(host)
+        if ip is None:
+            return False
     return not ip.is_global or ip.is_multicast
 
 
@@ -176,7 +179,30 @@ def image(value: str) -> str:
 def health_path(value: str) -> str:
     if not value or len(value) > 255 or not HEALTH_PATH_RE.fullmatch(value):
         raise InvalidValue("The health-check path must start with '/' and contain no spaces.")
+    path = value.split("?", 1)[0]
+    if path.startswith("//") or any(seg in ("..", ".") for seg in path.split("/")):
+        raise InvalidValue("The health-check path must be a plain path on the app, like /healthz.")
     return value
+
+
+def plain_text(value: str | None) -> str:
+    """Free text (names, descriptions): anything printable, but never a NUL byte."""
+    value = value or ""
+    if "\x00" in value:
+        raise InvalidValue("This text cannot contain NUL characters.")
+    return value
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """Numeric IPv4 forms that C resolvers accept: 2130706433, 0177.0.0.1, 127.1, 0x7f.1."""
+    import socket
+
+    if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not any(c.isdigit() for c in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
 
 
 def resolves_internally(host: str) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from app import containers
-from app.extensions import db, login
+from app.extensions import csrf, db, login
 from app.models import Installation, User
 
 # Endpoints reachable without a session. Everything else requires one: the check
@@ -78,12 +78,13 @@ def _guard():
     endpoint = request.endpoint or ""
     if endpoint == "static" or endpoint == "health.healthz":
         return None
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return None  # webhooks authenticate by signature, not by session or CSRF token
     if not installed() and endpoint not in ("auth.setup_get", "auth.setup_post"):
         return redirect(url_for("auth.setup_get"))
-    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
-        return None
-    if not current_user.is_authenticated:
+    if endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
         return login.unauthorized()
+    csrf.protect()  # only checks state-changing methods
     return None
 
 
