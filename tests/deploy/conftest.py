@@ -37,11 +37,32 @@ def infra(tmp_path_factory, base_config):
     }
     with running_app(config):
         static = proxy.write_static_config()
+        _start_app_ids_high()
     traefik = lab.Traefik(static, root / "traefik.log")
     traefik.wait_ready(config["PROXY_API_PORT"])
     yield {"config": config, "git": server, "root": root}
     traefik.stop()
     server.stop()
+
+
+def _start_app_ids_high() -> None:
+    """Containers, images and routes are named by app id: start far from any real app's
+    ids (a local Slipway, a benchmark, leftovers of an earlier run) so tests never
+    touch them."""
+    import random
+
+    from sqlalchemy import text
+
+    base = random.randrange(10**6, 10**9)
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"ALTER SEQUENCE applications_id_seq RESTART WITH {base}"))
+    else:
+        db.session.execute(text("DELETE FROM sqlite_sequence WHERE name = 'applications'"))
+        db.session.execute(
+            text("INSERT INTO sqlite_sequence (name, seq) VALUES ('applications', :s)"),
+            {"s": base},
+        )
+    db.session.commit()
 
 
 @pytest.fixture
@@ -63,7 +84,10 @@ def _remove_slipway_resources(app_ids: set[int], dynamic: Path):
             container.remove(force=True)
     for app_id in app_ids:
         for image in client.images.list(filters={"label": f"slipway.app={app_id}"}):
-            client.images.remove(image.id, force=True)
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass  # still used by something outside this test
         (dynamic / f"app-{app_id}.yml").unlink(missing_ok=True)
     client.close()
 
