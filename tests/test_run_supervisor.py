@@ -29,9 +29,7 @@ RUN = ROOT / "scripts" / "run.py"
 START_TIMEOUT = 120  # seconds: migrations, Redis, gunicorn and two app imports
 STOP_TIMEOUT = 15
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="follows the process tree through /proc"
-)
+# Follows the process tree through /proc: Linux only, like Slipway itself.
 
 
 def free_port() -> int:

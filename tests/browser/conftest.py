@@ -147,7 +147,9 @@ def fresh_server(base_config, tmp_path_factory, app):
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is not installed: make test installs it (apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS * 3
