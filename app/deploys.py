@@ -116,10 +116,6 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     db.session.commit()
 
 
-def cancel_requested(deployment_id: int) -> bool:
-    return bool(redis.client.exists(CANCEL_KEY.format(deployment_id)))
-
-
 def rollback(deployment: Deployment, user: User | None = None) -> Deployment:
     """Deploy the image of an earlier successful deployment again, without a rebuild."""
     if deployment.status not in ROLLBACK_STATUSES or not deployment.image_tag:
