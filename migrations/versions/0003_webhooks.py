@@ -1,0 +1,24 @@
+"""git_integration (issue 5)
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-23 19:00:00
+
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+# revision identifiers, used by Alembic.
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
