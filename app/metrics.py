@@ -357,3 +357,31 @@ def series(app_id: int | None, range_name: str, now: datetime | None = None) -> 
         out["net_tx_bps"].append(None if gap else _rate(prev[2], tx, seconds))
         prev = (t, rx, tx)
     return out
+
+
+SUMMARY_FIELDS = ("cpu_percent", "mem_bytes", "net_rx_bps", "net_tx_bps")
+
+
+def summary(chart: dict) -> dict[str, dict[str, float | None]]:
+    """Latest, mean and peak of each figure of a chart (the page without JavaScript)."""
+    out = {}
+    for field in SUMMARY_FIELDS:
+        values = [v for v in chart[field] if v is not None]
+        out[field] = {
+            "latest": values[-1] if values else None,
+            "mean": sum(values) / len(values) if values else None,
+            "peak": max(values) if values else None,
+        }
+    return out
+
+
+def table_rows(chart: dict, limit: int = 60) -> list[dict]:
+    """At most ``limit`` evenly spaced points of a chart, newest first, for a table."""
+    count = len(chart["t"])
+    step = max(1, -(-count // limit))
+    picked = range(count - 1, -1, -step)
+    keys = ("cpu_percent", "mem_bytes", "mem_limit_bytes", "net_rx_bps", "net_tx_bps")
+    return [
+        {"ts": datetime.fromtimestamp(chart["t"][i], UTC)} | {k: chart[k][i] for k in keys}
+        for i in picked
+    ]

@@ -118,9 +118,9 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, projects, settings
+    from app.web import apps, auth, dashboard, deployments, health, metrics, projects, settings
 
-    for module in (auth, dashboard, projects, apps, deployments, settings, health):
+    for module in (auth, dashboard, projects, apps, deployments, settings, health, metrics):
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)
