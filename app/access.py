@@ -30,6 +30,19 @@ def current_membership() -> Membership:
     return found[0]
 
 
+def installation_admin() -> Membership:
+    """Installation-wide pages (server figures, workers): admins and owners only, 403 else."""
+    membership = current_membership()
+    if not membership.role_enum.allows(Role.admin):
+        abort(403)
+    return membership
+
+
+def is_installation_admin() -> bool:
+    found = memberships()
+    return bool(found) and found[0].role_enum.allows(Role.admin)
+
+
 def current_team() -> Team:
     return current_membership().team
 

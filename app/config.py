@@ -147,6 +147,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # anonymous POST is a 401/redirect like every other anonymous request.
         "WTF_CSRF_CHECK_DEFAULT": False,
         "RATELIMIT_ENABLED": True,
+        # /metrics (Prometheus) answers only with this bearer token; unset = off (404).
+        "METRICS_TOKEN": _env("METRICS_TOKEN", ""),
     }
     config.update({k: v for k, v in overrides.items() if k != "ENCRYPTION_KEYS_TEXT"})
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])

@@ -6,12 +6,13 @@ import logging
 from datetime import timedelta
 
 from flask import Flask, current_app
+from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from app import containers, pipeline, proxy
+from app import containers, metrics, pipeline, proxy
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
@@ -116,3 +117,30 @@ def remove_app_resources(app_id: int) -> int:
         proxy.remove_app_routes(app_id)
         containers.prune_images(app_id, keep_tags=set())
         return len(ids)
+
+
+def _stale(max_age_seconds: float) -> bool:
+    """Whether this job waited longer than its slot (the worker was busy with a deploy)."""
+    job = get_current_job()
+    if job is None or job.enqueued_at is None:
+        return False
+    enqueued = job.enqueued_at
+    if enqueued.tzinfo is None:  # RQ stores naive UTC
+        enqueued = enqueued.replace(tzinfo=utcnow().tzinfo)
+    return (utcnow() - enqueued).total_seconds() > max_age_seconds
+
+
+def sample_metrics() -> int:
+    """One round of metric samples; a round that waited past its 15 s slot is skipped,
+    since its timestamp would be wrong and the next round is already queued."""
+    with _context():
+        if _stale(metrics.RAW):
+            log.info("metric sample skipped: it waited longer than its slot")
+            return 0
+        return metrics.sample()
+
+
+def maintain_metrics() -> list[int]:
+    """Downsample and prune metric samples: [rows written, rows deleted]."""
+    with _context():
+        return list(metrics.maintain())

@@ -64,6 +64,13 @@ def build(app: Flask) -> BackgroundScheduler:
             enqueue_once(jobs.reap_lost_deployments, 30)
 
     scheduler.add_job(reaper, "interval", seconds=30, id="reaper")
+
+    def metric_sampler() -> None:
+        with app.app_context():
+            enqueue_once(jobs.sample_metrics, 15)
+            enqueue_once(jobs.maintain_metrics, 60)
+
+    scheduler.add_job(metric_sampler, "interval", seconds=15, id="metrics")
     return scheduler
 
 

@@ -11,6 +11,7 @@ from app.models.deployments import (
     DeploymentStatus,
     DeployStep,
 )
+from app.models.metrics import MetricSample, MetricScope
 from app.models.projects import Environment, Project
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "Environment",
     "Installation",
     "Membership",
+    "MetricSample",
+    "MetricScope",
     "Project",
     "Role",
     "Team",

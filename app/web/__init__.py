@@ -21,6 +21,9 @@ PUBLIC_ENDPOINTS = {
     "auth.setup_post",
     "static",
     "health.healthz",
+    # Off (404) unless SLIPWAY_METRICS_TOKEN is set; then the view itself requires
+    # "Authorization: Bearer <token>" (constant-time compare). GET only: no CSRF.
+    "prometheus.scrape",
 }
 PUBLIC_BLUEPRINTS = {"webhooks"}
 
@@ -118,9 +121,11 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, projects, settings
+    from app.web import apps, auth, dashboard, deployments, health, metrics, projects, settings
+    from app.web import prometheus as prometheus_web
 
-    for module in (auth, dashboard, projects, apps, deployments, settings, health):
+    blueprints = (auth, dashboard, projects, apps, deployments, settings, health, metrics)
+    for module in (*blueprints, prometheus_web):
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)
