@@ -159,7 +159,7 @@ def run(backup_id: int) -> str:
     backup = db.session.get(Backup, backup_id)
     if backup is None or backup.status != BackupStatus.queued.value:
         return backup.status if backup else "missing"
-    heartbeat = _Heartbeat(backup_id, current_app.config.get("BACKUP_ALIVE_TTL", 20))
+    heartbeat = _Heartbeat(backup_id, current_app.config["BACKUP_ALIVE_TTL"])
     heartbeat.start()
     try:
         _Run(backup).execute()

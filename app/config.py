@@ -147,6 +147,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "S3_RETRIES": int(_env("S3_RETRIES", "4")),
         "S3_RETRY_BASE_SECONDS": float(_env("S3_RETRY_BASE_SECONDS", "1")),
         "S3_TIMEOUT_SECONDS": float(_env("S3_TIMEOUT_SECONDS", "30")),
+        # A backup whose heartbeat key is older than this is reaped as lost.
+        "BACKUP_ALIVE_TTL": int(_env("BACKUP_ALIVE_TTL", "20")),
         "NOTIFY_RETRIES": int(_env("NOTIFY_RETRIES", "4")),
         "NOTIFY_RETRY_BASE_SECONDS": float(_env("NOTIFY_RETRY_BASE_SECONDS", "2")),
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
