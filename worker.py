@@ -32,7 +32,7 @@ def warm_up() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scheduler", action="store_true", help="run the scheduler instead")
-    parser.add_argument("--queues", default="deploy,default", help="comma-separated queues")
+    parser.add_argument("--queues", default="deploy,backup,default", help="comma-separated queues")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 

@@ -134,6 +134,23 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
+        # Backups (issue 6): local copies live here; S3 endpoints, notification URLs
+        # and registered databases on these hosts are allowed although internal.
+        "BACKUPS_DIR": _env("BACKUPS_DIR", str(data_dir / "backups")),
+        "BACKUP_ALLOWED_HOSTS": tuple(
+            h.strip() for h in (_env("BACKUP_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
+        ),
+        # Cron expressions of backup policies are read in this zone ("" = the server's).
+        "TIMEZONE": _env("TIMEZONE", ""),
+        "BACKUP_PART_MB": int(_env("BACKUP_PART_MB", "16")),
+        "BACKUP_UPLOAD_THREADS": int(_env("BACKUP_UPLOAD_THREADS", "3")),
+        "S3_RETRIES": int(_env("S3_RETRIES", "4")),
+        "S3_RETRY_BASE_SECONDS": float(_env("S3_RETRY_BASE_SECONDS", "1")),
+        "S3_TIMEOUT_SECONDS": float(_env("S3_TIMEOUT_SECONDS", "30")),
+        # A backup whose heartbeat key is older than this is reaped as lost.
+        "BACKUP_ALIVE_TTL": int(_env("BACKUP_ALIVE_TTL", "20")),
+        "NOTIFY_RETRIES": int(_env("NOTIFY_RETRIES", "4")),
+        "NOTIFY_RETRY_BASE_SECONDS": float(_env("NOTIFY_RETRY_BASE_SECONDS", "2")),
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
         "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
         "SESSION_COOKIE_NAME": "slipway_session",

@@ -144,3 +144,57 @@ def maintain_metrics() -> list[int]:
     """Downsample and prune metric samples: [rows written, rows deleted]."""
     with _context():
         return list(metrics.maintain())
+
+
+# ---- backups (issue 6) ---------------------------------------------------------
+
+
+def run_backup(backup_id: int) -> str:
+    """One backup run (``app.backups.run``)."""
+    from app import backups
+
+    with _context():
+        return backups.run(backup_id)
+
+
+def scheduled_backup(policy_id: int, slot: str) -> str:
+    """The scheduler's nightly run of a policy for one time slot; a slot runs once."""
+    from app import backups
+
+    with _context():
+        backup = backups.row_for_slot(policy_id, slot)
+        if backup is None:
+            return "skipped"
+        return backups.run(backup.id)
+
+
+def reap_lost_backups() -> int:
+    """Backups whose worker died end ``failed``; their multipart uploads are aborted."""
+    from app import backups
+
+    with _context():
+        return backups.reap_lost()
+
+
+def run_restore(restore_id: int) -> str:
+    """One restore or restore drill (``app.restores.run``)."""
+    from app import restores
+
+    with _context():
+        return restores.run(restore_id)
+
+
+def start_monthly_drills() -> int:
+    """Queue a restore drill of each policy's latest good backup."""
+    from app import restores
+
+    with _context():
+        return restores.start_monthly_drills()
+
+
+def send_notification(channel_id: int, event: str, object_id: int) -> str:
+    """Deliver one notification, with retries (``app.notify.deliver``)."""
+    from app import notify
+
+    with _context():
+        return notify.deliver(channel_id, event, object_id)

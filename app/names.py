@@ -227,3 +227,110 @@ def git_host(url: str) -> str:
     if "://" not in url and scp:
         return scp["host"]
     return urlsplit(url).hostname or ""
+
+
+# ---- backups (issue 6) ------------------------------------------------------
+
+S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+DATABASE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DB_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+def s3_prefix(value: str | None) -> str:
+    """A key prefix inside a bucket: ``team-a/nightly``; empty means the bucket root."""
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return ""
+    if len(value) > 200 or not S3_PREFIX_RE.fullmatch(value):
+        raise InvalidValue(
+            "A prefix may use letters, digits and . _ / - only, not starting with -."
+        )
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        raise InvalidValue("A prefix cannot contain '..', '.' or empty parts ('//').")
+    return value
+
+
+def bucket(value: str) -> str:
+    if not BUCKET_RE.fullmatch(value or "") or ".." in value:
+        raise InvalidValue("A bucket name is 3–63 lowercase letters, digits, '.' and '-'.")
+    return value
+
+
+def _checked_host(host: str, allowed_hosts: tuple[str, ...], what: str) -> str:
+    if not host:
+        raise InvalidValue(f"The {what} needs a host.")
+    host = _host_or_ip(host)
+    if host not in allowed_hosts and is_internal_address(host):
+        raise InvalidValue(f"{host} is an internal address; an admin must allow-list it.")
+    return host
+
+
+def public_url(value: str, allowed_hosts: tuple[str, ...] = (), what: str = "URL") -> str:
+    """An https:// URL to a public host (S3 endpoints, notification webhooks).
+
+    Plain http:// and internal hosts only when an admin allow-listed the host.
+    """
+    value = (value or "").strip()
+    if not value or len(value) > 500 or any(c.isspace() or ord(c) < 32 for c in value):
+        raise InvalidValue(f"Enter the {what} such as https://s3.example.com.")
+    parts = urlsplit(value)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in allowed_hosts):
+        raise InvalidValue(f"The {what} must start with https://.")
+    if parts.username or parts.password:
+        raise InvalidValue("Do not put credentials in the URL.")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise InvalidValue("The port in the URL is not valid.") from exc
+    _checked_host(host, allowed_hosts, what)
+    return value
+
+
+def url_host(value: str) -> str:
+    return (urlsplit(value).hostname or "").lower()
+
+
+def database_name(value: str) -> str:
+    if not DATABASE_NAME_RE.fullmatch(value or ""):
+        raise InvalidValue(
+            "A database name is 1–63 lowercase letters, digits and '_', not starting with a digit."
+        )
+    return value
+
+
+def database_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> tuple[str, str | None]:
+    """``postgresql://user:password@host:port/db`` → (the URL without its password, password).
+
+    The password is returned apart so that it can be encrypted; the stored URL never has it.
+    """
+    value = (value or "").strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidValue("Enter a URL such as postgresql://user:password@db.example.com/app.")
+    if parts.query or parts.fragment:
+        raise InvalidValue("The database URL cannot have options (?…).")
+    if not parts.username or not DB_USER_RE.fullmatch(parts.username):
+        raise InvalidValue("The database URL needs a user name (letters, digits, _ . -).")
+    try:
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise InvalidValue("The port in the URL is not valid.") from exc
+    host = _checked_host((parts.hostname or "").lower(), allowed_hosts, "database URL")
+    name = database_name(parts.path.lstrip("/"))
+    return f"postgresql://{parts.username}@{host}:{port}/{name}", parts.password
+
+
+def cron(value: str) -> str:
+    """Five cron fields (minute hour day month weekday), as APScheduler reads them."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    value = " ".join((value or "").split())
+    if len(value.split(" ")) != 5 or len(value) > 100:
+        raise InvalidValue("Enter five cron fields, e.g. '0 2 * * *' (02:00 every night).")
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise InvalidValue(f"That cron expression is not valid: {exc}") from None
+    return value

@@ -4,6 +4,15 @@ Several may be started; one holds ``slipway:scheduler:leader`` and renews it.
 The others wait and take over when the holder stops renewing (it died).
 Jobs get deterministic ids per time slot, so a job already queued is not
 queued again.
+
+Backup policies become cron jobs (``policy-<id>``, in the server's time zone
+or ``SLIPWAY_TIMEZONE``); every 30 s the schedule is compared with the policy
+rows (id, cron, enabled, updated_at), so changes apply without a restart. A
+policy job enqueues ``scheduled_backup(policy, slot)`` under the id
+``backup-<policy>-<slot>``, the slot being the cron fire time: two schedulers,
+a restart or a catch-up cannot run a slot twice (the backups table also has a
+unique (policy, slot)). A run missed while no scheduler was up runs once, if it
+is less than ``MISFIRE_GRACE`` old.
 """
 
 from __future__ import annotations
@@ -13,18 +22,25 @@ import signal
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from rq.job import Job
+from sqlalchemy import select
 
 from app import jobs
-from app.extensions import queue, redis
+from app.extensions import db, queue, redis
+from app.models import Backup, BackupPolicy
 
 log = logging.getLogger("slipway.scheduler")
 LEADER_KEY = "slipway:scheduler:leader"
 LEASE_SECONDS = 30
 RENEW_EVERY = 10
+RECONCILE_EVERY = 30
+MISFIRE_GRACE = timedelta(hours=1)
+DRILL_CRON = "0 4 1 * *"  # restore drills: the 1st of every month, 04:00
 
 # Extends the lease only if we still hold it.
 _RENEW = """
@@ -54,14 +70,118 @@ def renew(identity: str) -> bool:
     return bool(redis.client.eval(_RENEW, 1, LEADER_KEY, identity, LEASE_SECONDS))
 
 
+def timezone(app: Flask):
+    """The zone cron expressions are read in: ``SLIPWAY_TIMEZONE`` or the server's."""
+    if app.config.get("TIMEZONE"):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(app.config["TIMEZONE"])
+    from tzlocal import get_localzone
+
+    return get_localzone()
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The latest fire time of ``trigger`` in (now - MISFIRE_GRACE, now], if any."""
+    found, cursor = None, now - MISFIRE_GRACE
+    while True:
+        nxt = trigger.get_next_fire_time(found, cursor)
+        if nxt is None or nxt > now:
+            return found
+        found, cursor = nxt, nxt + timedelta(microseconds=1)
+
+
+def slot_of(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+
+
+def fire_policy(policy_id: int, cron: str, tz, now: datetime | None = None) -> str | None:
+    """Enqueue the backup of the slot that is due now, once; returns the RQ job id."""
+    now = now or datetime.now(tz)
+    when = last_fire_time(CronTrigger.from_crontab(cron, timezone=tz), now)
+    if when is None:
+        return None
+    slot = slot_of(when)
+    job_id = f"backup-{policy_id}-{slot}"
+    q = queue("backup")
+    if Job.exists(job_id, connection=q.connection):
+        return None
+    q.enqueue(jobs.scheduled_backup, policy_id, slot, job_id=job_id, result_ttl=86400,
+              failure_ttl=86400)  # fmt: skip
+    return job_id
+
+
+def _fire_in(app: Flask, policy_id: int, cron: str, tz) -> None:
+    with app.app_context():
+        fire_policy(policy_id, cron, tz)
+
+
+def fire_drills(tz) -> str | None:
+    now = datetime.now(tz)
+    job_id = f"drills-{now:%Y-%m}"
+    q = queue("backup")
+    if Job.exists(job_id, connection=q.connection):
+        return None
+    q.enqueue(jobs.start_monthly_drills, job_id=job_id, result_ttl=40 * 86400)
+    return job_id
+
+
+def sync_policies(app: Flask, scheduler, scheduled: dict[int, tuple]) -> None:
+    """Make the scheduler's policy jobs match the policy rows (``scheduled`` is the memo)."""
+    tz = timezone(app)
+    with app.app_context():
+        rows = db.session.execute(
+            select(BackupPolicy.id, BackupPolicy.cron, BackupPolicy.updated_at)
+            .where(BackupPolicy.enabled)
+        ).all()  # fmt: skip
+        wanted = {r.id: (r.cron, r.updated_at) for r in rows}
+        for policy_id in [p for p in scheduled if scheduled[p] != wanted.get(p)]:
+            scheduler.remove_job(f"policy-{policy_id}")
+            del scheduled[policy_id]
+        for policy_id, (cron, version) in wanted.items():
+            if policy_id in scheduled:
+                continue
+            trigger = CronTrigger.from_crontab(cron, timezone=tz)
+            missed = last_fire_time(trigger, datetime.now(tz))
+            extra = {}
+            if missed is not None and not _slot_done(policy_id, slot_of(missed)):
+                extra["next_run_time"] = missed  # runs once now: coalesce + grace
+            scheduler.add_job(
+                _fire_in, trigger, args=(app, policy_id, cron, tz), id=f"policy-{policy_id}",
+                misfire_grace_time=int(MISFIRE_GRACE.total_seconds()), coalesce=True, **extra,
+            )  # fmt: skip
+            scheduled[policy_id] = (cron, version)
+        db.session.remove()
+
+
+def _slot_done(policy_id: int, slot: str) -> bool:
+    return db.session.scalar(
+        select(Backup.id).where(Backup.policy_id == policy_id, Backup.slot == slot)
+    ) is not None  # fmt: skip
+
+
 def build(app: Flask) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        timezone=timezone(app),
     )
 
     def reaper() -> None:
         with app.app_context():
             enqueue_once(jobs.reap_lost_deployments, 30)
+            enqueue_once(jobs.reap_lost_backups, 30)
+
+    scheduled: dict[int, tuple] = {}
+
+    def reconcile() -> None:
+        try:
+            sync_policies(app, scheduler, scheduled)
+        except Exception:  # noqa: BLE001 - a bad row must not stop the schedule
+            log.exception("could not reconcile the backup policies")
+
+    def drills() -> None:
+        with app.app_context():
+            fire_drills(timezone(app))
 
     scheduler.add_job(reaper, "interval", seconds=30, id="reaper")
 
@@ -71,6 +191,13 @@ def build(app: Flask) -> BackgroundScheduler:
             enqueue_once(jobs.maintain_metrics, 60)
 
     scheduler.add_job(metric_sampler, "interval", seconds=15, id="metrics")
+    scheduler.add_job(
+        reconcile, "interval", seconds=RECONCILE_EVERY, id="policies",
+        next_run_time=datetime.now(UTC),
+    )  # fmt: skip
+    scheduler.add_job(
+        drills, CronTrigger.from_crontab(DRILL_CRON, timezone=timezone(app)), id="drills"
+    )
     return scheduler
 
 

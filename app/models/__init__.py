@@ -3,6 +3,14 @@
 from app.models.accounts import Installation, Membership, Role, Team, User
 from app.models.applications import Application, Domain, EnvVar
 from app.models.audit import AuditEvent
+from app.models.backups import (
+    Backup,
+    BackupDestination,
+    BackupPolicy,
+    BackupStatus,
+    Restore,
+    TargetType,
+)
 from app.models.base import Base
 from app.models.deployments import (
     ACTIVE_STATUSES,
@@ -12,12 +20,18 @@ from app.models.deployments import (
     DeployStep,
 )
 from app.models.metrics import MetricSample, MetricScope
+from app.models.notifications import ChannelKind, NotificationChannel, NotificationEvent
 from app.models.projects import Environment, Project
 
 __all__ = [
     "ACTIVE_STATUSES",
     "Application",
     "AuditEvent",
+    "Backup",
+    "BackupDestination",
+    "BackupPolicy",
+    "BackupStatus",
+    "ChannelKind",
     "Base",
     "Deployment",
     "DeploymentLogLine",
@@ -30,8 +44,12 @@ __all__ = [
     "Membership",
     "MetricSample",
     "MetricScope",
+    "NotificationChannel",
+    "NotificationEvent",
     "Project",
+    "Restore",
     "Role",
+    "TargetType",
     "Team",
     "User",
 ]

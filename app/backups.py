@@ -1,0 +1,410 @@
+"""Backups: where they go, what they read, the backup run itself and retention.
+
+A run (in the worker) streams the dump through a SHA-256 into a local file and,
+at the same time, a multipart S3 upload; it verifies the object (size and
+multipart ETag) before the backup counts. S3 trouble keeps the local file and
+ends the row ``failed`` with the reason. A heartbeat key tells the reaper the
+run is alive; a run whose worker died is marked failed and its upload aborted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app import dumps, names, notify, secrets, storage
+from app.extensions import db, queue, redis
+from app.models import (
+    Backup,
+    BackupDestination,
+    BackupPolicy,
+    BackupStatus,
+    Installation,
+    NotificationEvent,
+    TargetType,
+)
+from app.models.base import utcnow
+
+log = logging.getLogger("slipway.backups")
+ALIVE_KEY = "slipway:backup-alive:{}"
+S3_SECRET = "backup-destination-secret"
+DB_PASSWORD = "backup-database-password"
+READ_CHUNK = 1 << 20
+
+
+class BackupError(Exception):
+    pass
+
+
+# ---- targets --------------------------------------------------------------
+
+
+def s3_target(dest: BackupDestination) -> storage.S3Target:
+    """The destination with its secret decrypted (worker and Test connection only)."""
+    return storage.S3Target(
+        endpoint_url=dest.endpoint_url, region=dest.region, bucket=dest.bucket,
+        prefix=dest.prefix, access_key_id=dest.access_key_id,
+        secret_access_key=secrets.decrypt(dest.secret_access_key, context=S3_SECRET),
+        path_style=dest.path_style, timeout=current_app.config["S3_TIMEOUT_SECONDS"],
+    )  # fmt: skip
+
+
+def allowed_hosts() -> tuple[str, ...]:
+    return current_app.config["BACKUP_ALLOWED_HOSTS"]
+
+
+def is_installation_owner(user_id: int) -> bool:
+    """Slipway's own database holds every team's data: only the installation owner backs it up."""
+    owner = db.session.scalar(select(Installation.owner_id).where(Installation.id == 1))
+    return owner is not None and owner == user_id
+
+
+def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
+    """A PostgreSQL connection to dump, or the path of Slipway's SQLite file."""
+    if policy.target_type == TargetType.slipway.value:
+        uri = current_app.config["SQLALCHEMY_DATABASE_URI"]
+        if uri.startswith("sqlite:///"):
+            return uri[len("sqlite:///") :]
+        return dumps.PgConn.from_url(uri)
+    password = None
+    if policy.database_password:
+        password = secrets.decrypt(policy.database_password, context=DB_PASSWORD)
+    conn = dumps.PgConn.from_url(policy.database_url, password)
+    if conn.host not in allowed_hosts() and names.resolves_internally(conn.host):
+        raise BackupError(f"{conn.host} resolves to an internal address; an admin must "
+                          "allow-list it (SLIPWAY_BACKUP_ALLOWED_HOSTS).")  # fmt: skip
+    return conn
+
+
+def policy_dir(policy: BackupPolicy) -> Path:
+    path = Path(current_app.config["BACKUPS_DIR"]) / f"team-{policy.team_id}" / f"p{policy.id}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---- starting -------------------------------------------------------------
+
+
+def start_now(policy: BackupPolicy) -> Backup:
+    """Insert a queued manual backup and enqueue its id; the caller commits nothing more."""
+    backup = Backup(team_id=policy.team_id, policy_id=policy.id, trigger="manual")
+    db.session.add(backup)
+    db.session.flush()
+    backup.rq_job_id = f"backup-{backup.id}"
+    db.session.commit()
+    queue("backup").enqueue(
+        "app.jobs.run_backup", backup.id, job_id=backup.rq_job_id, failure_ttl=86400
+    )
+    return backup
+
+
+def row_for_slot(policy_id: int, slot: str) -> Backup | None:
+    """The backup row of a scheduled slot, created once however often the slot fires."""
+    policy = db.session.get(BackupPolicy, policy_id)
+    if policy is None or not policy.enabled:
+        return None
+    existing = db.session.scalar(
+        select(Backup).where(Backup.policy_id == policy_id, Backup.slot == slot)
+    )
+    if existing is not None:
+        return None
+    backup = Backup(team_id=policy.team_id, policy_id=policy_id, slot=slot, trigger="schedule")
+    db.session.add(backup)
+    try:
+        db.session.commit()
+    except IntegrityError:  # another worker took this slot a moment ago
+        db.session.rollback()
+        return None
+    return backup
+
+
+# ---- the run --------------------------------------------------------------
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, backup_id: int, ttl: int):
+        super().__init__(daemon=True)
+        self.key, self.ttl = ALIVE_KEY.format(backup_id), ttl
+        self.client = redis.client
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.client.set(self.key, "1", ex=self.ttl)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the backup
+                log.warning("heartbeat failed for %s", self.key)
+            self.stopped.wait(max(self.ttl / 4, 0.2))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.client.delete(self.key)
+
+
+def is_alive(backup_id: int) -> bool:
+    return bool(redis.client.exists(ALIVE_KEY.format(backup_id)))
+
+
+def run(backup_id: int) -> str:
+    """Run one backup (in the worker); returns its final status."""
+    backup = db.session.get(Backup, backup_id)
+    if backup is None or backup.status != BackupStatus.queued.value:
+        return backup.status if backup else "missing"
+    heartbeat = _Heartbeat(backup_id, current_app.config["BACKUP_ALIVE_TTL"])
+    heartbeat.start()
+    try:
+        _Run(backup).execute()
+    finally:
+        heartbeat.stop()
+    db.session.refresh(backup)
+    if backup.status == BackupStatus.succeeded.value:
+        try:
+            prune(backup.policy)
+        except Exception:  # noqa: BLE001 - retention trouble never fails a good backup
+            log.exception("retention of policy %s failed", backup.policy_id)
+    else:
+        notify.event(backup.team_id, NotificationEvent.backup_failed, backup.id)
+    return backup.status
+
+
+class _Run:
+    def __init__(self, backup: Backup):
+        self.backup, self.policy = backup, backup.policy
+        self.cfg = current_app.config
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.upload: storage.MultipartUpload | None = None
+        self.s3_error: str | None = None
+        self.part_size = max(self.cfg["BACKUP_PART_MB"], 5) << 20
+
+    def execute(self) -> None:
+        b = self.backup
+        b.status, b.started_at = BackupStatus.running.value, utcnow()
+        db.session.commit()
+        began = time.monotonic()
+        try:
+            source = source_of(self.policy)
+            suffix = ".sqlite3" if isinstance(source, str) else ".dump"
+            stamp = b.started_at.strftime("%Y%m%dT%H%M%SZ")
+            name = f"{stamp}-{b.id}{suffix}"
+            local = policy_dir(self.policy) / name
+            self.target = s3_target(self.policy.destination)
+            b.bucket, b.object_key = (
+                self.target.bucket,
+                self.target.key(f"{self.policy.name}/{name}"),
+            )
+            self._start_upload()
+            partial = local.with_suffix(local.suffix + ".part")
+            with open(partial, "wb") as out:
+                b.row_counts = self._dump(source, out, local.parent)
+            partial.rename(local)
+            b.local_path, b.size_bytes, b.sha256 = str(local), self.size, self.sha.hexdigest()
+            self._finish_upload()
+        except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
+                secrets.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
+            self._abort_upload()
+            b.mark_failed(str(exc).strip())
+        except Exception as exc:  # the row must say what happened, whatever it was
+            log.exception("backup %s failed unexpectedly", b.id)
+            self._abort_upload()
+            b.mark_failed(f"{type(exc).__name__}: {exc}")
+        else:
+            if self.s3_error:
+                b.mark_failed(f"S3 upload failed, the local copy is kept: {self.s3_error}")
+            else:
+                b.status, b.finished_at = BackupStatus.succeeded.value, utcnow()
+        b.duration_seconds = round(time.monotonic() - began, 3)
+        db.session.commit()
+        log.info("backup %s: %s in %.1f s", b.id, b.status, b.duration_seconds)
+
+    def _dump(self, source, out, workdir: Path) -> dict[str, int]:
+        if isinstance(source, str):  # SQLite: online backup to a file, then stream that
+            copy = dumps.scratch_file(workdir, ".sqlite-copy")
+            try:
+                counts = dumps.sqlite_copy(source, copy)
+                with open(copy, "rb") as stream:
+                    self._pump(stream, out)
+            finally:
+                copy.unlink(missing_ok=True)
+            return counts
+        with dumps.pg_dump(source, workdir) as (stream, counts):
+            self._pump(stream, out)
+        return counts.result()
+
+    def _pump(self, stream, out) -> None:
+        """Chunks → SHA-256, local file, and S3 parts; memory is one part plus those in flight."""
+        pending: list[bytes] = []
+        pending_size = 0
+        while chunk := stream.read(READ_CHUNK):
+            self.sha.update(chunk)
+            out.write(chunk)
+            self.size += len(chunk)
+            if self.upload is None:
+                continue
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= self.part_size:
+                self._send(b"".join(pending))
+                pending, pending_size = [], 0
+        if self.upload is not None and (pending or not self.upload.part_md5s):
+            self._send(b"".join(pending))
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.upload.add(data)
+        except storage.StorageError as exc:
+            self._give_up_s3(str(exc))
+
+    def _give_up_s3(self, reason: str) -> None:
+        """S3 failed for good: keep dumping to the local file; abort the upload."""
+        log.warning("backup %s: %s", self.backup.id, reason)
+        self.s3_error = reason
+        self._abort_upload()
+
+    def _start_upload(self) -> None:
+        storage.check_at_use(self.target, allowed_hosts())
+        self.upload = storage.MultipartUpload(
+            self.target, self.backup.object_key, threads=self.cfg["BACKUP_UPLOAD_THREADS"],
+            retries=self.cfg["S3_RETRIES"], base_delay=self.cfg["S3_RETRY_BASE_SECONDS"],
+        )  # fmt: skip
+        try:
+            self.backup.upload_id = self.upload.start()
+        except storage.StorageError as exc:
+            self.upload = None
+            self.s3_error = str(exc)
+            return
+        db.session.commit()  # the reaper can abort it if this worker dies
+
+    def _finish_upload(self) -> None:
+        if self.upload is None:
+            return
+        try:
+            etag = self.upload.complete()
+        except storage.StorageError as exc:
+            self._give_up_s3(str(exc))
+            return
+        self.backup.upload_id = None
+        expected = storage.multipart_etag(self.upload.part_md5s)
+        try:
+            size, head_etag = storage.head(self.target, self.backup.object_key)
+        except storage.StorageError as exc:
+            self.s3_error = f"could not verify the object: {exc}"
+            return
+        if size != self.size or head_etag != expected or etag != expected:
+            self.s3_error = (f"the object does not match what was sent (size {size} vs "
+                             f"{self.size}, ETag {head_etag} vs {expected})")  # fmt: skip
+            return
+        self.backup.etag, self.backup.uploaded = head_etag, True
+
+    def _abort_upload(self) -> None:
+        upload, self.upload = self.upload, None
+        if upload is None or not upload.upload_id:
+            return
+        upload.close()
+        try:
+            storage.abort(self.target, self.backup.object_key, upload.upload_id)
+            self.backup.upload_id = None
+        except storage.StorageError as exc:  # left on the row: the reaper retries
+            log.warning("backup %s: %s", self.backup.id, exc)
+
+
+# ---- lost runs and retention -----------------------------------------------
+
+
+def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
+    """Running backups without a heartbeat end ``failed``; open uploads are aborted."""
+    cutoff = utcnow() - grace
+    count = 0
+    for b in db.session.scalars(select(Backup).where(Backup.status == "running")):
+        started = b.started_at or b.created_at
+        if started.tzinfo is None:  # SQLite returns naive UTC
+            started = started.replace(tzinfo=UTC)
+        if started > cutoff or is_alive(b.id):
+            continue
+        b.mark_failed("worker lost: the backup stopped without finishing")
+        count += 1
+    db.session.commit()
+    stale = select(Backup).where(Backup.upload_id.is_not(None), Backup.status == "failed")
+    for b in db.session.scalars(stale):
+        try:
+            storage.abort(s3_target(b.policy.destination), b.object_key, b.upload_id)
+            b.upload_id = None
+        except (storage.StorageError, secrets.SecretError) as exc:
+            log.warning("backup %s: upload not aborted yet: %s", b.id, exc)
+    db.session.commit()
+    return count
+
+
+def _day(b: Backup) -> str:
+    return _aware(b.started_at or b.created_at).strftime("%Y-%m-%d")
+
+
+def _week(b: Backup) -> str:
+    year, week, _ = _aware(b.started_at or b.created_at).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def to_keep_in_s3(good: list[Backup], daily: int, weekly: int) -> set[int]:
+    """Ids to keep: newest per day (``daily`` days), per week (``weekly`` weeks), the newest."""
+    keep: set[int] = {good[0].id} if good else set()
+    for key, limit in ((_day, daily), (_week, weekly)):
+        seen: list[str] = []
+        for b in good:  # newest first
+            period = key(b)
+            if period in seen:
+                continue
+            if len(seen) >= limit:
+                break
+            seen.append(period)
+            keep.add(b.id)
+    return keep
+
+
+def prune(policy: BackupPolicy) -> None:
+    """Retention after a success: local files older than N days, S3 beyond daily/weekly.
+
+    The newest good backup is never deleted, whatever the settings say.
+    """
+    good = list(db.session.scalars(
+        select(Backup).where(Backup.policy_id == policy.id, Backup.status == "succeeded")
+        .order_by(Backup.id.desc())
+    ))  # fmt: skip
+    if not good:
+        return
+    newest = good[0].id
+    cutoff = utcnow() - timedelta(days=policy.keep_local_days)
+    every = db.session.scalars(
+        select(Backup).where(Backup.policy_id == policy.id, Backup.local_path.is_not(None))
+    )
+    for b in every:
+        if b.id != newest and _aware(b.started_at or b.created_at) < cutoff:
+            Path(b.local_path).unlink(missing_ok=True)
+            b.local_path = None
+    keep = to_keep_in_s3(good, policy.keep_daily, policy.keep_weekly)
+    target = None
+    for b in good:
+        if b.uploaded and b.id not in keep:
+            target = target or s3_target(policy.destination)
+            storage.delete(target, b.object_key)
+            b.uploaded = False
+    db.session.commit()
+
+
+def latest_good(policy_id: int) -> Backup | None:
+    return db.session.scalar(
+        select(Backup).where(Backup.policy_id == policy_id, Backup.status == "succeeded")
+        .order_by(Backup.id.desc()).limit(1)
+    )  # fmt: skip

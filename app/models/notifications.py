@@ -1,0 +1,38 @@
+"""Notification channels: where a team hears about failures."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Timestamped
+
+
+class ChannelKind(enum.StrEnum):
+    webhook = "webhook"  # generic JSON POST
+    slack = "slack"  # Slack/Discord-compatible incoming webhook ({"text": ...})
+    email = "email"  # SMTP
+
+
+class NotificationEvent(enum.StrEnum):
+    backup_failed = "backup.failed"
+    drill_failed = "drill.failed"
+    deploy_failed = "deploy.failed"
+
+
+class NotificationChannel(Timestamped, Base):
+    __tablename__ = "notification_channels"
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Webhook kinds: the URL (it often embeds a token), encrypted. Email: the SMTP password.
+    secret: Mapped[str | None] = mapped_column(Text)
+    # Non-secret settings: the URL's host for display; SMTP host, port, from, to, user, tls.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

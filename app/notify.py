@@ -1,0 +1,158 @@
+"""Notifications: channels per team (generic webhook, Slack/Discord-style webhook,
+email over SMTP), each subscribed to chosen events.
+
+``event`` only enqueues one delivery job per subscribed channel (ids only), and
+never raises: telling the team must never change a job's result. The delivery
+job retries with exponential backoff. URLs and SMTP hosts pass the SSRF check
+on save and again here, at use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import time
+import urllib.request
+from email.message import EmailMessage
+from urllib.error import URLError
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import names, secrets
+from app.extensions import db, queue
+from app.models import (
+    Backup,
+    ChannelKind,
+    NotificationChannel,
+    NotificationEvent,
+    Restore,
+    Team,
+)
+
+log = logging.getLogger("slipway.notify")
+SECRET_CONTEXT = "notification-channel-secret"
+TIMEOUT = 10
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def event(team_id: int, what: NotificationEvent, object_id: int) -> int:
+    """Enqueue a delivery to every channel of the team subscribed to ``what``."""
+    try:
+        channels = db.session.scalars(
+            select(NotificationChannel).where(NotificationChannel.team_id == team_id)
+        ).all()
+        ids = [c.id for c in channels if what.value in (c.events or [])]
+        for channel_id in ids:
+            queue("default").enqueue(
+                "app.jobs.send_notification", channel_id, what.value, object_id,
+                failure_ttl=86400,
+            )  # fmt: skip
+        return len(ids)
+    except Exception:  # noqa: BLE001 - a notification never fails the caller
+        log.exception("could not enqueue notifications for team %s", team_id)
+        return 0
+
+
+def message(what: str, object_id: int) -> tuple[str, str]:
+    """(subject, text) for an event, built from the rows (no secret is in them)."""
+    if what == NotificationEvent.backup_failed.value:
+        b = db.session.get(Backup, object_id)
+        name = b.policy.name if b else "?"
+        return (f"Backup of {name} failed", f"Backup #{object_id} of policy {name} failed: "
+                f"{b.error if b else 'the row is gone'}")  # fmt: skip
+    if what == NotificationEvent.drill_failed.value:
+        r = db.session.get(Restore, object_id)
+        reason = r.error if r else "the row is gone"
+        return (
+            f"Restore drill #{object_id} failed",
+            f"Restore drill #{object_id} failed: {reason}",
+        )
+    return (f"Slipway: {what}", f"Slipway event {what} (#{object_id})")
+
+
+def check_host_at_use(host: str) -> None:
+    allowed = current_app.config["BACKUP_ALLOWED_HOSTS"]
+    if host not in allowed and names.resolves_internally(host):
+        raise DeliveryError(f"{host} resolves to an internal address; not sending there.")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect could point anywhere, internal addresses included: never follow."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _post_json(url: str, payload: dict) -> None:
+    host = names.url_host(url)
+    check_host_at_use(host)
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Slipway"},
+    )  # fmt: skip
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=TIMEOUT) as response:
+            if not 200 <= response.status < 300:
+                raise DeliveryError(f"{host} answered {response.status}")
+    except URLError as exc:
+        raise DeliveryError(f"{host}: {getattr(exc, 'reason', exc)}") from None
+    except OSError as exc:
+        raise DeliveryError(f"{host}: {exc}") from None
+
+
+def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:
+    s = channel.settings or {}
+    check_host_at_use(s["host"])
+    msg = EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = subject, s["sender"], s["to"]
+    msg.set_content(text)
+    try:
+        with smtplib.SMTP(s["host"], int(s.get("port", 25)), timeout=TIMEOUT) as smtp:
+            if s.get("starttls"):
+                smtp.starttls()
+            if s.get("username") and channel.secret:
+                password = secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
+                smtp.login(s["username"], password)
+            smtp.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"SMTP {s['host']}: {exc}") from None
+
+
+def send(channel: NotificationChannel, what: str, subject: str, text: str) -> None:
+    """Deliver once; raises :class:`DeliveryError` with a plain reason."""
+    team = db.session.get(Team, channel.team_id)
+    if channel.kind == ChannelKind.email.value:
+        _send_email(channel, subject, text)
+        return
+    url = secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
+    if channel.kind == ChannelKind.slack.value:
+        # Slack reads "text", Discord "content"; each ignores the other.
+        _post_json(url, {"text": text, "content": text})
+    else:
+        _post_json(url, {"event": what, "subject": subject, "text": text,
+                         "team": team.name if team else None})  # fmt: skip
+
+
+def deliver(channel_id: int, what: str, object_id: int) -> str:
+    """The delivery job: send with retries and exponential backoff; returns the outcome."""
+    channel = db.session.get(NotificationChannel, channel_id)
+    if channel is None:
+        return "channel gone"
+    subject, text = message(what, object_id)
+    retries = current_app.config["NOTIFY_RETRIES"]
+    base = current_app.config["NOTIFY_RETRY_BASE_SECONDS"]
+    for attempt in range(retries + 1):
+        try:
+            send(channel, what, subject, text)
+            return "sent"
+        except (DeliveryError, secrets.SecretError, KeyError) as exc:
+            log.warning("channel %s, attempt %s: %s", channel_id, attempt + 1, exc)
+            if attempt < retries:
+                time.sleep(base * (2**attempt))
+    return "failed"

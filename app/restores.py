@@ -1,0 +1,207 @@
+"""Restores and restore drills (in the worker).
+
+A restore gets the backup's bytes (the local copy if its SHA-256 still matches,
+else the S3 object, whose SHA-256 must match too) before it touches any
+database, then ``pg_restore --clean --if-exists`` into the backup's own
+database, or into a new one. A drill restores the latest backup into a scratch
+database, compares its row counts with those recorded at dump time, and drops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import backups, dumps, notify, secrets, storage
+from app.extensions import db, queue
+from app.models import (
+    Backup,
+    BackupPolicy,
+    BackupStatus,
+    NotificationEvent,
+    Restore,
+    TargetType,
+)
+from app.models.base import utcnow
+
+log = logging.getLogger("slipway.restores")
+
+
+class RestoreError(Exception):
+    pass
+
+
+def start(backup: Backup, *, kind: str, target_database: str | None, user_id: int | None):
+    """Insert a queued restore (or drill) and enqueue its id."""
+    restore = Restore(team_id=backup.team_id, backup_id=backup.id, kind=kind,
+                      target_database=target_database, user_id=user_id)  # fmt: skip
+    db.session.add(restore)
+    db.session.commit()
+    queue("backup").enqueue("app.jobs.run_restore", restore.id, job_id=f"restore-{restore.id}",
+                            failure_ttl=86400)  # fmt: skip
+    return restore
+
+
+def start_monthly_drills() -> int:
+    """One drill per enabled policy that has a good backup (the scheduler's monthly job)."""
+    count = 0
+    for policy in db.session.scalars(select(BackupPolicy).where(BackupPolicy.enabled)):
+        latest = backups.latest_good(policy.id)
+        if latest is not None:
+            start(latest, kind="drill", target_database=None, user_id=None)
+            count += 1
+    return count
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Restore:
+    def __init__(self, restore: Restore):
+        self.r, self.backup = restore, restore.backup
+        self.policy = self.backup.policy
+        self.fetched: Path | None = None
+        self._last_commit = 0.0
+
+    def note(self, line: str, *, commit: bool = False) -> None:
+        self.r.note(line[:300])
+        now = time.monotonic()
+        if commit or now - self._last_commit > 1:  # progress visible without a commit per line
+            db.session.commit()
+            self._last_commit = now
+
+    def fetch(self) -> Path:
+        """A verified copy of the backup's bytes; nothing is touched before this passes."""
+        b = self.backup
+        if b.local_path and Path(b.local_path).exists():
+            self.note(f"checking the local copy {Path(b.local_path).name}", commit=True)
+            if sha256_of(Path(b.local_path)) == b.sha256:
+                self.note("SHA-256 matches", commit=True)
+                return Path(b.local_path)
+            self.note("the local copy does NOT match its SHA-256; not using it", commit=True)
+        if not b.uploaded:
+            raise RestoreError("no intact copy: the local file is missing or corrupted and "
+                               "the backup is not in S3. Refusing to restore.")  # fmt: skip
+        self.fetched = dumps.scratch_file(Path(current_app.config["BACKUPS_DIR"]), ".restore")
+        self.note(f"downloading s3://{b.bucket}/{b.object_key}", commit=True)
+        with open(self.fetched, "wb") as out:
+            digest = storage.download(backups.s3_target(self.policy.destination), b.object_key, out)
+        if digest != b.sha256:
+            raise RestoreError(f"the downloaded object's SHA-256 {digest} does not match the "
+                               f"recorded {b.sha256}. Refusing to restore.")  # fmt: skip
+        self.note("downloaded; SHA-256 matches", commit=True)
+        return self.fetched
+
+    def execute(self) -> None:
+        r = self.r
+        r.status, r.started_at = BackupStatus.running.value, utcnow()
+        db.session.commit()
+        began = time.monotonic()
+        try:
+            source = backups.source_of(self.policy)
+            dump = self.fetch()
+            if isinstance(source, str):
+                self._sqlite(dump)
+            else:
+                self._postgres(source, dump)
+        except (RestoreError, dumps.DumpError, storage.StorageError, backups.BackupError,
+                secrets.SecretError, OSError) as exc:  # fmt: skip
+            r.status, r.error = BackupStatus.failed.value, str(exc)[:2000]
+            self.note(f"failed: {str(exc)[:200]}")
+        except Exception as exc:  # noqa: BLE001 - psycopg errors and the like: the row says so
+            r.status, r.error = BackupStatus.failed.value, f"{type(exc).__name__}: {exc}"[:2000]
+        else:
+            if r.status == BackupStatus.running.value:
+                r.status = BackupStatus.succeeded.value
+                self.note("done")
+        finally:
+            if self.fetched is not None:
+                self.fetched.unlink(missing_ok=True)
+        r.finished_at = utcnow()
+        r.duration_seconds = round(time.monotonic() - began, 3)
+        db.session.commit()
+
+    def _postgres(self, server: dumps.PgConn, dump: Path) -> None:
+        r = self.r
+        if r.kind == "drill":
+            scratch = f"slipway_drill_{r.id}"
+            self.note(f"creating the scratch database {scratch}", commit=True)
+            dumps.create_database(server, scratch)
+            try:
+                dumps.pg_restore(server.other(scratch), dump, clean=False, progress=self.note)
+                with server.other(scratch).connect() as conn:
+                    self._compare(dumps.pg_row_counts(conn))
+            finally:
+                dumps.drop_database(server, scratch)
+                self.note(f"dropped {scratch}")
+            return
+        if r.target_database:
+            if dumps.database_exists(server, r.target_database):
+                raise RestoreError(f"database {r.target_database} already exists; "
+                                   "choose a new name.")  # fmt: skip
+            self.note(f"creating database {r.target_database}", commit=True)
+            dumps.create_database(server, r.target_database)
+            dumps.pg_restore(server.other(r.target_database), dump, clean=False,
+                             progress=self.note)  # fmt: skip
+            return
+        if self.policy.target_type == TargetType.slipway.value:
+            raise RestoreError("Slipway's own database is not restored over itself while it "
+                               "runs; restore into a new database instead.")  # fmt: skip
+        self.note(f"restoring into {server.dbname} (--clean --if-exists)", commit=True)
+        dumps.pg_restore(server, dump, clean=True, progress=self.note)
+
+    def _sqlite(self, dump: Path) -> None:
+        import sqlite3
+
+        r = self.r
+        if r.kind != "drill" and not r.target_database:
+            raise RestoreError("Slipway's own database is not restored over itself while it "
+                               "runs; restore into a new database instead.")  # fmt: skip
+        name = r.target_database or f"drill_{r.id}"
+        out = Path(current_app.config["BACKUPS_DIR"]) / "restored" / f"{name}.sqlite3"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            raise RestoreError(f"{out.name} already exists; choose a new name.")
+        shutil.copyfile(dump, out)
+        self.note(f"restored to {out}")
+        if r.kind == "drill":
+            try:
+                with sqlite3.connect(out) as conn:
+                    self._compare(dumps.sqlite_row_counts(conn))
+            finally:
+                out.unlink(missing_ok=True)
+
+    def _compare(self, counts: dict[str, int]) -> None:
+        expected = self.backup.row_counts or {}
+        diff = {t: [expected.get(t), counts.get(t)] for t in set(expected) | set(counts)
+                if expected.get(t) != counts.get(t)}  # fmt: skip
+        self.r.comparison = {"tables": len(expected), "rows": sum(expected.values()),
+                             "matches": not diff, "differences": diff}  # fmt: skip
+        if diff:
+            self.r.status, self.r.error = (
+                BackupStatus.failed.value,
+                (f"{len(diff)} table(s) differ from the source at dump time"),
+            )
+        self.note(f"compared {len(expected)} tables: {'match' if not diff else 'DIFFER'}")
+
+
+def run(restore_id: int) -> str:
+    """Run one restore or drill (in the worker); returns its final status."""
+    restore = db.session.get(Restore, restore_id)
+    if restore is None or restore.status != BackupStatus.queued.value:
+        return restore.status if restore else "missing"
+    _Restore(restore).execute()
+    if restore.kind == "drill" and restore.status == BackupStatus.failed.value:
+        notify.event(restore.team_id, NotificationEvent.drill_failed, restore.id)
+    return restore.status

@@ -1,0 +1,261 @@
+"""S3-compatible storage: the only module that talks to S3 (boto3).
+
+Uploads are multipart with parts of a fixed size and a bounded number in
+flight, so memory does not grow with the backup. Each part is retried with
+exponential backoff; a failed upload is aborted. The multipart ETag (MD5 of
+the parts' MD5s, ``-N``) is computed locally and compared with the object's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app import names
+
+log = logging.getLogger("slipway.storage")
+PROBE_BODY = b"slipway probe\n"
+
+
+class StorageError(Exception):
+    """An S3 request failed; the message says which step and why, without secrets."""
+
+
+@dataclass(frozen=True)
+class S3Target:
+    endpoint_url: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_access_key: str
+    path_style: bool = False
+    timeout: float = 30.0
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def __repr__(self) -> str:  # never show the secret in a traceback or log
+        return f"S3Target({self.endpoint_url!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+
+def check_at_use(target: S3Target, allowed_hosts: tuple[str, ...]) -> None:
+    """SSRF guard, again at use: the endpoint's host must not resolve internally."""
+    host = names.url_host(target.endpoint_url)
+    if host not in allowed_hosts and names.resolves_internally(host):
+        raise StorageError(f"{host} resolves to an internal address; an admin must allow-list it.")
+
+
+def client(target: S3Target):
+    config = Config(
+        region_name=target.region or "us-east-1",
+        s3={"addressing_style": "path" if target.path_style else "auto"},
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=min(target.timeout, 10),
+        read_timeout=target.timeout,
+        signature_version="s3v4",
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=target.endpoint_url,
+        aws_access_key_id=target.access_key_id,
+        aws_secret_access_key=target.secret_access_key,
+        config=config,
+    )
+
+
+def describe(exc: Exception) -> str:
+    """A plain reason: the S3 error code and message, or the connection problem."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{code}: {err.get('Message') or 'no message'}"
+    if isinstance(exc, BotoCoreError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def with_retries(what: str, call: Callable[[], Any], retries: int, base_delay: float) -> Any:
+    """Run ``call``, retrying ``retries`` more times with exponential backoff."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            if attempt == retries:
+                raise StorageError(
+                    f"{what} failed after {retries + 1} attempts: {describe(exc)}"
+                ) from None
+            delay = base_delay * (2**attempt)
+            log.warning("%s failed (%s); retrying in %.1f s", what, describe(exc), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def probe(target: S3Target) -> list[tuple[str, bool, str]]:
+    """Write, read back and delete a probe object; one (step, ok, detail) per step."""
+    s3 = client(target)
+    key = target.key(f".slipway-probe-{int(time.time() * 1000)}")
+    steps: list[tuple[str, bool, str]] = []
+    try:
+        s3.put_object(Bucket=target.bucket, Key=key, Body=PROBE_BODY)
+        steps.append(("write", True, f"wrote {key}"))
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+        return [("write", False, describe(exc))]
+    try:
+        body = s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+        ok = body == PROBE_BODY
+        steps.append(("read", ok, "read it back" if ok else "read back different bytes"))
+    except Exception as exc:  # noqa: BLE001
+        steps.append(("read", False, describe(exc)))
+    try:
+        s3.delete_object(Bucket=target.bucket, Key=key)
+        steps.append(("delete", True, "deleted it"))
+    except Exception as exc:  # noqa: BLE001
+        steps.append(("delete", False, describe(exc)))
+    return steps
+
+
+def multipart_etag(part_md5s: list[bytes]) -> str:
+    """The ETag S3 gives a multipart object: MD5 of the concatenated part MD5s, ``-N``."""
+    return f'"{hashlib.md5(b"".join(part_md5s)).hexdigest()}-{len(part_md5s)}"'
+
+
+class MultipartUpload:
+    """One multipart upload fed part by part; at most ``threads`` parts in flight."""
+
+    def __init__(
+        self, target: S3Target, key: str, *, threads: int = 3, retries: int = 4,
+        base_delay: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.target, self.key = target, key
+        self.s3 = client(target)
+        self.retries, self.base_delay = retries, base_delay
+        self.upload_id: str | None = None
+        self.part_md5s: list[bytes] = []
+        self.size = 0
+        self._parts: list[Future] = []
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3-part")
+        self._slots = threading.BoundedSemaphore(threads)
+
+    def start(self) -> str:
+        created = with_retries(
+            "starting the multipart upload",
+            lambda: self.s3.create_multipart_upload(Bucket=self.target.bucket, Key=self.key),
+            self.retries, self.base_delay,
+        )  # fmt: skip
+        self.upload_id = created["UploadId"]
+        return self.upload_id
+
+    def add(self, data: bytes) -> None:
+        """Queue one part (all but the last at least 5 MiB); blocks while all slots are busy."""
+        number = len(self.part_md5s) + 1
+        self.part_md5s.append(hashlib.md5(data).digest())
+        self.size += len(data)
+        for done in [f for f in self._parts if f.done()]:
+            done.result()  # surface a failed part early
+        self._slots.acquire()
+        future = self._pool.submit(self._upload_part, number, data)
+        future.add_done_callback(lambda _f: self._slots.release())
+        self._parts.append(future)
+
+    def _upload_part(self, number: int, data: bytes) -> dict:
+        response = with_retries(
+            f"uploading part {number}",
+            lambda: self.s3.upload_part(
+                Bucket=self.target.bucket, Key=self.key, UploadId=self.upload_id,
+                PartNumber=number, Body=data,
+            ),
+            self.retries, self.base_delay,
+        )  # fmt: skip
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def complete(self) -> str:
+        """Wait for the parts, complete, and return the ETag S3 reports."""
+        parts = [f.result() for f in self._parts]
+        self._pool.shutdown()
+        done = with_retries(
+            "completing the multipart upload",
+            lambda: self.s3.complete_multipart_upload(
+                Bucket=self.target.bucket, Key=self.key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            ),
+            self.retries, self.base_delay,
+        )  # fmt: skip
+        return done["ETag"]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def abort(target: S3Target, key: str, upload_id: str) -> None:
+    """Abort a multipart upload so its parts stop taking space."""
+    s3 = client(target)
+    try:
+        s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise StorageError(f"aborting the upload failed: {describe(exc)}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"aborting the upload failed: {describe(exc)}") from None
+
+
+def open_uploads(target: S3Target) -> list[tuple[str, str]]:
+    """(key, upload id) of the multipart uploads still open under the prefix."""
+    s3 = client(target)
+    found = s3.list_multipart_uploads(Bucket=target.bucket, Prefix=target.prefix)
+    return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
+
+
+def head(target: S3Target, key: str) -> tuple[int, str]:
+    """(size, ETag) of an object."""
+    try:
+        found = client(target).head_object(Bucket=target.bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"reading the object's metadata failed: {describe(exc)}") from None
+    return found["ContentLength"], found["ETag"]
+
+
+def iter_object(target: S3Target, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The object's bytes in chunks (downloads stream through Slipway)."""
+    try:
+        body = client(target).get_object(Bucket=target.bucket, Key=key)["Body"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"downloading the object failed: {describe(exc)}") from None
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
+def download(target: S3Target, key: str, out: BinaryIO) -> str:
+    """Write the object to ``out``; returns its SHA-256."""
+    digest = hashlib.sha256()
+    for chunk in iter_object(target, key):
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest()
+
+
+def presigned_url(target: S3Target, key: str, seconds: int = 900) -> str:
+    """A GET URL valid for at most 15 minutes."""
+    return client(target).generate_presigned_url(
+        "get_object", Params={"Bucket": target.bucket, "Key": key},
+        ExpiresIn=min(seconds, 900),
+    )  # fmt: skip
+
+
+def delete(target: S3Target, key: str) -> None:
+    try:
+        client(target).delete_object(Bucket=target.bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"deleting {key} failed: {describe(exc)}") from None

@@ -1,0 +1,209 @@
+"""Fixtures for backups: a real S3 server (moto_server on loopback), real
+PostgreSQL databases to back up, real pg_dump/pg_restore, an app that allows
+the loopback hosts, factories for destinations, policies and channels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from app import backups, secrets, storage
+from app.extensions import db, queue, redis
+from app.models import BackupDestination, BackupPolicy, Team
+from tests.conftest import RequestScopedClient, running_app
+
+PG_ADMIN_URL = os.environ.get(
+    "SLIPWAY_TEST_PG_ADMIN_URL", "postgresql://slipway:slipway@127.0.0.1:5432/postgres"
+)
+_n = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """``moto_server`` in a child process; can be stopped and started again (fault tests)."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / "moto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).with_name("moto_server")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"moto_server did not start; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bconfig(base_config, tmp_path, moto) -> dict:
+    return {
+        **base_config,
+        "BACKUPS_DIR": str(tmp_path / "backups"),
+        "BACKUP_ALLOWED_HOSTS": ("127.0.0.1",),
+        "BACKUP_PART_MB": 5,
+        "S3_RETRIES": 2,
+        "S3_RETRY_BASE_SECONDS": 0.05,
+        "S3_TIMEOUT_SECONDS": 5,
+        "NOTIFY_RETRIES": 2,
+        "NOTIFY_RETRY_BASE_SECONDS": 0.05,
+        "BACKUP_ALIVE_TTL": 2,
+    }
+
+
+@pytest.fixture
+def app(bconfig):
+    """Replaces the plain ``app`` for this folder: same database and Redis, loopback allowed."""
+    with running_app(bconfig) as flask_app:
+        flask_app.test_client_class = RequestScopedClient
+        yield flask_app
+
+
+@pytest.fixture
+def bucket(app, moto) -> str:
+    name = f"bk-{os.getpid()}-{next(_n)}-{int(time.time() * 1000) % 100000}"
+    storage.client(_target(moto.url, name)).create_bucket(Bucket=name)
+    return name
+
+
+def _target(endpoint: str, bucket: str, prefix: str = "") -> storage.S3Target:
+    return storage.S3Target(endpoint, "us-east-1", bucket, prefix, "testing", "testing", True, 5)
+
+
+def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> BackupDestination:
+    values = {
+        "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",
+        "bucket": bucket, "prefix": "slipway", "access_key_id": "testing",
+        "secret_access_key": secrets.encrypt("testing", context=backups.S3_SECRET),
+        "path_style": True,
+    } | fields  # fmt: skip
+    dest = BackupDestination(team_id=team.id, **values)
+    db.session.add(dest)
+    db.session.commit()
+    return dest
+
+
+def make_policy(team: Team, dest: BackupDestination, url: str | None, **fields) -> BackupPolicy:
+    """A policy for a PostgreSQL URL (password split off and encrypted), or Slipway's own db."""
+    values = {"name": f"pol{next(_n)}", "target_type": "slipway"}
+    if url:
+        from app import names
+
+        stored, password = names.database_url(url, ("127.0.0.1",))
+        values |= {
+            "target_type": "postgres",
+            "database_url": stored,
+            "database_password": secrets.encrypt(password, context=backups.DB_PASSWORD)
+            if password else None,
+        }  # fmt: skip
+    policy = BackupPolicy(team_id=team.id, destination_id=dest.id, **(values | fields))
+    db.session.add(policy)
+    db.session.commit()
+    return policy
+
+
+class SourceDb:
+    """A real PostgreSQL database with a few tables of known row counts."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def execute(self, statement: str, params=None) -> list:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+
+def admin(statement: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture
+def source_db():
+    """Databases named slipway_bk_*, dropped afterwards (with any restored copies)."""
+    made: list[str] = []
+
+    def make(rows: int = 1000, payload: int = 100) -> SourceDb:
+        name = f"slipway_bk_src_{os.getpid()}_{next(_n)}"
+        admin(f"DROP DATABASE IF EXISTS {name}")
+        admin(f"CREATE DATABASE {name}")
+        made.append(name)
+        src = SourceDb(name)
+        src.execute("CREATE TABLE items (id serial PRIMARY KEY, body text NOT NULL)")
+        src.execute(
+            # Random hex: it compresses about 2:1, so the dump's size is predictable.
+            "INSERT INTO items (body) SELECT array_to_string(ARRAY(SELECT md5(random()::text "
+            "|| g) FROM generate_series(1, %s)), '') FROM generate_series(1, %s) g",
+            (max(payload // 32, 1), rows),
+        )  # fmt: skip
+        src.execute("CREATE TABLE notes (id int PRIMARY KEY, note text)")
+        src.execute("INSERT INTO notes VALUES (1, 'first'), (2, 'second')")
+        return src
+
+    yield make
+    for name in made:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            like = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
+                (f"{name}%", "slipway_drill_%"),
+            ).fetchall()
+            for (db_name,) in like:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def work(*names: str) -> None:
+    """Run every queued job of these queues in this process (RQ's JSON serializer)."""
+    from flask import current_app
+
+    from app import jobs
+
+    jobs.bind(current_app._get_current_object())
+    queues = [queue(n) for n in names or ("backup", "default")]
+    SimpleWorker(queues, connection=redis.client, serializer=JSONSerializer).work(burst=True)
+
+
+def target_of(dest: BackupDestination) -> storage.S3Target:
+    return backups.s3_target(dest)

@@ -1,0 +1,189 @@
+"""Fault tests: S3 down during an upload, a worker killed mid-backup, retention limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+from app import backups, storage
+from app.config import ROOT
+from app.extensions import db
+from app.models import Backup
+from app.models.base import utcnow
+from tests.backups.conftest import make_destination, make_policy, target_of, work
+from tests.conftest import TEST_KEY, make_team
+
+
+def _reload(backup_id: int) -> Backup:
+    db.session.expire_all()
+    return db.session.get(Backup, backup_id)
+
+
+def test_s3_going_down_mid_upload_keeps_the_local_file_and_fails_with_the_reason(
+    app, moto, bucket, source_db, monkeypatch
+):
+    src = source_db(rows=6000, payload=4000)  # ~12 MB compressed: three parts
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url)
+    sent = []
+    real_add = storage.MultipartUpload.add
+
+    def add_then_die(self, data):
+        real_add(self, data)
+        sent.append(len(data))
+        if len(sent) == 1:
+            for future in self._parts:
+                future.result()  # the first part is in; then S3 goes away
+            moto.stop()
+
+    monkeypatch.setattr(storage.MultipartUpload, "add", add_then_die)
+    backup = backups.start_now(policy)
+    try:
+        work("backup")
+        failed = _reload(backup.id)
+    finally:
+        moto.start()
+    assert failed.status == "failed"
+    assert "S3 upload failed, the local copy is kept" in failed.error
+    assert "attempts" in failed.error  # retried with backoff before giving up
+    data = Path(failed.local_path).read_bytes()
+    assert len(data) == failed.size_bytes and hashlib.sha256(data).hexdigest() == failed.sha256
+    assert failed.upload_id  # S3 was down: the abort is left for the reaper
+    # The S3 server lost its state on restart: make the bucket again, then recover.
+    storage.client(target_of(dest)).create_bucket(Bucket=bucket)
+    backups.reap_lost()
+    assert _reload(backup.id).upload_id is None
+    monkeypatch.setattr(storage.MultipartUpload, "add", real_add)
+    again = backups.start_now(policy)
+    work("backup")
+    assert _reload(again.id).status == "succeeded"
+
+
+def _worker_env(app, tmp_path) -> dict:
+    cfg = app.config
+    uri = cfg["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://", 1)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")},
+        "SLIPWAY_DATABASE_URL": uri,
+        "SLIPWAY_REDIS_URL": cfg["REDIS_URL"],
+        "SLIPWAY_DATA_DIR": str(tmp_path / "worker-data"),
+        "SLIPWAY_SECRET_KEY": "worker-test",
+        "SLIPWAY_ENCRYPTION_KEYS": TEST_KEY,
+        "SLIPWAY_BACKUPS_DIR": cfg["BACKUPS_DIR"],
+        "SLIPWAY_BACKUP_ALLOWED_HOSTS": "127.0.0.1",
+        "SLIPWAY_BACKUP_PART_MB": "5",
+        "SLIPWAY_BACKUP_ALIVE_TTL": "2",
+    }
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes, recursively (RQ's work horse runs in its own session)."""
+    found = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found += [child, *_descendants(child)]
+    return found
+
+
+def _kill_all(pid: int) -> None:
+    for victim in [pid, *_descendants(pid)]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
+    app, moto, bucket, source_db, tmp_path
+):
+    """The real worker process is killed while pg_dump waits on a table lock."""
+    src = source_db(rows=100)
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url)
+    blocker = psycopg.connect(src.url)
+    blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump will wait here
+    backup = backups.start_now(policy)
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py"), "--queues", "backup"],
+        env=_worker_env(app, tmp_path), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            row = _reload(backup.id)
+            if row.status == "running" and row.upload_id and backups.is_alive(row.id):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the worker never started the backup")
+        assert storage.open_uploads(target_of(dest)) != []
+        _kill_all(worker.pid)  # worker, work horse and pg_dump: as if the box lost power
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            _kill_all(worker.pid)
+        blocker.rollback()
+        blocker.close()
+    time.sleep(2.5)  # the heartbeat key (TTL 2 s here) expires
+    assert not backups.is_alive(backup.id)
+    assert backups.reap_lost(grace=timedelta(0)) == 1
+    lost = _reload(backup.id)
+    assert lost.status == "failed" and "worker lost" in lost.error
+    assert lost.upload_id is None
+    assert storage.open_uploads(target_of(dest)) == []
+    again = backups.start_now(policy)
+    work("backup")
+    assert _reload(again.id).status == "succeeded"
+
+
+def test_retention_never_deletes_the_last_good_backup(app, moto, bucket, source_db):
+    src = source_db(rows=10)
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url, keep_local_days=0, keep_daily=0, keep_weekly=0)
+    first = backups.start_now(policy)
+    work("backup")
+    first = _reload(first.id)
+    first.started_at = utcnow() - timedelta(days=3)
+    db.session.commit()
+    second = backups.start_now(policy)
+    work("backup")
+    first, second = _reload(first.id), _reload(second.id)
+    assert second.status == "succeeded"
+    assert first.local_path is None and not first.uploaded  # pruned everywhere
+    assert Path(second.local_path).exists() and second.uploaded  # the newest stays
+    keys = [o["Key"] for o in storage.client(target_of(dest)).list_objects_v2(
+        Bucket=bucket).get("Contents", [])]  # fmt: skip
+    assert keys == [second.object_key]
+
+
+def test_retention_keeps_dailies_and_weeklies(app):
+    class B:
+        def __init__(self, i, days_ago):
+            self.id, self.started_at, self.created_at = i, utcnow() - timedelta(days=days_ago), None
+
+    # Two backups a day for 60 days, newest first.
+    good = [B(1000 - i, i / 2) for i in range(120)]
+    keep = backups.to_keep_in_s3(good, daily=30, weekly=12)
+    assert good[0].id in keep
+    daily = {
+        b.started_at.date() for b in good if b.id in keep and (utcnow() - b.started_at).days < 30
+    }
+    assert len(daily) >= 29
+    assert 30 <= len(keep) <= 30 + 12 + 1
+    assert json.dumps(sorted(keep))  # plain ints
