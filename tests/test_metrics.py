@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select
 from app import containers, jobs, metrics
 from app.extensions import db
 from app.models import MetricSample
+from app.models.base import utcnow
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 
@@ -224,3 +225,23 @@ def test_series_rates_handle_counter_resets_and_gaps(app):
     assert chart["cpu_percent"] == [5] * 7
     assert metrics.series(app_row.id, "day", now=T0)["t"] == []
     assert metrics.series(None, "hour", now=T0)["t"] == []
+
+
+def test_a_sample_job_that_waited_past_its_slot_does_nothing(app, monkeypatch):
+    class Waited:
+        enqueued_at = utcnow() - timedelta(seconds=40)
+
+    jobs.bind(app)
+    monkeypatch.setattr(jobs, "get_current_job", lambda: Waited())
+    assert jobs.sample_metrics() == 0
+    assert _rows() == []
+
+
+def test_deleting_an_app_deletes_its_samples(app):
+    app_row = make_app(make_project(make_team()))
+    _raw(app_row.id, T0, cpu=1, rx=1)
+    db.session.add(MetricSample(scope="host", ts=T0, resolution=15, containers=0))
+    db.session.commit()
+    db.session.delete(app_row)
+    db.session.commit()
+    assert [r.scope for r in _rows()] == ["host"]
