@@ -26,10 +26,10 @@ def engine():
     client = docker.from_env()
     started: list = []
 
-    def run(app_id: int):
+    def run(app_id: int, **options):
         container = client.containers.run(
             lab.BASE_IMAGE, ["/bin/busybox", "sleep", "300"], detach=True,
-            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics"},
+            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics"}, **options,
         )  # fmt: skip
         started.append(container)
         return container
@@ -58,6 +58,8 @@ def test_a_round_samples_each_app_container_and_the_host(app, engine, monkeypatc
     app_row = _far_app()
     engine(app_row.id)
     engine(app_row.id)  # two replicas are summed into one row
+    limited = _far_app()
+    engine(limited.id, mem_limit="64m")
     engine(random.randrange(10**9, 2 * 10**9))  # no such app: not stored
 
     written = metrics.sample()
@@ -67,7 +69,10 @@ def test_a_round_samples_each_app_container_and_the_host(app, engine, monkeypatc
     row = app_rows[0]
     assert row.resolution == 15 and row.containers == 2
     assert row.cpu_percent is not None and row.cpu_percent >= 0
-    assert row.mem_bytes > 0 and row.mem_limit_bytes >= row.mem_bytes
+    assert row.mem_bytes > 0
+    assert row.mem_limit_bytes is None  # started without a limit: the host's memory is none
+    (limited_row,) = _rows(scope="app", application_id=limited.id)
+    assert limited_row.mem_limit_bytes == 64 * 2**20
     assert row.net_rx_bytes is not None and row.net_tx_bytes is not None
     host = _rows(scope="host")
     assert len(host) == 1 and host[0].application_id is None
@@ -130,6 +135,9 @@ def test_container_figures_follow_docker_stats_arithmetic():
     # no previous reading yet: 0 %, not a division by zero
     assert metrics.container_figures(_cpu_doc(150, 0, 2000, 0)).cpu_percent == 0
     assert metrics.container_figures({"cpu_stats": {}, "precpu_stats": {}}) is None
+    # the host's memory as the limit means no limit
+    assert metrics.container_figures(_cpu_doc(1, 0, 2, 1), host_memory=1000).mem_limit_bytes is None
+    assert metrics.container_figures(_cpu_doc(1, 0, 2, 1), host_memory=4000).mem_limit_bytes == 1000
 
 
 def _raw(app_id, ts, cpu, rx, mem=100):
