@@ -48,14 +48,15 @@ class Figures:
     net_tx_bytes: int | None
 
 
-def container_figures(doc: dict) -> Figures | None:
+def container_figures(doc: dict, host_memory: int | None = None) -> Figures | None:
     """CPU %, memory without page cache and network counters from a Docker stats document.
 
     CPU % is the container's share of the host over the engine's two readings
     (``cpu_stats`` vs ``precpu_stats``) times the online CPUs, as ``docker
     stats`` shows it. Memory excludes inactive file cache (cgroup v1
-    ``total_inactive_file``, v2 ``inactive_file``). Returns None for a document
-    without readings (the container stopped).
+    ``total_inactive_file``, v2 ``inactive_file``). A container without a memory
+    limit reports the host's memory as its limit: that is no limit (None).
+    Returns None for a document without readings (the container stopped).
     """
     cpu, pre = doc.get("cpu_stats") or {}, doc.get("precpu_stats") or {}
     usage = (cpu.get("cpu_usage") or {}).get("total_usage")
@@ -76,10 +77,13 @@ def container_figures(doc: dict) -> Figures | None:
         cache = stats.get("total_inactive_file", stats.get("inactive_file", 0))
         mem = mem - cache if cache < mem else mem
     networks = (doc.get("networks") or {}).values()
+    limit = memory.get("limit")
+    if limit and host_memory and limit >= host_memory:
+        limit = None
     return Figures(
         cpu_percent=round(cpu_percent, 3),
         mem_bytes=mem,
-        mem_limit_bytes=memory.get("limit"),
+        mem_limit_bytes=limit,
         net_rx_bytes=sum(n.get("rx_bytes", 0) for n in networks) if networks else None,
         net_tx_bytes=sum(n.get("tx_bytes", 0) for n in networks) if networks else None,
     )
@@ -130,8 +134,9 @@ def sample(now: datetime | None = None) -> int:
         log.warning("container stats unavailable: %s", exc)
         listed, docs = {}, {}
     per_app: dict[int, list[Figures]] = {}
+    host_memory = psutil.virtual_memory().total
     for cid, doc in docs.items():
-        figures = container_figures(doc)
+        figures = container_figures(doc, host_memory)
         if figures is not None:
             per_app.setdefault(listed[cid], []).append(figures)
     known = set(

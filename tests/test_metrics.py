@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select
 from app import containers, jobs, metrics
 from app.extensions import db
 from app.models import MetricSample
+from app.models.base import utcnow
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 
@@ -25,10 +26,10 @@ def engine():
     client = docker.from_env()
     started: list = []
 
-    def run(app_id: int):
+    def run(app_id: int, **options):
         container = client.containers.run(
             lab.BASE_IMAGE, ["/bin/busybox", "sleep", "300"], detach=True,
-            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics"},
+            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics"}, **options,
         )  # fmt: skip
         started.append(container)
         return container
@@ -57,6 +58,8 @@ def test_a_round_samples_each_app_container_and_the_host(app, engine, monkeypatc
     app_row = _far_app()
     engine(app_row.id)
     engine(app_row.id)  # two replicas are summed into one row
+    limited = _far_app()
+    engine(limited.id, mem_limit="64m")
     engine(random.randrange(10**9, 2 * 10**9))  # no such app: not stored
 
     written = metrics.sample()
@@ -66,7 +69,10 @@ def test_a_round_samples_each_app_container_and_the_host(app, engine, monkeypatc
     row = app_rows[0]
     assert row.resolution == 15 and row.containers == 2
     assert row.cpu_percent is not None and row.cpu_percent >= 0
-    assert row.mem_bytes > 0 and row.mem_limit_bytes >= row.mem_bytes
+    assert row.mem_bytes > 0
+    assert row.mem_limit_bytes is None  # started without a limit: the host's memory is none
+    (limited_row,) = _rows(scope="app", application_id=limited.id)
+    assert limited_row.mem_limit_bytes == 64 * 2**20
     assert row.net_rx_bytes is not None and row.net_tx_bytes is not None
     host = _rows(scope="host")
     assert len(host) == 1 and host[0].application_id is None
@@ -129,6 +135,9 @@ def test_container_figures_follow_docker_stats_arithmetic():
     # no previous reading yet: 0 %, not a division by zero
     assert metrics.container_figures(_cpu_doc(150, 0, 2000, 0)).cpu_percent == 0
     assert metrics.container_figures({"cpu_stats": {}, "precpu_stats": {}}) is None
+    # the host's memory as the limit means no limit
+    assert metrics.container_figures(_cpu_doc(1, 0, 2, 1), host_memory=1000).mem_limit_bytes is None
+    assert metrics.container_figures(_cpu_doc(1, 0, 2, 1), host_memory=4000).mem_limit_bytes == 1000
 
 
 def _raw(app_id, ts, cpu, rx, mem=100):
@@ -224,3 +233,23 @@ def test_series_rates_handle_counter_resets_and_gaps(app):
     assert chart["cpu_percent"] == [5] * 7
     assert metrics.series(app_row.id, "day", now=T0)["t"] == []
     assert metrics.series(None, "hour", now=T0)["t"] == []
+
+
+def test_a_sample_job_that_waited_past_its_slot_does_nothing(app, monkeypatch):
+    class Waited:
+        enqueued_at = utcnow() - timedelta(seconds=40)
+
+    jobs.bind(app)
+    monkeypatch.setattr(jobs, "get_current_job", lambda: Waited())
+    assert jobs.sample_metrics() == 0
+    assert _rows() == []
+
+
+def test_deleting_an_app_deletes_its_samples(app):
+    app_row = make_app(make_project(make_team()))
+    _raw(app_row.id, T0, cpu=1, rx=1)
+    db.session.add(MetricSample(scope="host", ts=T0, resolution=15, containers=0))
+    db.session.commit()
+    db.session.delete(app_row)
+    db.session.commit()
+    assert [r.scope for r in _rows()] == ["host"]

@@ -43,7 +43,7 @@
       height: 180,
       series: series,
       scales: { y: { range: function (u, min, max) { return [0, Math.max(max || 0, kind === "cpu" ? 1 : 1024)]; } } },
-      axes: [{}, { size: 70, values: function (u, ticks) { return ticks.map(spec.format); } }],
+      axes: [{}, { size: 84, values: function (u, ticks) { return ticks.map(spec.format); } }],
     };
   }
 

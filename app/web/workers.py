@@ -1,0 +1,35 @@
+"""Workers: RQ workers, queue depths and failed jobs (installation-wide: admins and owners)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+
+from app import access, events, workers
+from app.extensions import db
+from app.models.base import utcnow
+
+bp = Blueprint("workers", __name__)
+
+
+@bp.get("/workers")
+def index():
+    access.installation_admin()
+    return render_template(
+        "workers/index.html", workers=workers.workers(), queues=workers.queues(),
+        failed=workers.failed_jobs(), now=utcnow(),
+    )  # fmt: skip
+
+
+@bp.post("/workers/failed/<job_id>/retry")
+def retry(job_id: str):
+    membership = access.installation_admin()
+    retried = workers.retry(job_id)
+    if retried is None:
+        abort(404, "No failed job with this id (it may have been retried already).")
+    events.record(
+        "job.retried", team_id=membership.team_id, job_id=retried.id, queue=retried.queue,
+        function=retried.function,
+    )  # fmt: skip
+    db.session.commit()
+    flash(f"Job {retried.id} is queued again.", "success")
+    return redirect(url_for("workers.index"), 303)
