@@ -118,9 +118,21 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, projects, settings
+    from app.web import (
+        apps,
+        auth,
+        backups,
+        dashboard,
+        deployments,
+        health,
+        notifications,
+        projects,
+        settings,
+    )
 
-    for module in (auth, dashboard, projects, apps, deployments, settings, health):
+    for module in (
+        auth, dashboard, projects, apps, deployments, settings, health, backups, notifications,
+    ):  # fmt: skip
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)
