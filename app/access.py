@@ -100,3 +100,62 @@ def deployment(deployment_id: int, needed: Role = Role.viewer) -> Deployment:
         abort(404)
     require(found.application.project.team_id, needed)
     return found
+
+
+# ---- backups and notifications (issue 6) -------------------------------------
+
+
+def _team_object(model, object_id: int, needed: Role):
+    found = db.session.get(model, object_id)
+    if found is None:
+        abort(404)
+    require(found.team_id, needed)
+    return found
+
+
+def backup_destination(destination_id: int, needed: Role = Role.viewer):
+    from app.models import BackupDestination
+
+    return _team_object(BackupDestination, destination_id, needed)
+
+
+def backup_policy(policy_id: int, needed: Role = Role.viewer):
+    """A policy; acting on one that backs up Slipway's own database needs the installation owner."""
+    from app.models import BackupPolicy
+
+    policy = _team_object(BackupPolicy, policy_id, needed)
+    if needed != Role.viewer:
+        require_own_database_owner(policy)
+    return policy
+
+
+def backup(backup_id: int, needed: Role = Role.viewer):
+    from app.models import Backup
+
+    found = _team_object(Backup, backup_id, needed)
+    if needed != Role.viewer:
+        require_own_database_owner(found.policy)
+    return found
+
+
+def restore(restore_id: int, needed: Role = Role.viewer):
+    from app.models import Restore
+
+    return _team_object(Restore, restore_id, needed)
+
+
+def notification_channel(channel_id: int, needed: Role = Role.viewer):
+    from app.models import NotificationChannel
+
+    return _team_object(NotificationChannel, channel_id, needed)
+
+
+def require_own_database_owner(policy) -> None:
+    """Slipway's own database holds every team's data: only the installation owner acts on it."""
+    from app.backups import is_installation_owner
+    from app.models import TargetType
+
+    if policy.target_type == TargetType.slipway.value and not is_installation_owner(
+        current_user.id
+    ):
+        abort(403)

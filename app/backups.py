@@ -206,9 +206,9 @@ class _Run:
             partial = local.with_suffix(local.suffix + ".part")
             with open(partial, "wb") as out:
                 b.row_counts = self._dump(source, out, local.parent)
+            self._finish_upload()  # its parts are read from the file: rename after
             partial.rename(local)
             b.local_path, b.size_bytes, b.sha256 = str(local), self.size, self.sha.hexdigest()
-            self._finish_upload()
         except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
                 secrets.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
             self._abort_upload()
@@ -241,26 +241,26 @@ class _Run:
         return counts.result()
 
     def _pump(self, stream, out) -> None:
-        """Chunks → SHA-256, local file, and S3 parts; memory is one part plus those in flight."""
-        pending: list[bytes] = []
-        pending_size = 0
+        """Chunks → SHA-256 and the local file; each full part goes to S3 from that file."""
+        part_start, part_md5 = 0, hashlib.md5()
         while chunk := stream.read(READ_CHUNK):
             self.sha.update(chunk)
             out.write(chunk)
             self.size += len(chunk)
             if self.upload is None:
                 continue
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= self.part_size:
-                self._send(b"".join(pending))
-                pending, pending_size = [], 0
-        if self.upload is not None and (pending or not self.upload.part_md5s):
-            self._send(b"".join(pending))
+            part_md5.update(chunk)
+            if self.size - part_start >= self.part_size:
+                out.flush()  # the upload thread reads these bytes from the file
+                self._send(out.name, part_start, self.size - part_start, part_md5.digest())
+                part_start, part_md5 = self.size, hashlib.md5()
+        out.flush()
+        if self.upload is not None and (self.size > part_start or not self.upload.part_md5s):
+            self._send(out.name, part_start, self.size - part_start, part_md5.digest())
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, path: str, offset: int, length: int, md5: bytes) -> None:
         try:
-            self.upload.add(data)
+            self.upload.add(path, offset, length, md5)
         except storage.StorageError as exc:
             self._give_up_s3(str(exc))
 

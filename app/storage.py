@@ -1,14 +1,17 @@
 """S3-compatible storage: the only module that talks to S3 (boto3).
 
-Uploads are multipart with parts of a fixed size and a bounded number in
-flight, so memory does not grow with the backup. Each part is retried with
+Uploads are multipart: each part is sent from the backup's local file as soon
+as it is written (a bounded number in flight), so memory does not grow with the
+backup, nor with the part size. Each part is retried with
 exponential backoff; a failed upload is aborted. The multipart ETag (MD5 of
 the parts' MD5s, ``-N``) is computed locally and compared with the object's.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import logging
 import threading
 import time
@@ -61,6 +64,9 @@ def client(target: S3Target):
         region_name=target.region or "us-east-1",
         s3={"addressing_style": "path" if target.path_style else "auto"},
         retries={"max_attempts": 2, "mode": "standard"},
+        # Parts carry Content-MD5 (and the whole is checked by its ETag): no CRC pass.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
         connect_timeout=min(target.timeout, 10),
         read_timeout=target.timeout,
         signature_version="s3v4",
@@ -130,8 +136,55 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
     return f'"{hashlib.md5(b"".join(part_md5s)).hexdigest()}-{len(part_md5s)}"'
 
 
+class FileSlice(io.RawIOBase):
+    """A seekable window on a file: one part of a multipart upload, read from disk.
+
+    The backup writes its local file first; each part is sent from that file, so
+    memory stays the same whatever the part size (botocore may read a part twice,
+    for signing and on a retry, hence seekable).
+    """
+
+    def __init__(self, path: str, offset: int, length: int):
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._start, self._length, self._pos = offset, length, 0
+        self._file.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._length - self._pos
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        data = self._file.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, min(base + offset, self._length))
+        self._file.seek(self._start + self._pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class MultipartUpload:
-    """One multipart upload fed part by part; at most ``threads`` parts in flight."""
+    """One multipart upload fed part by part from a file; at most ``threads`` in flight."""
 
     def __init__(
         self, target: S3Target, key: str, *, threads: int = 3, retries: int = 4,
@@ -156,27 +209,33 @@ class MultipartUpload:
         self.upload_id = created["UploadId"]
         return self.upload_id
 
-    def add(self, data: bytes) -> None:
-        """Queue one part (all but the last at least 5 MiB); blocks while all slots are busy."""
+    def add(self, path: str, offset: int, length: int, md5: bytes) -> None:
+        """Queue the part ``path[offset:offset+length]`` whose MD5 is ``md5``.
+
+        All parts but the last must be at least 5 MiB. Blocks while all slots are busy;
+        raises :class:`StorageError` as soon as an earlier part has failed for good.
+        """
         number = len(self.part_md5s) + 1
-        self.part_md5s.append(hashlib.md5(data).digest())
-        self.size += len(data)
+        self.part_md5s.append(md5)
+        self.size += length
         for done in [f for f in self._parts if f.done()]:
-            done.result()  # surface a failed part early
+            done.result()
         self._slots.acquire()
-        future = self._pool.submit(self._upload_part, number, data)
+        future = self._pool.submit(self._upload_part, number, path, offset, length, md5)
         future.add_done_callback(lambda _f: self._slots.release())
         self._parts.append(future)
 
-    def _upload_part(self, number: int, data: bytes) -> dict:
-        response = with_retries(
-            f"uploading part {number}",
-            lambda: self.s3.upload_part(
-                Bucket=self.target.bucket, Key=self.key, UploadId=self.upload_id,
-                PartNumber=number, Body=data,
-            ),
-            self.retries, self.base_delay,
-        )  # fmt: skip
+    def _upload_part(self, number: int, path: str, offset: int, length: int, md5: bytes):
+        def send() -> dict:
+            with FileSlice(path, offset, length) as body:
+                # Content-MD5: S3 checks each part on arrival; the ETag check covers the whole.
+                return self.s3.upload_part(
+                    Bucket=self.target.bucket, Key=self.key, UploadId=self.upload_id,
+                    PartNumber=number, Body=body, ContentLength=length,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                )  # fmt: skip
+
+        response = with_retries(f"uploading part {number}", send, self.retries, self.base_delay)
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     def complete(self) -> str:

@@ -62,3 +62,25 @@
   document.addEventListener("htmx:afterSwap", markField);
   document.addEventListener("DOMContentLoaded", sourceToggle);
 })();
+
+// Notification channel form: with JavaScript, show only the chosen kind's fields.
+(function () {
+  "use strict";
+  function kindToggle() {
+    var select = document.querySelector('select[name="kind"]');
+    if (!select) return;
+    function apply() {
+      var kind = select.value === "email" ? "email" : "webhook";
+      document.querySelectorAll("fieldset[data-kind]").forEach(function (fs) {
+        fs.hidden = fs.dataset.kind !== kind;
+      });
+    }
+    select.addEventListener("change", apply);
+    apply();
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", kindToggle);
+  } else {
+    kindToggle();
+  }
+})();

@@ -121,12 +121,26 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, metrics, projects, settings
+    from app.web import (
+        apps,
+        auth,
+        backups,
+        dashboard,
+        deployments,
+        health,
+        metrics,
+        notifications,
+        projects,
+        settings,
+    )
     from app.web import prometheus as prometheus_web
     from app.web import workers as workers_web
 
-    blueprints = (auth, dashboard, projects, apps, deployments, settings, health, metrics)
-    for module in (*blueprints, prometheus_web, workers_web):
+    blueprints = (
+        auth, dashboard, projects, apps, deployments, settings, health, metrics, backups,
+        notifications, prometheus_web, workers_web,
+    )  # fmt: skip
+    for module in blueprints:
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)

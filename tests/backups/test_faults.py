@@ -38,9 +38,9 @@ def test_s3_going_down_mid_upload_keeps_the_local_file_and_fails_with_the_reason
     sent = []
     real_add = storage.MultipartUpload.add
 
-    def add_then_die(self, data):
-        real_add(self, data)
-        sent.append(len(data))
+    def add_then_die(self, *part):
+        real_add(self, *part)
+        sent.append(part)
         if len(sent) == 1:
             for future in self._parts:
                 future.result()  # the first part is in; then S3 goes away

@@ -1,0 +1,177 @@
+"""Flask-WTF forms for backups and notification channels (rules from ``app.names``)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from app import names
+from app.forms import checked, strip
+from app.models import ChannelKind, NotificationEvent
+
+
+class DestinationForm(FlaskForm):
+    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
+    endpoint_url = StringField("Endpoint URL", [DataRequired()], filters=[strip])
+    region = StringField("Region", [DataRequired(), Length(max=63)], default="us-east-1",
+                         filters=[strip])  # fmt: skip
+    bucket = StringField("Bucket", [DataRequired(), checked(names.bucket)], filters=[strip])
+    prefix = StringField("Prefix", [checked(names.s3_prefix)], filters=[strip])
+    access_key_id = StringField("Access key", [DataRequired(), Length(max=200)], filters=[strip])
+    secret_access_key = PasswordField("Secret key", [Length(max=500)])
+    path_style = BooleanField("Path-style addressing (MinIO, Ceph, most self-hosted S3)")
+
+    def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), editing=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._allowed, self._editing = allowed_hosts, editing
+
+    def validate_endpoint_url(self, field) -> None:
+        try:
+            field.data = names.public_url(field.data, self._allowed, "endpoint URL")
+        except names.InvalidValue as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_secret_access_key(self, field) -> None:
+        if not field.data and not self._editing:
+            raise ValidationError("Enter the secret key.")
+
+
+class PolicyForm(FlaskForm):
+    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
+    target_type = RadioField(
+        "What to back up", default="postgres",
+        choices=[("postgres", "A PostgreSQL database"), ("slipway", "Slipway's own database")],
+    )  # fmt: skip
+    database_url = PasswordField("Database URL", filters=[strip])
+    destination_id = SelectField("Destination", coerce=int)
+    cron = StringField("Schedule (cron)", [DataRequired(), checked(names.cron)],
+                       default="0 2 * * *", filters=[strip])  # fmt: skip
+    keep_local_days = IntegerField("Keep local copies (days)", [InputRequired(),
+                                   NumberRange(0, 3650)], default=7)  # fmt: skip
+    keep_daily = IntegerField("Keep daily in S3", [InputRequired(), NumberRange(0, 3650)],
+                              default=30)  # fmt: skip
+    keep_weekly = IntegerField("Keep weekly in S3", [InputRequired(), NumberRange(0, 520)],
+                               default=12)  # fmt: skip
+    enabled = BooleanField("Enabled", default=True)
+
+    def __init__(self, *args, allowed_hosts=(), may_own=False, editing=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._allowed, self._may_own, self._editing = allowed_hosts, may_own, editing
+        self.parsed_url: tuple[str, str | None] | None = None
+
+    def validate_target_type(self, field) -> None:
+        if field.data == "slipway" and not self._may_own:
+            raise ValidationError("Only the installation owner can back up Slipway's own database.")
+
+    def validate_database_url(self, field) -> None:
+        if self.target_type.data != "postgres":
+            return
+        if not field.data:
+            if not self._editing:
+                raise ValidationError("Enter the database URL, password included.")
+            return
+        try:
+            self.parsed_url = names.database_url(field.data, self._allowed)
+        except names.InvalidValue as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class RestoreForm(FlaskForm):
+    mode = RadioField(
+        "Restore into", default="new",
+        choices=[("new", "A new database"), ("same", "The same database")],
+    )  # fmt: skip
+    new_database = StringField("New database name", filters=[strip])
+    confirm = StringField("Type the database name to confirm", filters=[strip])
+
+    def __init__(self, *args, database_name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._database_name = database_name
+
+    def validate_new_database(self, field) -> None:
+        if self.mode.data == "new":
+            try:
+                field.data = names.database_name(field.data or "")
+            except names.InvalidValue as exc:
+                raise ValidationError(str(exc)) from None
+
+    def validate_confirm(self, field) -> None:
+        if self.mode.data == "same" and field.data != self._database_name:
+            raise ValidationError(f"Type {self._database_name} to overwrite it.")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+EVENT_LABELS = {
+    NotificationEvent.backup_failed.value: "A backup failed",
+    NotificationEvent.drill_failed.value: "A restore drill failed",
+    NotificationEvent.deploy_failed.value: "A deployment failed",
+}
+
+
+class ChannelForm(FlaskForm):
+    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
+    kind = SelectField("Kind", choices=[
+        (ChannelKind.webhook.value, "Webhook (JSON POST)"),
+        (ChannelKind.slack.value, "Slack or Discord incoming webhook"),
+        (ChannelKind.email.value, "Email (SMTP)"),
+    ])  # fmt: skip
+    events = MultiCheckboxField("Events", choices=list(EVENT_LABELS.items()),
+                                default=[NotificationEvent.backup_failed.value])  # fmt: skip
+    url = PasswordField("Webhook URL", filters=[strip])
+    smtp_host = StringField("SMTP host", filters=[strip])
+    smtp_port = IntegerField("SMTP port", [Optional(), NumberRange(1, 65535)], default=587)
+    smtp_starttls = BooleanField("STARTTLS", default=True)
+    smtp_username = StringField("SMTP user", [Length(max=200)], filters=[strip])
+    smtp_password = PasswordField("SMTP password", [Length(max=500)])
+    sender = StringField("From", [Length(max=254)], filters=[strip])
+    to = StringField("To", [Length(max=254)], filters=[strip])
+
+    def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._allowed = allowed_hosts
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        if self.kind.data == ChannelKind.email.value:
+            rules = [(self.smtp_host, lambda v: names.hostname(v.lower(), "The SMTP host"))]
+            for field in (self.sender, self.to):
+                if "@" not in (field.data or "") or any(c in field.data for c in "\r\n,;"):
+                    field.errors = [*field.errors, "Enter one email address."]
+                    ok = False
+        else:
+            rules = [(self.url, lambda v: names.public_url(v, self._allowed, "webhook URL"))]
+        for field, rule in rules:
+            try:
+                field.data = rule(field.data or "")
+                if (
+                    field is self.smtp_host
+                    and field.data not in self._allowed
+                    and (names.is_internal_address(field.data))
+                ):
+                    raise names.InvalidValue(f"{field.data} is an internal address; an admin "
+                                             "must allow-list it.")  # fmt: skip
+            except names.InvalidValue as exc:
+                field.errors = [*field.errors, str(exc)]
+                ok = False
+        return ok

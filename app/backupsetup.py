@@ -1,0 +1,106 @@
+"""Backup destinations, policies and notification channels as forms save them.
+
+Secrets (the S3 secret key, a database password, a webhook URL, an SMTP
+password) are encrypted here and never come back to a page: an empty secret
+field on an edit form keeps the stored value.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app import backups, events, notify, secrets
+from app.extensions import db
+from app.models import (
+    Backup,
+    BackupDestination,
+    BackupPolicy,
+    ChannelKind,
+    NotificationChannel,
+    Restore,
+)
+
+
+def destinations(team_id: int) -> list[BackupDestination]:
+    return list(db.session.scalars(
+        select(BackupDestination).where(BackupDestination.team_id == team_id)
+        .order_by(BackupDestination.name)
+    ))  # fmt: skip
+
+
+def policies(team_id: int) -> list[BackupPolicy]:
+    return list(db.session.scalars(
+        select(BackupPolicy).where(BackupPolicy.team_id == team_id).order_by(BackupPolicy.name)
+    ))  # fmt: skip
+
+
+def recent_backups(team_id: int, limit: int = 50) -> list[Backup]:
+    return list(db.session.scalars(
+        select(Backup).where(Backup.team_id == team_id).order_by(Backup.id.desc()).limit(limit)
+    ))  # fmt: skip
+
+
+def recent_restores(team_id: int, limit: int = 20) -> list[Restore]:
+    return list(db.session.scalars(
+        select(Restore).where(Restore.team_id == team_id).order_by(Restore.id.desc()).limit(limit)
+    ))  # fmt: skip
+
+
+def name_taken(model, team_id: int, name: str, exclude_id: int | None = None) -> bool:
+    query = select(model.id).where(model.team_id == team_id, model.name == name)
+    if exclude_id is not None:
+        query = query.where(model.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+def save_destination(form, dest: BackupDestination) -> BackupDestination:
+    for field in ("name", "endpoint_url", "region", "bucket", "prefix", "access_key_id",
+                  "path_style"):  # fmt: skip
+        setattr(dest, field, getattr(form, field).data)
+    if form.secret_access_key.data:
+        dest.secret_access_key = secrets.encrypt(
+            form.secret_access_key.data, context=backups.S3_SECRET
+        )
+    db.session.add(dest)
+    db.session.flush()
+    events.record("backup_destination.saved", team_id=dest.team_id, target=dest, name=dest.name)
+    return dest
+
+
+def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
+    for field in ("name", "target_type", "destination_id", "cron", "keep_local_days",
+                  "keep_daily", "keep_weekly", "enabled"):  # fmt: skip
+        setattr(policy, field, getattr(form, field).data)
+    if policy.target_type == "slipway":
+        policy.database_url = policy.database_password = None
+    elif form.parsed_url is not None:
+        policy.database_url, password = form.parsed_url
+        policy.database_password = (
+            secrets.encrypt(password, context=backups.DB_PASSWORD) if password else None
+        )
+    db.session.add(policy)
+    db.session.flush()
+    events.record("backup_policy.saved", team_id=policy.team_id, target=policy, name=policy.name)
+    return policy
+
+
+def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
+    channel.name, channel.kind, channel.events = form.name.data, form.kind.data, form.events.data
+    if channel.kind == ChannelKind.email.value:
+        channel.settings = {
+            "host": form.smtp_host.data, "port": form.smtp_port.data or 25,
+            "starttls": bool(form.smtp_starttls.data), "username": form.smtp_username.data,
+            "sender": form.sender.data, "to": form.to.data,
+        }  # fmt: skip
+        if form.smtp_password.data:
+            channel.secret = secrets.encrypt(form.smtp_password.data, context=notify.SECRET_CONTEXT)
+    else:
+        from app import names
+
+        channel.settings = {"host": names.url_host(form.url.data)}
+        channel.secret = secrets.encrypt(form.url.data, context=notify.SECRET_CONTEXT)
+    db.session.add(channel)
+    db.session.flush()
+    events.record("notification_channel.saved", team_id=channel.team_id, target=channel,
+                  name=channel.name)  # fmt: skip
+    return channel

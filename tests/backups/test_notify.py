@@ -1,0 +1,147 @@
+"""Notifications: a real local HTTP server for webhooks, a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from app import backups, notify, secrets
+from app.extensions import db, queue
+from app.models import Backup, NotificationChannel, NotificationEvent
+from tests.backups.conftest import free_port, make_destination, make_policy, work
+from tests.conftest import make_team
+
+
+class Hooks:
+    """A webhook receiver; answers 500 to the first ``fail_first`` posts."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.fail_first = 0
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hooks.received.append(json.loads(body))
+                failing = len(hooks.received) <= hooks.fail_first
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook/secret-token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def hooks():
+    server = Hooks()
+    yield server
+    server.server.shutdown()
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def _channel(team, kind, events=("backup.failed",), url=None, name=None, **settings):
+    secret = secrets.encrypt(url, context=notify.SECRET_CONTEXT) if url else None
+    channel = NotificationChannel(
+        team_id=team.id, name=name or f"{kind}-ch", kind=kind, events=list(events),
+        settings=settings, secret=secret,
+    )  # fmt: skip
+    db.session.add(channel)
+    db.session.commit()
+    return channel
+
+
+def _failed_backup(moto, bucket, team):
+    url = "postgresql://nobody@127.0.0.1:5432/slipway_bk_does_not_exist"
+    policy = make_policy(team, make_destination(team, moto.url, bucket), url)
+    backup = backups.start_now(policy)
+    work("backup")
+    db.session.expire_all()
+    backup = db.session.get(Backup, backup.id)
+    assert backup.status == "failed"
+    return backup
+
+
+def test_a_failed_backup_tells_every_subscribed_channel(app, moto, bucket, hooks, smtp):
+    controller, inbox = smtp
+    team = make_team("ops-team")
+    _channel(team, "webhook", url=hooks.url)
+    _channel(team, "slack", url=hooks.url)
+    _channel(team, "email", host="127.0.0.1", port=controller.port,
+             sender="slipway@example.com", to="ops@example.com")  # fmt: skip
+    _channel(team, "webhook", events=("drill.failed",), url=hooks.url, name="drills-only")
+    backup = _failed_backup(moto, bucket, team)
+    work("default")
+    generic = [m for m in hooks.received if "event" in m]
+    slack = [m for m in hooks.received if "content" in m]
+    assert len(hooks.received) == 2 and len(generic) == 1 and len(slack) == 1
+    assert generic[0]["event"] == "backup.failed" and generic[0]["team"] == "ops-team"
+    assert f"Backup #{backup.id}" in generic[0]["text"]
+    assert slack[0]["text"] == slack[0]["content"]
+    (mail,) = inbox.messages
+    assert mail.rcpt_tos == ["ops@example.com"]
+    assert b"failed" in mail.content
+
+
+def test_sends_are_retried_with_backoff(app, moto, bucket, hooks):
+    team = make_team()
+    channel = _channel(team, "webhook", url=hooks.url)
+    hooks.fail_first = 2
+    backup = _failed_backup(moto, bucket, team)
+    assert notify.deliver(channel.id, "backup.failed", backup.id) == "sent"
+    assert len(hooks.received) >= 3  # two failures, then success (plus the queued one)
+
+
+def test_a_send_that_keeps_failing_gives_up_without_raising(app, moto, bucket, hooks):
+    team = make_team()
+    channel = _channel(team, "webhook", url=hooks.url)
+    hooks.fail_first = 100
+    backup = _failed_backup(moto, bucket, team)
+    hooks.received.clear()
+    assert notify.deliver(channel.id, "backup.failed", backup.id) == "failed"
+    assert len(hooks.received) == 3  # NOTIFY_RETRIES=2 in the tests
+
+
+def test_an_internal_url_is_refused_at_use_unless_allow_listed(app, moto, bucket, hooks):
+    team = make_team()
+    channel = _channel(team, "webhook", url=hooks.url)
+    backup = _failed_backup(moto, bucket, team)
+    hooks.received.clear()
+    app.config["BACKUP_ALLOWED_HOSTS"] = ()
+    assert notify.deliver(channel.id, "backup.failed", backup.id) == "failed"
+    assert hooks.received == []
+
+
+def test_enqueueing_never_raises_and_carries_ids_only(app, monkeypatch):
+    team = make_team()
+    _channel(team, "webhook", url="https://hooks.example.com/secret-token-123")
+    assert notify.event(team.id, NotificationEvent.backup_failed, 42) == 1
+    (job,) = queue("default").get_jobs()
+    assert "secret-token-123" not in json.dumps(job.args)
+    monkeypatch.setattr(notify, "queue", lambda name: 1 / 0)
+    assert notify.event(team.id, NotificationEvent.backup_failed, 43) == 0
