@@ -383,3 +383,71 @@ def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
 def _explain(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)
+
+
+# ---- logs (the web process reads them; it never starts or stops anything) ----
+
+
+class LogStream:
+    """A container's output as it is written (``docker logs --follow --timestamps``).
+
+    Iterating yields raw byte chunks, each one or more lines starting with an
+    RFC 3339 timestamp; :meth:`close` cuts the connection, which ends a blocked
+    iteration in another thread.
+    """
+
+    def __init__(self, container_id: str, tail: int):
+        self.engine = client(timeout=30)
+        try:
+            self.stream = self.engine.api.logs(
+                container_id, stdout=True, stderr=True, stream=True, follow=True,
+                timestamps=True, tail=tail,
+            )  # fmt: skip
+        except (DockerException, OSError) as exc:
+            self.engine.close()
+            raise ContainerError(f"reading the logs failed: {_explain(exc)}") from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.stream
+        except (OSError, ValueError, AttributeError, DockerException):
+            return  # closed from another thread, or the engine went away
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:  # noqa: BLE001 - closing twice or a dead socket is fine
+            pass
+        self.engine.close()
+
+
+def follow_logs(container_id: str, tail: int = 200) -> LogStream:
+    """Follow one container's output, starting with its last ``tail`` lines."""
+    return LogStream(container_id, tail)
+
+
+def recent_logs(container_id: str, tail: int) -> bytes:
+    """The last ``tail`` lines of a container's output, with timestamps."""
+    engine = client(timeout=30)
+    try:
+        return engine.api.logs(container_id, stdout=True, stderr=True, timestamps=True, tail=tail)
+    except NotFound:
+        return b""
+    except (DockerException, OSError) as exc:
+        raise ContainerError(f"reading the logs failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+def replicas_of(deployment_id: int) -> list[tuple[str, str]]:
+    """``(container id, replica label)`` of a deployment's running containers."""
+    engine = client(timeout=30)
+    try:
+        try:
+            found = engine.containers.list(filters={"label": f"{LABEL_DEPLOYMENT}={deployment_id}"})
+        except (DockerException, OSError) as exc:
+            raise ContainerError(f"listing the containers failed: {_explain(exc)}") from None
+        pairs = [(c.id, f"r{(c.labels or {}).get(LABEL_REPLICA, '?')}") for c in found]
+        return sorted(pairs, key=lambda pair: pair[1])
+    finally:
+        engine.close()

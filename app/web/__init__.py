@@ -51,8 +51,15 @@ def load_user(login_id: str) -> User | None:
     return user
 
 
+def is_websocket() -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 @login.unauthorized_handler
 def unauthorized():
+    if is_websocket():
+        # Refused before the handshake: no socket, no frame.
+        return error_json(401, "unauthenticated", "Log in first."), 401
     if wants_json():
         return error_json(401, "unauthenticated", "Log in or send an API key."), 401
     login_url = url_for("auth.login_get", next=request.full_path.rstrip("?"))
@@ -118,9 +125,9 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, projects, settings
+    from app.web import apps, auth, dashboard, deployments, health, live, projects, settings
 
-    for module in (auth, dashboard, projects, apps, deployments, settings, health):
+    for module in (auth, dashboard, projects, apps, deployments, settings, health, live):
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)
