@@ -149,7 +149,7 @@ def status_stream(team_ids: set[int], since: str, send: Send, is_open: IsOpen,
     client = redis.client
     after = since
     while is_open():
-        after, events = livestatus.read(client, after, block_ms=1000)
+        after, events = livestatus.read(client, after, block_ms=500)
         changes = [_public(e) for e in events if e.get("team_id") in team_ids]
         if changes:
             send({"type": "status", "changes": changes})

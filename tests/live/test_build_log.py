@@ -10,7 +10,7 @@ from app.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment
 from tests.conftest import make_app, make_project, make_user, team_of
-from tests.live.conftest import close, receive
+from tests.livekit import close, receive
 
 
 def _deployment(status: str = "building", step: str | None = "build") -> tuple[int, str]:
