@@ -439,12 +439,13 @@ def recent_logs(container_id: str, tail: int) -> bytes:
         engine.close()
 
 
-def replicas_of(deployment_id: int) -> list[tuple[str, str]]:
+def replicas_of(app_id: int, deployment_id: int) -> list[tuple[str, str]]:
     """``(container id, replica label)`` of a deployment's running containers."""
     engine = client(timeout=30)
     try:
         try:
-            found = engine.containers.list(filters={"label": f"{LABEL_DEPLOYMENT}={deployment_id}"})
+            labels = [f"{LABEL_APP}={app_id}", f"{LABEL_DEPLOYMENT}={deployment_id}"]
+            found = engine.containers.list(filters={"label": labels})
         except (DockerException, OSError) as exc:
             raise ContainerError(f"listing the containers failed: {_explain(exc)}") from None
         pairs = [(c.id, f"r{(c.labels or {}).get(LABEL_REPLICA, '?')}") for c in found]

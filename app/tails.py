@@ -250,7 +250,7 @@ class RuntimeTail:
     def _attach(self, deployment_id: int | None) -> None:
         self._detach()
         self.deployment_id = deployment_id
-        replicas = containers.replicas_of(deployment_id) if deployment_id else []
+        replicas = containers.replicas_of(self.app_id, deployment_id) if deployment_id else []
         for container_id, label in replicas:
             try:
                 stream = containers.follow_logs(container_id, tail=self.tail_lines)
@@ -308,7 +308,7 @@ def _current_replicas(app_id: int) -> list[tuple[str, str]]:
         deployment_id = dep.id if dep else None
     finally:
         db.session.remove()
-    return containers.replicas_of(deployment_id) if deployment_id else []
+    return containers.replicas_of(app_id, deployment_id) if deployment_id else []
 
 
 def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None]:

@@ -6,11 +6,14 @@
   "use strict";
 
   var MAX_LINES = 5000; // lines kept in a log view; older ones are removed
-  var PAUSE_BUFFER = 5000; // lines kept while paused
+  var PAUSE_BUFFER = 600; // frames (at most ~1 minute) kept while paused
   var STOP_CODES = { 1000: true, 4403: true, 4429: true, 1008: true };
 
-  function socketUrl(path) {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  // Flask builds websocket rules as absolute ws:// URLs; keep the path and use
+  // this page's host and scheme (wss:// behind https).
+  function socketUrl(address) {
+    var url = new URL(address, location.href);
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + url.pathname + url.search;
   }
 
   // One socket that reconnects (with back-off) unless the server closed it for good.
@@ -57,11 +60,7 @@
 
   function trim(el) {
     var extra = el.children.length - MAX_LINES;
-    while (extra-- > 0 && el.firstElementChild) {
-      var first = el.firstElementChild;
-      if (first.nextSibling && first.nextSibling.nodeType === 3) el.removeChild(first.nextSibling);
-      el.removeChild(first);
-    }
+    while (extra-- > 0 && el.firstElementChild) el.removeChild(el.firstElementChild);
   }
 
   // line.html was escaped by the server; only our own markup wraps it.
@@ -75,7 +74,7 @@
   }
 
   function note(text) {
-    return '<span class="line note">' + escapeText(text) + "</span>\n";
+    return '<span class="line note">' + escapeText(text) + "\n</span>";
   }
 
   // ---- status badges ---------------------------------------------------------
@@ -121,7 +120,7 @@
           frame.lines.forEach(function (line) {
             if (line.seq <= last) return;
             last = line.seq;
-            html += '<span class="line stream-' + safeClass(line.stream) + '">' + line.html + "</span>\n";
+            html += '<span class="line stream-' + safeClass(line.stream) + '">' + line.html + "\n</span>";
           });
           if (html) appendHtml(pre, html);
         } else if (frame.type === "status") {
@@ -145,6 +144,7 @@
     var heldDropped = 0;
     var freshSocket = true;
     var filter = "";
+    var following = "";
 
     function matches(el) {
       return !filter || el.textContent.toLowerCase().indexOf(filter) !== -1;
@@ -154,7 +154,7 @@
       var html = "";
       lines.forEach(function (line) {
         html += '<span class="line"><span class="ts">' + escapeText(line.ts) + '</span> <span class="src">' +
-          escapeText(line.src) + "</span> " + line.html + "</span>\n";
+          escapeText(line.src) + "</span> " + line.html + "\n</span>";
       });
       return html;
     }
@@ -181,11 +181,11 @@
       pauseButton.textContent = paused ? "Resume" : "Pause";
       if (!paused) {
         var html = held.join("");
-        if (heldDropped) html += note("… " + heldDropped + " lines skipped while paused");
+        if (heldDropped) html += note("… " + heldDropped + " frames skipped while paused");
         held = [];
         heldDropped = 0;
         if (html) show(html);
-        setState("Following.");
+        setState(following);
       } else {
         setState("Paused.");
       }
@@ -206,8 +206,9 @@
           } else {
             html += note("── deployment #" + frame.deployment_id + " is live: following its containers");
           }
-          setState(frame.deployment_id ? "Following " + frame.replicas.length + " container(s) of deployment #" +
-            frame.deployment_id + "." : "No running deployment: waiting for one.");
+          following = frame.deployment_id ? "Following " + frame.replicas.length +
+            " container(s) of deployment #" + frame.deployment_id + "." : "No running deployment: waiting for one.";
+          setState(paused ? "Paused." : following);
         } else if (frame.type === "lines") {
           html += render(frame.lines);
           if (frame.skipped) html += note("… " + frame.skipped + " lines skipped (too fast to show)");
@@ -215,7 +216,10 @@
         if (!html) return;
         if (paused) {
           held.push(html);
-          if (held.length > PAUSE_BUFFER) heldDropped += held.shift().split("\n").length - 1;
+          if (held.length > PAUSE_BUFFER) {
+            held.shift();
+            heldDropped += 1;
+          }
           setState("Paused: " + held.length + " new frame(s) waiting.");
         } else {
           show(html);
