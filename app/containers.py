@@ -145,13 +145,14 @@ def build_image(
             container_limits={"memory": memory, "memswap": memory},
         )  # fmt: skip
         image_id = None
+        lines = _BuildLines(on_line)
         for chunk in stream:
-            for line in _chunk_lines(chunk):
-                on_line(line)
+            lines.feed(chunk)
             if "error" in chunk:
                 raise ContainerError(f"the build failed: {chunk['error'].strip()}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
+        lines.close()
         if reason:
             raise ContainerError(reason[0])
         return image_id or engine.images.get(tag).id
@@ -176,6 +177,30 @@ def _abort(responses: list) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+class _BuildLines:
+    """Build output to lines. The engine forwards a RUN step's output in arbitrary
+    pieces, so a ``stream`` chunk may end mid-line: the rest waits for the next one."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        self.on_line = on_line
+        self.partial = ""
+
+    def feed(self, chunk: dict) -> None:
+        if "stream" not in chunk:
+            for line in _chunk_lines(chunk):
+                self.on_line(line)
+            return
+        *complete, self.partial = (self.partial + (chunk["stream"] or "")).split("\n")
+        for line in complete:
+            if line.strip():
+                self.on_line(line.rstrip())
+
+    def close(self) -> None:
+        if self.partial.strip():
+            self.on_line(self.partial.rstrip())
+        self.partial = ""
 
 
 def _chunk_lines(chunk: dict) -> Iterator[str]:
