@@ -146,13 +146,14 @@ def build_image(
             container_limits={"memory": memory, "memswap": memory},
         )  # fmt: skip
         image_id = None
+        lines = _BuildLines(on_line)
         for chunk in stream:
-            for line in _chunk_lines(chunk):
-                on_line(line)
+            lines.feed(chunk)
             if "error" in chunk:
                 raise ContainerError(f"the build failed: {chunk['error'].strip()}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
+        lines.close()
         if reason:
             raise ContainerError(reason[0])
         return image_id or engine.images.get(tag).id
@@ -177,6 +178,30 @@ def _abort(responses: list) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+class _BuildLines:
+    """Build output to lines. The engine forwards a RUN step's output in arbitrary
+    pieces, so a ``stream`` chunk may end mid-line: the rest waits for the next one."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        self.on_line = on_line
+        self.partial = ""
+
+    def feed(self, chunk: dict) -> None:
+        if "stream" not in chunk:
+            for line in _chunk_lines(chunk):
+                self.on_line(line)
+            return
+        *complete, self.partial = (self.partial + (chunk["stream"] or "")).split("\n")
+        for line in complete:
+            if line.strip():
+                self.on_line(line.rstrip())
+
+    def close(self) -> None:
+        if self.partial.strip():
+            self.on_line(self.partial.rstrip())
+        self.partial = ""
 
 
 def _chunk_lines(chunk: dict) -> Iterator[str]:
@@ -427,3 +452,72 @@ def raw_stats(container_ids: list[str], workers: int = 16) -> dict[str, dict]:
     finally:
         engine.close()
     return {cid: doc for cid, doc in answers if doc and doc.get("read", "").startswith("2")}
+
+
+# ---- logs (the web process reads them; it never starts or stops anything) ----
+
+
+class LogStream:
+    """A container's output as it is written (``docker logs --follow --timestamps``).
+
+    Iterating yields raw byte chunks, each one or more lines starting with an
+    RFC 3339 timestamp; :meth:`close` cuts the connection, which ends a blocked
+    iteration in another thread.
+    """
+
+    def __init__(self, container_id: str, tail: int):
+        self.engine = client(timeout=30)
+        try:
+            self.stream = self.engine.api.logs(
+                container_id, stdout=True, stderr=True, stream=True, follow=True,
+                timestamps=True, tail=tail,
+            )  # fmt: skip
+        except (DockerException, OSError) as exc:
+            self.engine.close()
+            raise ContainerError(f"reading the logs failed: {_explain(exc)}") from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.stream
+        except (OSError, ValueError, AttributeError, DockerException):
+            return  # closed from another thread, or the engine went away
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:  # noqa: BLE001 - closing twice or a dead socket is fine
+            pass
+        self.engine.close()
+
+
+def follow_logs(container_id: str, tail: int = 200) -> LogStream:
+    """Follow one container's output, starting with its last ``tail`` lines."""
+    return LogStream(container_id, tail)
+
+
+def recent_logs(container_id: str, tail: int) -> bytes:
+    """The last ``tail`` lines of a container's output, with timestamps."""
+    engine = client(timeout=30)
+    try:
+        return engine.api.logs(container_id, stdout=True, stderr=True, timestamps=True, tail=tail)
+    except NotFound:
+        return b""
+    except (DockerException, OSError) as exc:
+        raise ContainerError(f"reading the logs failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+def replicas_of(app_id: int, deployment_id: int) -> list[tuple[str, str]]:
+    """``(container id, replica label)`` of a deployment's running containers."""
+    engine = client(timeout=30)
+    try:
+        try:
+            labels = [f"{LABEL_APP}={app_id}", f"{LABEL_DEPLOYMENT}={deployment_id}"]
+            found = engine.containers.list(filters={"label": labels})
+        except (DockerException, OSError) as exc:
+            raise ContainerError(f"listing the containers failed: {_explain(exc)}") from None
+        pairs = [(c.id, f"r{(c.labels or {}).get(LABEL_REPLICA, '?')}") for c in found]
+        return sorted(pairs, key=lambda pair: pair[1])
+    finally:
+        engine.close()

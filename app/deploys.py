@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, update
 
-from app import events
+from app import events, livestatus
 from app.extensions import db, queue, redis
 from app.models import Application, Deployment, DeploymentStatus, User
 from app.models.base import utcnow
@@ -90,6 +90,7 @@ def start_deploy(
     except RedisError as exc:
         deployment.mark_failed(f"could not queue the deployment: {exc}")
         db.session.commit()
+    livestatus.publish([*older, deployment])
     return deployment
 
 
@@ -106,6 +107,8 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
             _drop_job(deployment.rq_job_id)
             events.record("deploy.cancelled", target=deployment, user_id=user.id if user else None)
             db.session.commit()
+            db.session.refresh(deployment)
+            livestatus.publish(deployment)
             return
         db.session.refresh(deployment)
     if deployment.status != DeploymentStatus.building.value:

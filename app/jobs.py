@@ -12,7 +12,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from app import containers, metrics, pipeline, proxy
+from app import containers, livestatus, metrics, pipeline, proxy
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
@@ -84,6 +84,7 @@ def reap_lost_deployments() -> int:
             deployment.step = None
             log.warning("deployment %s: worker lost, marked failed", deployment.id)
         db.session.commit()
+        livestatus.publish(lost)
         for deployment in lost:
             _remove_unserving(deployment)
         return len(lost)

@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import buildlog, catalog, containers, deploys, envvars, gitsrc, names, proxy
+from app import buildlog, catalog, containers, deploys, envvars, gitsrc, livestatus, names, proxy
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
@@ -87,6 +87,7 @@ def run(deployment_id: int) -> str:
     if not lock.acquire():
         deployment.mark_failed("another deployment of this app did not finish in time")
         db.session.commit()
+        livestatus.publish(deployment)
         return deployment.status
     heartbeat = _Heartbeat(deployment_id, lock)
     heartbeat.start()
@@ -142,6 +143,7 @@ class _Run:
         if step:
             self.log.info(f"── {step.value}")
             self.log.flush()
+        livestatus.publish(self.dep)
 
     def _check_cancel(self) -> bool:
         # Called from watcher threads too, which have no app context.
@@ -315,6 +317,8 @@ class _Run:
         db.session.commit()
         self.log.info("running")
         self.log.flush()
+        # After the last line is flushed: a live tail ends on the final status.
+        livestatus.publish([*previous, self.dep])
         self.to_retire = [old.id for old in previous]
 
     def retire_previous(self) -> None:
@@ -375,6 +379,8 @@ class _Run:
         db.session.commit()
         redis.client.delete(deploys.CANCEL_KEY.format(self.dep.id))
         self.log.info(f"{status.value}: {reason}")
+        self.log.flush()
+        livestatus.publish(self.dep)
 
 
 def _probe(address: str, port: int, path: str) -> int | None:

@@ -16,7 +16,8 @@ reaches only this supervisor, which stops them in order) and gets SIGTERM
 should the supervisor itself be killed.
 
 Settings (environment): ``SLIPWAY_DATA_DIR`` (default ``<repo>/instance``),
-``SLIPWAY_LISTEN`` (default ``0.0.0.0:8000``), ``SLIPWAY_REDIS_URL``, and every
+``SLIPWAY_LISTEN`` (default ``0.0.0.0:8000``), ``SLIPWAY_WEB_THREADS`` (threads per web
+worker, default 32; see ``DEFAULT_WEB_THREADS``), ``SLIPWAY_REDIS_URL``, and every
 other ``SLIPWAY_*`` setting, which the children read themselves.
 
 Standard library only; run it with the project's venv Python, whose ``gunicorn``,
@@ -41,6 +42,12 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LISTEN = "0.0.0.0:8000"
+# gthread: each open websocket holds a thread for as long as it is open. Per
+# worker: ~8 threads for pages and fragments, the rest for live views (each tab
+# on a live page holds one; WS_MAX_PER_USER caps a user). 2 x 32 threads serve
+# about 48 open live views and the pages around them.
+WEB_WORKERS = 2
+DEFAULT_WEB_THREADS = 32
 REDIS_WAIT = 30.0  # seconds for Redis to answer PING
 APP_STOP_GRACE = 10.0  # seconds web, worker and scheduler get to stop before SIGKILL
 REDIS_STOP_GRACE = 4.0
@@ -279,6 +286,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_threads(value: str) -> int:
+    """Threads per gunicorn worker: every open websocket (a live log or badge) holds one."""
+    if not value.isdigit() or not 4 <= int(value) <= 1000:
+        raise StartupError(f"SLIPWAY_WEB_THREADS={value!r} must be a number from 4 to 1000")
+    return int(value)
+
+
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -350,6 +364,7 @@ class Supervisor:
         data_dir = Path(_setting("DATA_DIR", str(ROOT / "instance"))).expanduser()
         self.data_dir = data_dir.resolve()
         self.host, self.port = parse_listen(_setting("LISTEN", DEFAULT_LISTEN))
+        self.threads = parse_threads(_setting("WEB_THREADS", str(DEFAULT_WEB_THREADS)))
         external = _setting("REDIS_URL")
         self.embedded_redis = external is None
         self.redis_socket = self.data_dir / "redis.sock"
@@ -465,7 +480,7 @@ class Supervisor:
             "web",
             [
                 sys.executable, "-m", "gunicorn",
-                "-k", "gthread", "--workers", "2", "--threads", "16",
+                "-k", "gthread", "--workers", str(WEB_WORKERS), "--threads", str(self.threads),
                 "--graceful-timeout", str(int(APP_STOP_GRACE) - 2),
                 "-b", f"{url_host(self.host)}:{self.port}",
                 *gunicorn_control_socket(self.data_dir),

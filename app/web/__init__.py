@@ -54,8 +54,15 @@ def load_user(login_id: str) -> User | None:
     return user
 
 
+def is_websocket() -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 @login.unauthorized_handler
 def unauthorized():
+    if is_websocket():
+        # Refused before the handshake: no socket, no frame.
+        return error_json(401, "unauthenticated", "Log in first."), 401
     if wants_json():
         return error_json(401, "unauthenticated", "Log in or send an API key."), 401
     login_url = url_for("auth.login_get", next=request.full_path.rstrip("?"))
@@ -128,6 +135,7 @@ def register(app: Flask) -> None:
         dashboard,
         deployments,
         health,
+        live,
         metrics,
         notifications,
         projects,
@@ -137,7 +145,7 @@ def register(app: Flask) -> None:
     from app.web import workers as workers_web
 
     blueprints = (
-        auth, dashboard, projects, apps, deployments, settings, health, metrics, backups,
+        auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
         notifications, prometheus_web, workers_web,
     )  # fmt: skip
     for module in blueprints:

@@ -77,8 +77,12 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(base_config: dict, data_dir: Path) -> Server:
-    """gunicorn as in production (gthread), on the test database and Redis."""
+def start_server(base_config: dict, data_dir: Path, extra_env: dict | None = None) -> Server:
+    """gunicorn as in production (gthread), on the test database and Redis.
+
+    ``extra_env`` overrides settings, e.g. a real ``SLIPWAY_DOCKER_HOST`` for pages
+    that read container logs.
+    """
     port = _free_port()
     # Only the settings below: a SLIPWAY_* of the caller's shell (say a PUBLIC_URL
     # with https, which makes the session cookie Secure) must not leak in.
@@ -93,6 +97,7 @@ def start_server(base_config: dict, data_dir: Path) -> Server:
             # No Docker engine in tests: a socket that does not exist fails fast.
             "SLIPWAY_DOCKER_HOST": f"unix://{data_dir}/no-docker.sock",
         }
+        | (extra_env or {})
     )
     log = data_dir / "gunicorn.log"
     command = [

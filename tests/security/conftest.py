@@ -161,7 +161,8 @@ def routes():
 
     The rules come from ``url_map``, so a route is covered the day it is added;
     path arguments are filled from ``world.ids()`` (1 for an unknown one).
-    HEAD and OPTIONS are left out; ``objects_only`` keeps the rules with an id.
+    HEAD and OPTIONS are left out; ``objects_only`` keeps the rules with an id;
+    ``websockets`` lists the websocket rules instead of the HTTP ones.
     """
 
     def listing(
@@ -170,6 +171,7 @@ def routes():
         *,
         methods=("GET", "POST", "PUT", "PATCH", "DELETE"),
         objects_only=False,
+        websockets=False,
     ):
         values = world.ids()
         adapter = flask_app.url_map.bind("localhost")
@@ -177,6 +179,8 @@ def routes():
         for rule in flask_app.url_map.iter_rules():
             if objects_only and not any(a.endswith("_id") for a in rule.arguments):
                 continue
+            if rule.websocket != websockets:
+                continue  # websocket rules answer only handshakes: test_websockets.py
             args = {name: values.get(name, 1) for name in rule.arguments}
             for method in sorted(rule.methods & set(methods)):
                 url = adapter.build(rule.endpoint, args, method=method)

@@ -1,0 +1,341 @@
+"""Live tails: a deployment's build log, an app's runtime output, status changes.
+
+Each tail is a loop that sends JSON frames through a ``send`` callable (the
+websocket) until it is done, the socket closes, or :class:`~app.sockets.AccessWatch`
+says the user lost access. None of them holds a database session while it
+waits: they read what they need in short sessions and remove them.
+
+Build log: subscribe to the Redis channel first, read the stored rows after the
+sequence number the page already shows, then follow the channel, dropping lines
+whose ``seq`` was already sent. When the deployment reaches a final status
+(published after its last lines), read the rows once more and end.
+
+Runtime log: follow ``docker logs`` of the app's running deployment's
+containers (the last lines first); when another deployment of the app becomes
+``running``, switch to its containers. Lines are coalesced into one frame per
+``LIVE_FRAME_SECONDS``, at most ``LIVE_LINES_PER_SECOND`` on average; the rest is
+dropped and counted ("N lines skipped"), so a flood cannot grow the web
+process's memory or starve its other requests.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from collections.abc import Callable
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import buildlog, containers, deploys, livestatus, logformat
+from app.extensions import db, redis
+from app.models import Deployment, DeploymentLogLine
+from app.sockets import AccessWatch
+
+Send = Callable[[dict], None]
+IsOpen = Callable[[], bool]
+REPLAY_BATCH = 500
+TICK = 0.2  # seconds between checks while a build log is quiet
+
+
+def _line(row) -> dict:
+    return {"seq": row["seq"], "stream": row["stream"], "html": str(logformat.to_html(row["text"]))}
+
+
+def _stored_after(deployment_id: int, after: int) -> list[dict]:
+    """Stored rows with ``seq > after`` in replay-sized batches (short session)."""
+    try:
+        rows = db.session.execute(
+            select(DeploymentLogLine.seq, DeploymentLogLine.stream, DeploymentLogLine.text)
+            .where(DeploymentLogLine.deployment_id == deployment_id, DeploymentLogLine.seq > after)
+            .order_by(DeploymentLogLine.seq)
+            .limit(REPLAY_BATCH)
+        ).all()
+        return [{"seq": r.seq, "stream": r.stream, "text": r.text} for r in rows]
+    finally:
+        db.session.remove()
+
+
+def _status_frame(deployment_id: int) -> dict:
+    try:
+        dep = db.session.get(Deployment, deployment_id)
+        return {
+            "type": "status", "deployment_id": dep.id, "status": dep.status,
+            "step": dep.step, "final": dep.is_final,
+        }  # fmt: skip
+    finally:
+        db.session.remove()
+
+
+class BuildLogTail:
+    """Replay, then follow, one deployment's build log; ends when it is final."""
+
+    def __init__(self, deployment_id: int, after_seq: int, send: Send, is_open: IsOpen,
+                 watch: AccessWatch):  # fmt: skip
+        self.deployment_id = deployment_id
+        self.last = max(after_seq, 0)
+        self.send = send
+        self.is_open = is_open
+        self.watch = watch
+
+    def _send_lines(self, rows: list[dict]) -> None:
+        fresh = [r for r in rows if r["seq"] > self.last]
+        if fresh:
+            fresh.sort(key=lambda r: r["seq"])
+            self.last = fresh[-1]["seq"]
+            self.send({"type": "lines", "lines": [_line(r) for r in fresh]})
+
+    def _catch_up(self) -> None:
+        while True:
+            rows = _stored_after(self.deployment_id, self.last)
+            if not rows:
+                return
+            self._send_lines(rows)
+
+    def run(self) -> str:
+        """Stream until the deployment is final; returns why it stopped."""
+        client = redis.client
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(buildlog.channel(self.deployment_id))
+            # Wait for the confirmation: from here on, every published batch reaches us.
+            while (msg := pubsub.get_message(timeout=5)) is not None:
+                if msg["type"] == "subscribe":
+                    break
+            events_after = livestatus.last_id()
+            status = _status_frame(self.deployment_id)
+            self._catch_up()
+            self.send(status)
+            if status["final"]:
+                return "final"
+            return self._follow(pubsub, client, events_after)
+        finally:
+            pubsub.close()
+
+    def _follow(self, pubsub, client, events_after: str) -> str:
+        while self.is_open():
+            batch: list[dict] = []
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=TICK)
+            while message is not None:
+                if message["type"] == "message":
+                    batch.extend(json.loads(message["data"]))
+                if len(batch) >= REPLAY_BATCH:
+                    break
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+            self._send_lines(batch)
+            events_after, events = livestatus.read(client, events_after)
+            mine = [e for e in events if e["deployment_id"] == self.deployment_id]
+            for event in mine:
+                self.send({"type": "status", **_public(event)})
+            if any(e["final"] for e in mine):
+                # The final status is published after the last lines were stored:
+                # whatever the channel has not delivered yet is in the table.
+                self._catch_up()
+                return "final"
+            if not self.watch.still_allowed():
+                return "access"
+        return "closed"
+
+
+def _public(event: dict) -> dict:
+    return {k: event[k] for k in ("deployment_id", "app_id", "status", "step", "final", "latest")}
+
+
+def status_stream(team_ids: set[int], since: str, send: Send, is_open: IsOpen,
+                  watch: AccessWatch) -> str:  # fmt: skip
+    """Forward status changes of the user's teams' deployments from ``since`` on."""
+    client = redis.client
+    after = since
+    while is_open():
+        after, events = livestatus.read(client, after, block_ms=500)
+        changes = [_public(e) for e in events if e.get("team_id") in team_ids]
+        if changes:
+            send({"type": "status", "changes": changes})
+        if not watch.still_allowed():
+            return "access"
+    return "closed"
+
+
+# ---- runtime logs ---------------------------------------------------------------
+
+
+class LineBuffer:
+    """Lines read from containers, bounded: beyond ``capacity`` they are counted, not kept."""
+
+    def __init__(self, capacity: int, max_bytes: int):
+        self.lines: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def add(self, source: str, lines: list[bytes]) -> None:
+        with self.lock:
+            room = self.capacity - len(self.lines)
+            if room < len(lines):
+                self.dropped += len(lines) - max(room, 0)
+                lines = lines[: max(room, 0)]
+            self.lines.extend((source, line[: self.max_bytes]) for line in lines)
+
+    def take(self, limit: int) -> tuple[list[tuple[str, bytes]], int]:
+        """Up to ``limit`` lines in order; everything else is dropped; returns (lines, skipped)."""
+        with self.lock:
+            taken = [self.lines.popleft() for _ in range(min(limit, len(self.lines)))]
+            skipped = self.dropped + len(self.lines)
+            self.lines.clear()
+            self.dropped = 0
+        return taken, skipped
+
+
+def _reader(stream: containers.LogStream, source: str, buffer: LineBuffer) -> None:
+    pending = b""
+    for chunk in stream:
+        pending += chunk
+        if b"\n" not in pending:
+            if len(pending) > buffer.max_bytes:  # a huge line without a newline: cut it
+                buffer.add(source, [pending])
+                pending = b""
+            continue
+        *lines, pending = pending.split(b"\n")
+        buffer.add(source, lines)
+    if pending:
+        buffer.add(source, [pending])
+
+
+def parse_runtime_line(source: str, raw: bytes) -> dict:
+    """``<RFC 3339 timestamp> <text>`` → ``{"ts", "src", "text"}`` (text not yet escaped)."""
+    text = raw.decode("utf-8", "replace").rstrip("\r")
+    stamp, _, rest = text.partition(" ")
+    if len(stamp) >= 19 and stamp[4] == "-" and "T" in stamp:
+        ts = stamp[:10] + " " + stamp[11:23]
+    else:
+        ts, rest = "", text
+    return {"ts": ts, "src": source, "text": rest}
+
+
+def runtime_line(source: str, raw: bytes) -> dict:
+    """A frame line: the text as escaped HTML (app.logformat)."""
+    line = parse_runtime_line(source, raw)
+    line["html"] = str(logformat.to_html(line.pop("text")))
+    return line
+
+
+class RuntimeTail:
+    """Follow the running containers of one app, across redeploys."""
+
+    def __init__(self, app_id: int, send: Send, is_open: IsOpen, watch: AccessWatch):
+        cfg = current_app.config
+        self.app_id = app_id
+        self.send = send
+        self.is_open = is_open
+        self.watch = watch
+        self.frame_seconds = cfg["LIVE_FRAME_SECONDS"]
+        self.rate = cfg["LIVE_LINES_PER_SECOND"]
+        self.burst = cfg["LIVE_BURST_LINES"]
+        self.tail_lines = cfg["LOG_TAIL_LINES"]
+        self.buffer = LineBuffer(cfg["LIVE_BUFFER_LINES"], logformat.MAX_LINE + 100)
+        self.streams: list[containers.LogStream] = []
+        self.deployment_id: int | None = None
+        self.redis = redis.client
+
+    def _current(self) -> int | None:
+        try:
+            dep = deploys.current(self.app_id)
+            return dep.id if dep else None
+        finally:
+            db.session.remove()
+
+    def _attach(self, deployment_id: int | None) -> None:
+        self._detach()
+        self.deployment_id = deployment_id
+        replicas = containers.replicas_of(self.app_id, deployment_id) if deployment_id else []
+        for container_id, label in replicas:
+            try:
+                stream = containers.follow_logs(container_id, tail=self.tail_lines)
+            except containers.ContainerError:
+                continue
+            self.streams.append(stream)
+            threading.Thread(
+                target=_reader, args=(stream, label, self.buffer), daemon=True,
+                name=f"log-tail-{label}",
+            ).start()  # fmt: skip
+        self.send({"type": "attached", "deployment_id": deployment_id,
+                   "replicas": [label for _, label in replicas]})  # fmt: skip
+
+    def _detach(self) -> None:
+        for stream in self.streams:
+            stream.close()
+        self.streams = []
+
+    def run(self) -> str:
+        events_after = livestatus.last_id()
+        try:
+            self._attach(self._current())
+            return self._loop(events_after)
+        finally:
+            self._detach()
+
+    def _loop(self, events_after: str) -> str:
+        tokens = float(self.burst)
+        last = time.monotonic()
+        while self.is_open():
+            time.sleep(self.frame_seconds)
+            now = time.monotonic()
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            last = now
+            lines, skipped = self.buffer.take(int(tokens))
+            tokens -= len(lines)
+            if lines or skipped:
+                frame = {"type": "lines", "lines": [runtime_line(s, raw) for s, raw in lines]}
+                if skipped:
+                    frame["skipped"] = skipped
+                self.send(frame)
+            events_after, events = livestatus.read(self.redis, events_after)
+            for event in events:
+                if (event["app_id"] == self.app_id and event["status"] == "running"
+                        and event["deployment_id"] != self.deployment_id):  # fmt: skip
+                    self._attach(event["deployment_id"])
+            if not self.watch.still_allowed():
+                return "access"
+        return "closed"
+
+
+def _current_replicas(app_id: int) -> list[tuple[str, str]]:
+    try:
+        dep = deploys.current(app_id)
+        deployment_id = dep.id if dep else None
+    finally:
+        db.session.remove()
+    return containers.replicas_of(app_id, deployment_id) if deployment_id else []
+
+
+def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None]:
+    """The last ``tail`` lines of each running replica, oldest first, for the page.
+
+    Returns ``(lines, problem)``; ``problem`` says why there are none when the
+    engine cannot be asked.
+    """
+    try:
+        replicas = _current_replicas(app_id)
+        lines = []
+        for container_id, label in replicas:
+            raw = containers.recent_logs(container_id, tail)
+            lines += [parse_runtime_line(label, line) for line in raw.split(b"\n") if line]
+    except containers.ContainerError as exc:
+        return [], f"The Docker engine did not answer: {exc}"
+    lines.sort(key=lambda line: line["ts"])
+    return lines, None
+
+
+def runtime_text(app_id: int, tail: int) -> tuple[str, str | None]:
+    """The last ``tail`` lines of each running replica as plain text (download)."""
+    try:
+        parts = []
+        for container_id, label in _current_replicas(app_id):
+            raw = containers.recent_logs(container_id, tail).decode("utf-8", "replace")
+            parts += [f"{label} {line}" for line in raw.splitlines()]
+    except containers.ContainerError as exc:
+        return f"The Docker engine did not answer: {exc}\n", str(exc)
+    return "\n".join(parts) + ("\n" if parts else ""), None

@@ -1,0 +1,126 @@
+"""Live views: the app's Logs page, and the websockets behind live pages.
+
+Every socket is authorised before the handshake, like any request: the request
+guard wants a session, then :func:`_before_handshake` checks ``Origin`` and looks
+the object up through ``access`` (another team's object is a 404, so no socket
+is ever opened for it). The handler then counts the socket against the user's
+cap, removes its database session and streams (``app.tails``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, g, render_template, request
+from flask_login import current_user
+
+from app import access, livestatus, logformat, sockets, tails
+from app.extensions import db, sock
+from app.web import error_json, is_websocket
+
+bp = Blueprint("live", __name__)
+DOWNLOAD_LINES = 5000
+
+
+@bp.app_template_filter("log_html")
+def log_html(text: str):
+    """A log line as HTML: escaped, then ANSI colours as classes (app.logformat)."""
+    return logformat.to_html(text)
+
+
+@bp.app_template_global("live_since")
+def live_since() -> str:
+    """The newest status event id, so a page's socket misses nothing after render."""
+    return livestatus.last_id()
+
+
+# ---- pages ------------------------------------------------------------------
+
+
+@bp.get("/apps/<int:app_id>/logs")
+def logs(app_id: int):
+    app = access.application(app_id)
+    lines, problem = tails.recent_runtime_lines(app.id, current_app.config["LOG_TAIL_LINES"])
+    return render_template("live/logs.html", app=app, lines=lines, problem=problem)
+
+
+@bp.get("/apps/<int:app_id>/logs/download")
+def logs_download(app_id: int):
+    app = access.application(app_id)
+    text, _problem = tails.runtime_text(app.id, DOWNLOAD_LINES)
+    return Response(
+        text,
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{app.name}-logs.txt"'},
+    )
+
+
+# ---- sockets ----------------------------------------------------------------
+
+_AUTHORIZE: dict[str, Callable[..., set[int]]] = {
+    "live.build_log_socket": lambda deployment_id: {
+        access.deployment(deployment_id).application.project.team_id
+    },
+    "live.runtime_log_socket": lambda app_id: {access.application(app_id).project.team_id},
+    "live.status_socket": lambda: {m.team_id for m in access.memberships()},
+}
+
+
+@bp.before_request
+def _before_handshake():
+    """Origin and object checks happen here, before a websocket exists."""
+    authorize = _AUTHORIZE.get(request.endpoint or "")
+    if authorize is None:
+        return None
+    if not is_websocket():
+        return error_json(400, "websocket_only", "This address speaks websocket only."), 400
+    if not sockets.origin_allowed():
+        return error_json(403, "bad_origin", "Cross-site websocket refused."), 403
+    g.live_teams = authorize(**(request.view_args or {}))
+    return None
+
+
+def _stream(ws, run: Callable) -> None:
+    """Count the socket, drop the DB session, stream; close with the reason."""
+    cfg = current_app.config
+    user_id, version = current_user.id, current_user.session_version
+    db.session.remove()
+    slot = sockets.Slot(user_id)
+    if not slot.take(cfg["WS_MAX_PER_USER"]):
+        ws.close(sockets.CLOSE_TOO_MANY, "Too many live views open: close another tab.")
+        return
+    try:
+        watch = sockets.AccessWatch(user_id, version, g.live_teams, slot)
+
+        def send(frame: dict) -> None:
+            ws.send(json.dumps(frame, separators=(",", ":")))
+
+        reason = run(send, lambda: ws.connected, watch)
+        if reason == "access":
+            ws.close(sockets.CLOSE_ACCESS_LOST, "You no longer have access.")
+        elif reason == "final":
+            ws.close(sockets.CLOSE_DONE, "The deployment has finished.")
+    finally:
+        slot.release()
+
+
+@sock.route("/ws/deployments/<int:deployment_id>/log", bp=bp)
+def build_log_socket(ws, deployment_id: int):
+    after = request.args.get("after", 0, type=int)
+    _stream(ws, lambda send, is_open, watch: tails.BuildLogTail(
+        deployment_id, after, send, is_open, watch).run())  # fmt: skip
+
+
+@sock.route("/ws/apps/<int:app_id>/logs", bp=bp)
+def runtime_log_socket(ws, app_id: int):
+    _stream(ws, lambda send, is_open, watch: tails.RuntimeTail(
+        app_id, send, is_open, watch).run())  # fmt: skip
+
+
+@sock.route("/ws/status", bp=bp)
+def status_socket(ws):
+    since = livestatus.valid_id(request.args.get("since")) or livestatus.last_id()
+    teams = g.live_teams
+    _stream(ws, lambda send, is_open, watch: tails.status_stream(
+        teams, since, send, is_open, watch))  # fmt: skip

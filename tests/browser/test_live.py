@@ -1,0 +1,129 @@
+"""Watching a deploy live in Chromium: log lines arrive and badges turn without a reload.
+
+The web server is gunicorn (as in production) with the real Docker engine; the
+deploy itself runs the real pipeline (git server, ``docker build``, Traefik from
+``tests/deploy``) in a thread of the test process, as the RQ worker would.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from app import create_app, pipeline
+from app.extensions import db
+from app.models import Application, Deployment
+from tests import lab
+from tests.browser.conftest import log_in, seed, shot, start_server
+from tests.conftest import make_app, make_project, team_of
+from tests.deploy.conftest import _remove_slipway_resources, infra  # noqa: F401 (fixture)
+
+SLOW_BUILD = "for i in 1 2 3 4 5 6; do echo build-step-$i; sleep 0.4; done"
+CMD = (
+    '["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.3; done & '
+    'exec /bin/busybox httpd -f -p 8000 -h /www"]'
+)
+
+
+@pytest.fixture(scope="module")
+def docker_server(base_config, tmp_path_factory):
+    """A gunicorn that may read container logs (the shared one has no Docker)."""
+    started = start_server(
+        base_config,
+        tmp_path_factory.mktemp("slipway-live-server"),
+        {"SLIPWAY_DOCKER_HOST": "unix:///var/run/docker.sock"},
+    )
+    yield started
+    started.stop()
+
+
+def _files(version: str) -> dict[str, str]:
+    files = lab.web_files(version, extra_run=SLOW_BUILD + f" && echo {version}")
+    dockerfile = files["Dockerfile"].splitlines()
+    files["Dockerfile"] = "\n".join(
+        d if not d.startswith("CMD") else f"CMD {CMD}" for d in dockerfile
+    )
+    return files
+
+
+def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, app):  # noqa: F811
+    repo = lab.Repo(infra["git"], "live-site", infra["root"] / "work-live")
+    repo.commit(_files("v1"), "v1")
+    seeded = seed()
+    project = make_project(team_of_email(seeded.email), "watch")
+    app_row = make_app(project, "web", git_url=repo.url, git_branch="main", health_check_path="/")
+    app_id = app_row.id
+    db.session.close()
+    worker_app = create_app(infra["config"])
+
+    page = open_page(docker_server)
+    log_in(page, seeded.email)
+    page.goto(f"/apps/{app_id}")
+    other = page.context.new_page()  # a second tab on the app page, never reloaded
+    other.goto(f"/apps/{app_id}")
+    expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("not deployed")
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Deploy").click()
+    expect(page).to_have_url(re.compile(r"/deployments/\d+$"))
+    dep_id = int(page.url.rsplit("/", 1)[1])
+    page.evaluate("window.__notReloaded = true")
+    expect(page.locator("#deployment-status .badge")).to_have_text("queued")
+    expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("queued")
+
+    def work() -> None:
+        with worker_app.app_context():
+            pipeline.run(dep_id)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        log = page.locator("#build-log")
+        expect(log).to_contain_text("build-step-2", timeout=60_000)
+        expect(page.locator("#deployment-status .steps li.current")).to_have_text("build")
+        shot(page, "deploy-watch-building")
+        expect(log).to_contain_text("build-step-6", timeout=30_000)
+        expect(page.locator("#deployment-status .badge")).to_have_text("running", timeout=60_000)
+        expect(log).to_contain_text("running")
+        assert page.evaluate("window.__notReloaded") is True
+        expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("running")
+        expect(other.locator(f'[data-deployment-badge="{dep_id}"]')).to_have_count(0)
+        shot(page, "deploy-watch-running")
+        texts = [t.rstrip("\n") for t in log.locator(".line").all_inner_texts()]
+        assert texts.count("── build") == 1 and texts.count("running") == 1
+
+        page.goto(f"/apps/{app_id}")
+        page.get_by_role("link", name="Logs").click()
+        runtime = page.locator("#runtime-log")
+        expect(runtime).to_contain_text("tick-", timeout=15_000)
+        expect(page.locator("#log-state")).to_contain_text(f"deployment #{dep_id}")
+        page.get_by_role("button", name="Pause").click()
+        expect(page.get_by_role("button", name="Resume")).to_be_visible()
+        held = runtime.locator(".line").count()
+        page.wait_for_timeout(1000)
+        assert runtime.locator(".line").count() == held  # paused: nothing appended
+        page.get_by_role("button", name="Resume").click()
+        expect(runtime.locator(".line")).not_to_have_count(held)
+        page.get_by_label("Filter lines").fill("tick-1")
+        visible = [t for t in runtime.locator(".line:not([hidden])").all_inner_texts()]
+        assert visible and all("tick-1" in t for t in visible)
+        shot(page, "runtime-logs")
+    finally:
+        worker.join(timeout=120)
+        with worker_app.app_context():
+            ids = set(db.session.scalars(select(Application.id)))
+            db.session.remove()
+        _remove_slipway_resources(ids, Path(infra["config"]["PROXY_DIR"]) / "dynamic")
+    status = db.session.scalar(select(Deployment.status).where(Deployment.id == dep_id))
+    assert status == "running"
+
+
+def team_of_email(email: str):
+    from app.models import User
+
+    return team_of(db.session.scalar(select(User).where(User.email == email)))

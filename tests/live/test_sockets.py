@@ -1,0 +1,108 @@
+"""Rules every socket obeys: a per-user cap, closing on lost access, team-scoped status."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete
+
+from app import livestatus
+from app.extensions import db
+from app.models import Deployment, Membership, Role, User
+from tests.conftest import make_app, make_project, make_team, make_user
+from tests.livekit import close, receive
+
+
+def _team_with_deployment(label: str) -> tuple[User, int]:
+    team = make_team(f"{label}-team")
+    user = make_user(team, Role.developer, email=f"{label}@example.com")
+    application = make_app(make_project(team))
+    dep = Deployment(application_id=application.id, status="queued")
+    db.session.add(dep)
+    db.session.commit()
+    return user, dep.id
+
+
+def _publish(dep_id: int, status: str) -> None:
+    dep = db.session.get(Deployment, dep_id)
+    dep.status = status
+    db.session.commit()
+    livestatus.publish(dep)
+    db.session.remove()
+
+
+def test_a_user_over_the_socket_cap_is_refused_with_a_reason(app, live_server):
+    app.config["WS_MAX_PER_USER"] = 2
+    user = make_user()
+    session = live_server.login(user.email)
+    db.session.close()
+    first = live_server.connect("/ws/status", session)
+    second = live_server.connect("/ws/status", session)
+    try:
+        third = live_server.connect("/ws/status", session)
+        got = receive(third, timeout=5)
+        assert got.frames == []
+        assert got.close_code == 4429
+        assert "Too many" in got.close_message
+        assert first.connected and second.connected
+        close(second)
+        time.sleep(1.2)  # the server notices the close (within a 0.5 s read) and frees the slot
+        fourth = live_server.connect("/ws/status", session)
+        assert receive(fourth, timeout=1.5).close_code is None  # stays open
+        close(fourth)
+    finally:
+        close(first)
+        close(second)
+
+
+def test_a_socket_closes_when_its_user_leaves_the_team(app, live_server):
+    user, dep_id = _team_with_deployment("leaver")
+    email, user_id = user.email, user.id
+    db.session.close()
+    ws = live_server.connect(f"/ws/deployments/{dep_id}/log", live_server.login(email))
+    first = receive(ws, timeout=5, until=lambda frames: frames)
+    assert first.of("status")
+    db.session.execute(delete(Membership).where(Membership.user_id == user_id))
+    db.session.commit()
+    db.session.remove()
+    got = receive(ws, timeout=5)
+    assert got.close_code == 4403
+    assert got.frames == []
+
+
+def test_a_socket_closes_when_the_user_logs_out_everywhere(app, live_server):
+    user = make_user()
+    email, user_id = user.email, user.id
+    db.session.close()
+    ws = live_server.connect("/ws/status", live_server.login(email))
+    time.sleep(0.3)
+    db.session.get(User, user_id).session_version += 1
+    db.session.commit()
+    db.session.remove()
+    assert receive(ws, timeout=5).close_code == 4403
+
+
+def test_status_socket_forwards_only_the_users_teams_and_misses_nothing_since_render(
+    app, live_server
+):
+    mine_user, mine = _team_with_deployment("mine")
+    _theirs_user, theirs = _team_with_deployment("theirs")
+    email = mine_user.email
+    db.session.close()
+    since = livestatus.last_id()  # what the page rendered with
+    _publish(mine, "building")  # between render and connect
+    _publish(theirs, "building")
+    ws = live_server.connect(f"/ws/status?since={since}", live_server.login(email))
+    try:
+        got = receive(ws, timeout=3, until=lambda frames: frames)
+        _publish(theirs, "running")
+        _publish(mine, "running")
+        later = receive(ws, timeout=3, until=lambda frames: frames)
+    finally:
+        close(ws)
+    changes = [c for f in got.frames + later.frames for c in f["changes"]]
+    assert [(c["deployment_id"], c["status"]) for c in changes] == [
+        (mine, "building"),
+        (mine, "running"),
+    ]
+    assert all("team_id" not in c for c in changes)
