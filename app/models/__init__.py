@@ -12,6 +12,7 @@ from app.models.deployments import (
     DeployStep,
 )
 from app.models.projects import Environment, Project
+from app.models.webhooks import WebhookDelivery
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -31,4 +32,5 @@ __all__ = [
     "Role",
     "Team",
     "User",
+    "WebhookDelivery",
 ]

@@ -118,9 +118,20 @@ def _errors(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    from app.web import apps, auth, dashboard, deployments, health, projects, settings
+    from app.web import (
+        apps,
+        auth,
+        dashboard,
+        deployments,
+        health,
+        projects,
+        repos,
+        settings,
+        webhooks,
+    )
 
-    for module in (auth, dashboard, projects, apps, deployments, settings, health):
+    for module in (auth, dashboard, projects, apps, deployments, settings, health, repos,
+                   webhooks):  # fmt: skip
         app.register_blueprint(module.bp)
     app.before_request(_guard)
     app.after_request(_headers)
