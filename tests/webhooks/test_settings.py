@@ -120,3 +120,22 @@ def test_other_team_gets_404(client, auth, owner):
                            data={"csrf_token": token}).status_code == 404  # fmt: skip
     stored = _fresh(row.id)
     assert stored.webhook_secret is None and stored.deploy_key_public is None
+
+
+def test_deliveries_list_says_why_and_escapes_what_the_sender_wrote(logged_in):
+    from app import webhooks
+    from tests.webhooks import payloads
+
+    client, owner = logged_in
+    row = _app(owner, git_url="https://git.example.com/acme/site.git", auto_deploy=True)
+    secret = webhooks.rotate_secret(row)
+    db.session.commit()
+    hostile = "refs/heads/<img src=x onerror=alert(1)>"
+    for ref, delivery in ((hostile, "d-1"), ("refs/heads/main", "d-2")):
+        payload = payloads.github_push(row.git_url, ref, "3" * 40)
+        body, headers = payloads.signed_request("github", secret, payload, delivery=delivery)
+        client.post(f"/webhooks/github/{row.webhook_token}", data=body, headers=headers)
+    page = client.get(f"/apps/{row.id}/webhooks/deliveries").get_data(as_text=True)
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "is not the tracked branch main" in page
+    assert "deployment #" in page and "deployed" in page
