@@ -48,6 +48,7 @@ def start_deploy(
     commit_sha: str | None = None,
     commit_message: str | None = None,
     commit_author: str | None = None,
+    git_ref: str | None = None,
 ) -> Deployment:
     """Queue a deployment of ``app``; older queued ones become ``superseded``."""
     older = db.session.scalars(
@@ -70,6 +71,7 @@ def start_deploy(
         commit_sha=rollback_of.commit_sha if rollback_of else commit_sha,
         commit_message=rollback_of.commit_message if rollback_of else commit_message,
         commit_author=rollback_of.commit_author if rollback_of else commit_author,
+        git_ref=None if rollback_of else git_ref,
     )
     db.session.add(deployment)
     db.session.flush()

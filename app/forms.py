@@ -153,3 +153,29 @@ class EnvVarForm(FlaskForm):
     key = StringField("Key", [DataRequired(), checked(names.env_key)], filters=[strip])
     value = TextAreaField("Value", [checked(names.env_value)])
     is_secret = BooleanField("Secret")
+
+
+class GitSettingsForm(FlaskForm):
+    watch_paths = TextAreaField("Watch paths", [checked(names.watch_paths)])
+    deploy_tags = StringField("Deploy tags matching", [checked(names.tag_pattern)], filters=[strip])
+
+    def validate(self, extra_validators=None) -> bool:
+        # checked() would store the parsed list; keep the text the user typed.
+        text = self.watch_paths.data
+        ok = super().validate(extra_validators)
+        if ok:
+            self.watch_paths.data = "\n".join(names.watch_paths(text))
+        return ok
+
+
+class GitTokenForm(FlaskForm):
+    token = PasswordField("Access token", [DataRequired(), Length(max=500)])
+    user = StringField("User name", [Optional(), Length(max=100)], filters=[strip])
+
+    def validate_user(self, field) -> None:
+        from app.repos import token_user
+
+        try:
+            field.data = token_user(field.data)
+        except names.InvalidValue as exc:
+            raise ValidationError(str(exc)) from None

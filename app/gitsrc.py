@@ -7,9 +7,11 @@ are checked by ``app.names`` again here, at use, whatever the database says.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import names
@@ -24,6 +26,59 @@ class Commit:
     sha: str
     author: str
     message: str
+
+
+@dataclass
+class Credentials:
+    """How to reach a private repository. Plaintext lives only in the worker's memory,
+    in a 0600 file in a 0700 temp dir (the SSH key) and in git's environment (the
+    token, read by an askpass script): never in argv, the URL or a log line."""
+
+    ssh_private_key: str | None = None
+    # Pinned SSH host keys (known_hosts lines); updated by :func:`clone` on first use.
+    known_hosts: str = ""
+    token: str | None = None
+    token_user: str = "x-access-token"
+    secrets: list[str] = field(default_factory=list)
+
+    def redact(self, text: str) -> str:
+        for value in (self.token, *self.secrets):
+            if value:
+                text = text.replace(value, "••••")
+        return text
+
+
+ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "$SLIPWAY_GIT_USER" ;;
+  *) printf '%s\\n' "$SLIPWAY_GIT_TOKEN" ;;
+esac
+"""
+HOST_KEY_CHANGED = "Host key verification failed"
+
+
+def _credential_env(creds: Credentials, tmp: Path) -> dict[str, str]:
+    """GIT_SSH_COMMAND with the app's key and known-hosts file; askpass for a token."""
+    known_hosts = tmp / "known_hosts"
+    known_hosts.write_text(creds.known_hosts)
+    ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+           "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+           "-o", "StrictHostKeyChecking=accept-new", "-o", "UpdateHostKeys=no"]  # fmt: skip
+    if creds.ssh_private_key:
+        key = tmp / "id_ed25519"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(creds.ssh_private_key)
+        ssh += ["-i", str(key)]
+    # git runs GIT_SSH_COMMAND through the shell: every word is quoted.
+    env = {"GIT_SSH_COMMAND": shlex.join(ssh)}
+    if creds.token:
+        askpass = tmp / "askpass"
+        askpass.write_text(ASKPASS)
+        askpass.chmod(0o700)
+        env |= {"GIT_ASKPASS": str(askpass), "SLIPWAY_GIT_TOKEN": creds.token,
+                "SLIPWAY_GIT_USER": creds.token_user or "x-access-token"}  # fmt: skip
+    return env
 
 
 def _env() -> dict[str, str]:
@@ -60,29 +115,77 @@ def clone(
     timeout: float = 300,
     on_line: Callable[[str], None] = lambda line: None,
     should_stop: Callable[[], bool] = lambda: False,
+    commit: str | None = None,
+    credentials: Credentials | None = None,
 ) -> Commit:
-    """Shallow-clone ``branch`` of ``url`` into ``dest`` and describe its head commit."""
+    """Shallow-clone ``branch`` (or tag) of ``url`` into ``dest`` and describe the commit.
+
+    With ``commit``, that commit is checked out instead of the branch head, after
+    checking that it is on the branch (up to 200 commits back). ``credentials``
+    reach a private repository; their ``known_hosts`` is updated in place.
+    """
+    creds = credentials or Credentials()
     try:
         check_url(url, allowed_hosts)
         names.branch(branch)
+        if commit:
+            names.commit_sha(commit)
     except names.InvalidValue as exc:
         raise GitError(str(exc)) from None
     argv = [
         "git", "-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
-        "-c", "core.symlinks=true", "clone", "--depth=1", "--single-branch", "--no-tags",
-        f"--branch={branch}", "--", url, str(dest),
+        "-c", "core.symlinks=true", "-c", "credential.helper=", "clone", "--depth=1",
+        "--single-branch", "--no-tags", f"--branch={branch}", "--", url, str(dest),
     ]  # fmt: skip
-    _run_streaming(argv, timeout, on_line, should_stop)
+    seen: list[str] = []
+
+    def line(text: str) -> None:
+        text = creds.redact(text)
+        seen.append(text)
+        on_line(text)
+
+    with tempfile.TemporaryDirectory(prefix="slipway-git-") as tmp:
+        env = _credential_env(creds, Path(tmp))
+        try:
+            _run_streaming(argv, timeout, line, should_stop, env)
+            if commit and head_commit(dest).sha != commit:
+                fetch = ["git", "-C", str(dest), "-c", "credential.helper=", "fetch",
+                         "--deepen=200", "--no-tags", "origin"]  # fmt: skip
+                _run_streaming(fetch, timeout, line, should_stop, env)
+                _checkout_on_branch(dest, commit, branch)
+        except GitError as exc:
+            if any(HOST_KEY_CHANGED in text for text in seen):
+                raise GitError(
+                    f"the SSH host key of {names.git_host(url)} does not match the pinned "
+                    "one; if the server's key really changed, forget the pinned key in the "
+                    "app's git settings"
+                ) from None
+            raise GitError(creds.redact(str(exc))) from None
+        finally:
+            creds.known_hosts = (Path(tmp) / "known_hosts").read_text()
     return head_commit(dest)
 
 
-def _run_streaming(argv, timeout, on_line, should_stop) -> None:
+def _checkout_on_branch(repo: Path, commit: str, branch: str) -> None:
+    ancestor = subprocess.run(  # noqa: S603
+        ["git", "-C", str(repo), "merge-base", "--is-ancestor", commit, "HEAD"],
+        capture_output=True, env=_env(), timeout=60, check=False,
+    )  # fmt: skip
+    if ancestor.returncode != 0:
+        raise GitError(f"commit {commit[:12]} is not on {branch} (or too far back)")
+    subprocess.run(  # noqa: S603
+        ["git", "-C", str(repo), "checkout", "-q", "--detach", commit, "--"],
+        capture_output=True, env=_env(), timeout=60, check=True,
+    )  # fmt: skip
+
+
+def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None) -> None:
     import selectors
     import time
 
     proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=_env(),
+        env=_env() | (extra_env or {}),
     )  # fmt: skip
     deadline = time.monotonic() + timeout
     selector = selectors.DefaultSelector()
@@ -115,7 +218,7 @@ def _run_streaming(argv, timeout, on_line, should_stop) -> None:
             proc.wait()
         selector.close()
     if code != 0:
-        raise GitError(f"git clone failed (exit {code})")
+        raise GitError(f"git {'fetch' if 'fetch' in argv else 'clone'} failed (exit {code})")
 
 
 def head_commit(repo: Path) -> Commit:

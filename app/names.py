@@ -334,3 +334,72 @@ def cron(value: str) -> str:
     except ValueError as exc:
         raise InvalidValue(f"That cron expression is not valid: {exc}") from None
     return value
+
+
+# ---- git integration (issue 5) ---------------------------------------------
+
+WATCH_PATH_RE = re.compile(r"^[A-Za-z0-9_.*?][A-Za-z0-9._/*?-]*$")
+TAG_PATTERN_RE = re.compile(r"^[A-Za-z0-9_*?][A-Za-z0-9._/*?+-]*$")
+SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+MAX_WATCH_PATHS = 50
+
+
+def watch_paths(text: str | None) -> list[str]:
+    """One glob per line (``src/**``, ``Dockerfile``, ``*.py``); empty means every file.
+
+    Patterns are relative to the repository root: no leading ``/`` or ``-``, no ``..``.
+    """
+    patterns = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if len(patterns) > MAX_WATCH_PATHS:
+        raise InvalidValue(f"At most {MAX_WATCH_PATHS} watch paths.")
+    for pattern in patterns:
+        if len(pattern) > 255 or not WATCH_PATH_RE.fullmatch(pattern):
+            raise InvalidValue(
+                f"{pattern!r}: use letters, digits, . _ / - and the wildcards * ** ? only, "
+                "relative to the repository root."
+            )
+        if any(part == ".." for part in pattern.split("/")):
+            raise InvalidValue(f"{pattern!r} cannot leave the repository ('..').")
+    return patterns
+
+
+def tag_pattern(value: str | None) -> str | None:
+    """A glob for tag names that deploy (``v*``); empty means tags never deploy."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > 255 or not TAG_PATTERN_RE.fullmatch(value) or ".." in value:
+        raise InvalidValue("Use a tag pattern such as v* or release-*: no spaces, no '..'.")
+    return value
+
+
+def commit_sha(value: str | None) -> str:
+    """A full hexadecimal commit id (SHA-1 or SHA-256)."""
+    if not SHA_RE.fullmatch(value or ""):
+        raise InvalidValue("Not a full commit id.")
+    return value or ""
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """``**`` spans directories, ``*`` and ``?`` stay within one; a trailing ``/``
+    means everything below that directory."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")

@@ -19,7 +19,18 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import buildlog, catalog, containers, deploys, envvars, gitsrc, livestatus, names, proxy
+from app import (
+    buildlog,
+    catalog,
+    containers,
+    deploys,
+    envvars,
+    gitsrc,
+    livestatus,
+    names,
+    proxy,
+    repos,
+)
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
@@ -201,8 +212,10 @@ class _Run:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.parent.mkdir(parents=True, exist_ok=True)
         try:
-            commit = gitsrc.clone(
-                self.app.git_url or "", self.app.git_branch or "", self.workdir,
+            # A webhook deployment builds the pushed commit (and the pushed tag).
+            pushed = self.dep.commit_sha if self.dep.trigger == "webhook" else None
+            commit = repos.clone_for(
+                self.app, self.dep.git_ref or self.app.git_branch or "", pushed, self.workdir,
                 allowed_hosts=tuple(self.cfg["GIT_ALLOWED_HOSTS"]),
                 timeout=self.cfg["CLONE_TIMEOUT_SECONDS"],
                 on_line=self.log.line, should_stop=self._check_cancel,

@@ -32,6 +32,7 @@ have dockerd && have docker || want docker.io iptables
 have git || want git
 dpkg -s busybox-static >/dev/null 2>&1 || want busybox-static  # the base image of the deploy tests
 [ -x "$CHROMIUM" ] || want chromium fonts-liberation
+[ -x /usr/sbin/sshd ] || want openssh-server  # the private-repository tests run their own sshd
 if ! [ -x "$SLIPWAY_ROOT/.venv/bin/python" ]; then # scripts/venv.sh will need python3 -m venv
     have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3 python3-venv
 fi

@@ -22,6 +22,7 @@ from app.models.deployments import (
 from app.models.metrics import MetricSample, MetricScope
 from app.models.notifications import ChannelKind, NotificationChannel, NotificationEvent
 from app.models.projects import Environment, Project
+from app.models.webhooks import WebhookDelivery
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -52,4 +53,5 @@ __all__ = [
     "TargetType",
     "Team",
     "User",
+    "WebhookDelivery",
 ]

@@ -49,6 +49,16 @@ class Application(Timestamped, Base):
     memory_limit_mb: Mapped[int | None] = mapped_column(Integer)
     auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
     webhook_secret: Mapped[str | None] = mapped_column(Text)  # ciphertext (app.secrets)
+    # Git integration (app/webhooks.py, app/gitcreds.py). The token names the app in
+    # its webhook URL; it is not the secret that signs deliveries.
+    webhook_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    watch_paths: Mapped[str] = mapped_column(Text, default="", server_default="")  # globs
+    deploy_tags: Mapped[str | None] = mapped_column(String(255))  # tag glob; None = never
+    deploy_key_private: Mapped[str | None] = mapped_column(Text)  # ciphertext
+    deploy_key_public: Mapped[str | None] = mapped_column(Text)
+    git_known_hosts: Mapped[str | None] = mapped_column(Text)  # pinned on first use
+    git_token: Mapped[str | None] = mapped_column(Text)  # ciphertext
+    git_token_user: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

@@ -50,6 +50,8 @@ class Deployment(Timestamped, Base):
     commit_sha: Mapped[str | None] = mapped_column(String(64))
     commit_message: Mapped[str | None] = mapped_column(Text)
     commit_author: Mapped[str | None] = mapped_column(String(255))
+    # The ref a webhook named (a tag, or the app's branch); None = the app's branch.
+    git_ref: Mapped[str | None] = mapped_column(String(255))
     # The pipeline step in progress while building/deploying (clone → … → switch).
     step: Mapped[str | None] = mapped_column(String(20))
     rollback_of_id: Mapped[int | None] = mapped_column(

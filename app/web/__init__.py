@@ -139,14 +139,16 @@ def register(app: Flask) -> None:
         metrics,
         notifications,
         projects,
+        repos,
         settings,
+        webhooks,
     )
     from app.web import prometheus as prometheus_web
     from app.web import workers as workers_web
 
     blueprints = (
         auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
-        notifications, prometheus_web, workers_web,
+        notifications, prometheus_web, workers_web, repos, webhooks,
     )  # fmt: skip
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -1,0 +1,121 @@
+"""An app's repository access: deploy keys, HTTPS tokens, pinned SSH host keys.
+
+The private half of a deploy key and the token are stored AES-GCM encrypted
+(``app.secrets``); they are decrypted only in the worker, for one clone, and
+handed to ``app.gitsrc`` as :class:`gitsrc.Credentials`. The SSH host key is
+pinned on first use: the first clone records it, later clones refuse another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app import events, gitsrc, names, secrets
+from app.extensions import db
+from app.models import Application
+
+KEY_CONTEXT = "deploy_key"
+TOKEN_CONTEXT = "git_token"
+
+
+@dataclass(frozen=True)
+class HostKey:
+    host: str
+    key_type: str
+    fingerprint: str  # SHA256:<base64>, as ssh-keygen -l prints it
+
+
+def generate_deploy_key(app: Application) -> str:
+    """Give the app a new ed25519 deploy key; returns the public key (OpenSSH format)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    app.deploy_key_private = secrets.encrypt(private, context=KEY_CONTEXT)
+    app.deploy_key_public = f"{public} slipway-app-{app.id}"
+    events.record("deploy_key.generated", team_id=app.project.team_id, target=app)
+    return app.deploy_key_public
+
+
+def set_token(app: Application, token: str, user: str) -> None:
+    """Store (encrypted) or clear the HTTPS access token; the token is never shown again."""
+    token = token.strip()
+    if token:
+        app.git_token = secrets.encrypt(token, context=TOKEN_CONTEXT)
+        app.git_token_user = user.strip() or "x-access-token"
+        events.record("git_token.set", team_id=app.project.team_id, target=app)
+    else:
+        app.git_token = None
+        app.git_token_user = None
+        events.record("git_token.cleared", team_id=app.project.team_id, target=app)
+
+
+def forget_host_keys(app: Application) -> None:
+    """Unpin the SSH host key: the next clone pins whatever the server presents."""
+    app.git_known_hosts = None
+    events.record("git_host_key.forgotten", team_id=app.project.team_id, target=app)
+
+
+def host_keys(app: Application) -> list[HostKey]:
+    """The pinned host keys with their SHA-256 fingerprints."""
+    found = []
+    for line in (app.git_known_hosts or "").splitlines():
+        parts = line.split()
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            blob = base64.b64decode(parts[2], validate=True)
+        except ValueError:
+            continue
+        digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+        found.append(HostKey(parts[0], parts[1], f"SHA256:{digest}"))
+    return found
+
+
+def credentials(app: Application) -> gitsrc.Credentials:
+    """Decrypt what a clone of this app's repository needs (worker only)."""
+    creds = gitsrc.Credentials(known_hosts=app.git_known_hosts or "")
+    if app.deploy_key_private:
+        creds.ssh_private_key = secrets.decrypt(app.deploy_key_private, context=KEY_CONTEXT)
+    if app.git_token:
+        creds.token = secrets.decrypt(app.git_token, context=TOKEN_CONTEXT)
+        creds.token_user = app.git_token_user or "x-access-token"
+    return creds
+
+
+def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -> gitsrc.Commit:
+    """Clone the app's repository for a deployment and pin a newly seen host key.
+
+    ``options`` are passed to :func:`gitsrc.clone` (timeouts, callbacks, allow-list).
+    """
+    creds = credentials(app)
+    try:
+        return gitsrc.clone(
+            app.git_url or "", ref, dest, commit=commit, credentials=creds, **options
+        )
+    finally:
+        if creds.known_hosts.strip() and creds.known_hosts != (app.git_known_hosts or ""):
+            app.git_known_hosts = creds.known_hosts
+            events.record("git_host_key.pinned", team_id=app.project.team_id, target=app,
+                          hosts=[k.host for k in host_keys(app)])  # fmt: skip
+            db.session.commit()
+
+
+def token_user(value: str | None) -> str:
+    """The user name sent with an HTTPS token (GitLab wants ``oauth2`` or any name)."""
+    value = (value or "").strip()
+    if value and not names.SSH_USER_RE.fullmatch(value):
+        raise names.InvalidValue("Use letters, digits, '.', '_' and '-' only.")
+    return value[:100]

@@ -1,0 +1,129 @@
+"""An app's git integration settings: webhook URL and secret, deploy key, HTTPS token,
+watch paths and tag deploys; and its webhook delivery log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from app import access, events, repos, webhooks
+from app.extensions import db
+from app.forms import GitSettingsForm, GitTokenForm
+from app.models import Application, Role, WebhookDelivery
+
+bp = Blueprint("repos", __name__)
+DELIVERIES_SHOWN = 200
+
+
+def webhook_url(app: Application, provider: str) -> str | None:
+    if not app.webhook_token:
+        return None
+    base = current_app.config.get("PUBLIC_URL") or request.host_url
+    path = url_for("webhooks.receive", provider=provider, token=app.webhook_token)
+    return base.rstrip("/") + path
+
+
+def _page(app: Application, settings_form=None, token_form=None, status: int = 200):
+    settings_form = settings_form or GitSettingsForm(
+        formdata=None, watch_paths=app.watch_paths, deploy_tags=app.deploy_tags or ""
+    )
+    page = render_template(
+        "repos/show.html",
+        app=app,
+        urls={p: webhook_url(app, p) for p in webhooks.PROVIDERS},
+        host_keys=repos.host_keys(app),
+        settings_form=settings_form,
+        token_form=token_form or GitTokenForm(formdata=None),
+    )
+    return page, status
+
+
+def _back(app: Application, anchor: str):
+    return redirect(url_for("repos.show", app_id=app.id, _anchor=anchor), 303)
+
+
+@bp.get("/apps/<int:app_id>/git")
+def show(app_id: int):
+    return _page(access.application(app_id, Role.developer))
+
+
+@bp.post("/apps/<int:app_id>/git/secret")
+def rotate_secret(app_id: int):
+    app = access.application(app_id, Role.developer)
+    secret = webhooks.rotate_secret(app)
+    db.session.commit()
+    # Shown once, in this response only; afterwards the page shows it masked.
+    return render_template(
+        "repos/secret.html", app=app, secret=secret, url=webhook_url(app, "github")
+    )
+
+
+@bp.post("/apps/<int:app_id>/git/deploy-key")
+def generate_key(app_id: int):
+    app = access.application(app_id, Role.developer)
+    repos.generate_deploy_key(app)
+    db.session.commit()
+    flash("New deploy key generated: add the public key to the repository.", "success")
+    return _back(app, "deploy-key")
+
+
+@bp.post("/apps/<int:app_id>/git/host-key/forget")
+def forget_host_key(app_id: int):
+    app = access.application(app_id, Role.developer)
+    repos.forget_host_keys(app)
+    db.session.commit()
+    flash("Pinned host key forgotten: the next clone pins the server's key.", "success")
+    return _back(app, "deploy-key")
+
+
+@bp.post("/apps/<int:app_id>/git/token")
+def set_token(app_id: int):
+    app = access.application(app_id, Role.developer)
+    form = GitTokenForm()
+    if not form.validate():
+        form.token.data = ""
+        return _page(app, token_form=form, status=422)
+    repos.set_token(app, form.token.data, form.user.data or "")
+    db.session.commit()
+    flash("Access token saved.", "success")
+    return _back(app, "token")
+
+
+@bp.post("/apps/<int:app_id>/git/token/clear")
+def clear_token(app_id: int):
+    app = access.application(app_id, Role.developer)
+    repos.set_token(app, "", "")
+    db.session.commit()
+    flash("Access token removed.", "success")
+    return _back(app, "token")
+
+
+@bp.post("/apps/<int:app_id>/git/settings")
+def save_settings(app_id: int):
+    app = access.application(app_id, Role.developer)
+    form = GitSettingsForm()
+    if not form.validate():
+        return _page(app, settings_form=form, status=422)
+    app.watch_paths = form.watch_paths.data or ""
+    app.deploy_tags = form.deploy_tags.data or None
+    events.record("app.git_settings_updated", team_id=app.project.team_id, target=app)
+    db.session.commit()
+    flash("Push settings saved.", "success")
+    return _back(app, "push")
+
+
+@bp.get("/apps/<int:app_id>/webhooks/deliveries")
+def deliveries(app_id: int):
+    app = access.application(app_id)
+    rows = db.session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.application_id == app.id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(DELIVERIES_SHOWN)
+    ).all()
+    return render_template(
+        "repos/deliveries.html",
+        app=app,
+        deliveries=rows,
+        can_edit=access.can(app.project.team_id, Role.developer),
+    )

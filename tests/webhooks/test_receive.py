@@ -1,0 +1,225 @@
+"""POST /webhooks/<provider>/<token>: what deploys, what is ignored and why, replays."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from app import webhooks
+from app.extensions import db, queue
+from app.models import Deployment, WebhookDelivery
+from tests.webhooks.conftest import REPO, SHA
+
+PROVIDERS = ["github", "gitlab", "gitea", "generic"]
+
+
+def _deployments(app_id):
+    return db.session.scalars(select(Deployment).where(Deployment.application_id == app_id)).all()
+
+
+def _deliveries(app_id):
+    return db.session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.application_id == app_id)
+        .order_by(WebhookDelivery.id)
+    ).all()
+
+
+def test_github_documented_signature_vector_verifies():
+    """GitHub's own test vector: secret, payload and signature from its docs."""
+    secret, body = "It's a Secret to Everybody", b"Hello, World!"
+    expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert webhooks._hmac_sha256(secret, body).hex() == expected
+
+
+def test_github_vector_through_verify(app, hooked):
+    from app import secrets
+
+    row, _ = hooked
+    row.webhook_secret = secrets.encrypt("It's a Secret to Everybody", context="webhook_secret")
+    headers = {"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c"
+               "46f4379c8b043e17"}  # fmt: skip
+    webhooks.verify(row, "github", headers, b"Hello, World!")
+    with pytest.raises(webhooks.Refused):
+        webhooks.verify(row, "github", headers, b"Hello, World?")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_push_to_tracked_branch_queues_that_commit(poster, provider):
+    response = poster.push(provider, message="Fix the header\n\nlonger body")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    [dep] = _deployments(poster.app_row.id)
+    assert response.json == {"status": "queued", "deployment": dep.id}
+    assert (dep.trigger, dep.commit_sha, dep.git_ref) == ("webhook", SHA, "main")
+    assert dep.commit_message.startswith("Fix the header")
+    assert dep.commit_author == "Ada Lovelace"
+    job = queue("deploy").fetch_job(dep.rq_job_id)
+    assert job is not None and job.args == [dep.id]  # the id only, no payload, no secret
+    [delivery] = _deliveries(poster.app_row.id)
+    assert (delivery.provider, delivery.outcome, delivery.deployment_id) == (
+        provider, "deployed", dep.id)  # fmt: skip
+    assert delivery.ref == "refs/heads/main" and delivery.commit_sha == SHA
+
+
+def test_github_ping_answers_200_and_is_logged(poster):
+    response = poster.send("github", {"zen": "Keep it simple.", "hook_id": 1}, event="ping")
+    assert response.status_code == 200
+    assert _deployments(poster.app_row.id) == []
+    assert _deliveries(poster.app_row.id)[0].event == "ping"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"ref": "refs/heads/feature"}, "branch feature is not the tracked branch main"),
+        ({"ref": "refs/heads/main-2"}, "branch main-2 is not the tracked branch main"),
+        ({"repo": "https://git.example.com/acme/site-fork.git"}, "another repository"),
+        ({"repo": "https://git.example.com/ACME/site.git"}, "another repository"),
+        ({"message": "Docs only [skip deploy]"}, "[skip deploy]"),
+        ({"message": "wip [SKIP CI]"}, "[skip ci]"),
+        ({"sha": "0" * 40}, "was deleted"),
+        ({"ref": "refs/tags/v1.0"}, "does not deploy tags"),
+        ({"ref": "refs/merge-requests/1/head"}, "neither a branch nor a tag"),
+    ],
+)
+def test_pushes_that_do_not_deploy_are_acknowledged_with_a_reason(poster, kwargs, reason):
+    response = poster.push("github", **kwargs)
+    assert response.status_code == 200
+    assert response.json["status"] == "ignored" and reason in response.json["reason"]
+    assert _deployments(poster.app_row.id) == []
+    [delivery] = _deliveries(poster.app_row.id)
+    assert delivery.outcome == "ignored" and reason in delivery.reason
+
+
+def test_repository_url_may_differ_only_by_dot_git_and_trailing_slash(poster):
+    assert poster.push("github", repo=REPO.removesuffix(".git")).status_code == 202
+    assert webhooks.same_repository("git@Example.com:acme/site.git", "git@example.com:acme/site")
+    assert not webhooks.same_repository(
+        "https://example.com/acme/site", "http://example.com/acme/site"
+    )
+
+
+def test_auto_deploy_off_logs_and_ignores(poster):
+    poster.app_row.auto_deploy = False
+    db.session.commit()
+    response = poster.push("gitlab")
+    assert response.status_code == 200 and "auto-deploy is off" in response.json["reason"]
+    assert _deployments(poster.app_row.id) == []
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_watch_paths_use_added_modified_removed(poster, provider):
+    poster.app_row.watch_paths = "src/**\nDockerfile"
+    db.session.commit()
+    docs = poster.push(provider, files=(("docs/a.md",), ("README.md",), ()))
+    assert docs.status_code == 200 and "watch paths" in docs.json["reason"]
+    removed = poster.push(provider, files=((), (), ("src/deep/old.py",)))
+    assert removed.status_code == 202
+    dockerfile = poster.push(provider, files=((), ("Dockerfile",), ()))
+    assert dockerfile.status_code == 202
+
+
+def test_watch_path_globs():
+    from app import names
+
+    assert names.glob_regex("src/**").match("src/a/b.py")
+    assert names.glob_regex("*.py").match("a.py") and not names.glob_regex("*.py").match("a/b.py")
+    assert names.glob_regex("**/*.py").match("a/b.py") and names.glob_regex("**/*.py").match("b.py")
+    assert names.glob_regex("web/").match("web/x") and not names.glob_regex("Dockerfile").match(
+        "Dockerfile.dev")  # fmt: skip
+
+
+def test_truncated_commit_list_deploys_whatever_the_watch_paths(poster):
+    """GitLab lists at most 20 commits; unknown changes must not be ignored."""
+    from tests.webhooks import payloads
+
+    poster.app_row.watch_paths = "src/**"
+    db.session.commit()
+    payload = payloads.gitlab_push(REPO, "refs/heads/main", SHA, files=(("docs/x",), (), ()))
+    payload["total_commits_count"] = 40
+    assert poster.send("gitlab", payload).status_code == 202
+
+
+def test_tags_deploy_only_when_the_app_asks(poster):
+    poster.app_row.deploy_tags = "v*"
+    db.session.commit()
+    other = poster.push("gitlab", ref="refs/tags/nightly", event="Tag Push Hook", tag=True)
+    assert other.status_code == 200 and "does not match v*" in other.json["reason"]
+    tag = poster.push("gitlab", ref="refs/tags/v1.2.0", event="Tag Push Hook", tag=True)
+    assert tag.status_code == 202
+    [dep] = _deployments(poster.app_row.id)
+    assert dep.git_ref == "v1.2.0"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_replayed_delivery_deploys_once(poster, provider):
+    first = poster.push(provider, delivery="delivery-1")
+    again = poster.push(provider, delivery="delivery-1")
+    assert first.status_code == 202
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    assert len(_deployments(poster.app_row.id)) == 1
+    [delivery] = _deliveries(poster.app_row.id)
+    assert delivery.replays == 1
+
+
+def test_missing_delivery_id_is_400_and_stores_nothing(poster):
+    body, headers = __import__("tests.webhooks.payloads", fromlist=["x"]).signed_request(
+        "github", poster.secret, {"zen": "x"}, event="ping")  # fmt: skip
+    del headers["X-GitHub-Delivery"]
+    assert poster.raw("github", body, headers).status_code == 400
+    assert _deliveries(poster.app_row.id) == []
+
+
+def test_signed_body_that_is_not_json_is_400(poster):
+    from tests.webhooks import payloads
+
+    body = b"payload=%7B%7D"
+    headers = {"X-Hub-Signature-256": "sha256=" + payloads.sign(poster.secret, body),
+               "X-GitHub-Delivery": "d1", "X-GitHub-Event": "push"}  # fmt: skip
+    response = poster.raw("github", body, headers)
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad_delivery"
+
+
+def test_oversized_body_is_413_before_anything_else(poster):
+    from tests.webhooks import payloads
+
+    payload = payloads.github_push(REPO, "refs/heads/main", SHA)
+    payload["padding"] = "x" * (webhooks.MAX_BODY_BYTES + 10)
+    response = poster.send("github", payload)
+    assert response.status_code == 413
+    assert _deliveries(poster.app_row.id) == [] and _deployments(poster.app_row.id) == []
+
+
+def test_unknown_provider_and_unknown_token_are_404(poster):
+    body, headers = b"{}", {"Content-Type": "application/json"}
+    assert poster.client.post(f"/webhooks/bitbucket/{poster.app_row.webhook_token}",
+                              data=body, headers=headers).status_code == 404  # fmt: skip
+    assert poster.raw("github", body, headers, token="nope").status_code == 404
+
+
+def test_deliveries_are_pruned_to_about_the_newest_200(poster):
+    for n in range(webhooks.KEEP_DELIVERIES + 25):
+        db.session.add(WebhookDelivery(application_id=poster.app_row.id, provider="github",
+                                       delivery_id=f"old-{n}", event="push", outcome="ignored",
+                                       reason="test"))  # fmt: skip
+    db.session.commit()
+    for n in range(20):
+        poster.push("github", ref="refs/heads/other", delivery=f"new-{n}")
+    count = db.session.scalar(
+        select(func.count(WebhookDelivery.id)).where(
+            WebhookDelivery.application_id == poster.app_row.id
+        )
+    )
+    # Pruning runs every 20th delivery: between 200 and 219 are kept, the oldest go.
+    assert webhooks.KEEP_DELIVERIES <= count < webhooks.KEEP_DELIVERIES + 20
+    oldest = db.session.scalar(
+        select(WebhookDelivery.delivery_id).where(WebhookDelivery.delivery_id == "old-0")
+    )
+    assert oldest is None
+
+
+def test_json_answers_never_carry_the_secret(poster):
+    response = poster.push("gitlab")
+    assert poster.secret not in json.dumps(response.json)
