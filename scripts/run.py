@@ -78,6 +78,7 @@ _COLOURS = {
     "migrate": 36,
     "web": 32,
     "worker": 33,
+    "backups": 93,
     "scheduler": 35,
     "slipway": 1,
 }
@@ -487,7 +488,10 @@ class Supervisor:
                 "wsgi:app",
             ],
         )  # fmt: skip
-        self.spawn("worker", [sys.executable, "worker.py"])
+        # Two workers, so a long backup never holds up a deploy (and the reverse);
+        # both also take the short jobs on the default queue.
+        self.spawn("worker", [sys.executable, "worker.py", "--queues", "deploy,default"])
+        self.spawn("backups", [sys.executable, "worker.py", "--queues", "backup,default"])
         self.spawn("scheduler", [sys.executable, "worker.py", "--scheduler"])
         threading.Thread(target=self._announce_when_healthy, daemon=True).start()
 

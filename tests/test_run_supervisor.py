@@ -183,7 +183,8 @@ KINDS = {
     "redis": (r"redis-server", 1),
     "proxy": (r"traefik --configFile=", 1),
     "web": (r"gunicorn .*wsgi:app", 3),  # the master and two workers
-    "worker": (r"worker\.py$", 1),
+    "worker": (r"worker\.py --queues deploy,default$", 1),
+    "backups": (r"worker\.py --queues backup,default$", 1),
     "scheduler": (r"worker\.py --scheduler", 1),
 }
 
