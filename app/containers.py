@@ -424,7 +424,7 @@ def running_app_containers() -> dict[str, int]:
     return {c["Id"]: int(c["Labels"][LABEL_APP]) for c in found if c["Labels"][LABEL_APP].isdigit()}
 
 
-def raw_stats(container_ids: list[str], workers: int = 16) -> dict[str, dict]:
+def raw_stats(container_ids: list[str], workers: int = 32) -> dict[str, dict]:
     """Docker's stats document per container, asked for concurrently.
 
     Each answer takes the engine about a second (it waits for a second CPU

@@ -105,6 +105,14 @@ def _duration_expression():
     return (func.julianday(Deployment.finished_at) - func.julianday(Deployment.started_at)) * 86400
 
 
+def _materialized_cte_supported() -> bool:
+    """``AS MATERIALIZED``: PostgreSQL 12+, SQLite 3.35+."""
+    version = db.engine.dialect.server_version_info or ()
+    if db.engine.dialect.name == "sqlite":
+        return version >= (3, 35)
+    return db.engine.dialect.name == "postgresql" and version >= (12,)
+
+
 def _deployment_metrics() -> Iterator[Metric]:
     outcomes = GaugeMetricFamily(
         "slipway_deployments", "Deployments recorded, by status.", labels=["status"]
@@ -115,12 +123,15 @@ def _deployment_metrics() -> Iterator[Metric]:
         outcomes.add_metric([status], count)
     yield outcomes
 
-    # One pass: each finished deployment's duration, its bucket index, grouped.
+    # One pass: each finished deployment's duration (computed once: a materialized
+    # CTE, else the bucket CASE would recompute it per bound), its bucket, grouped.
     finished = (
         select(Deployment.status.label("status"), _duration_expression().label("seconds"))
         .where(Deployment.started_at.is_not(None), Deployment.finished_at.is_not(None))
-        .subquery()
+        .cte("finished")
     )
+    if _materialized_cte_supported():
+        finished = finished.prefix_with("MATERIALIZED")
     bucket = case(
         *((finished.c.seconds <= bound, index) for index, bound in enumerate(DEPLOY_BUCKETS)),
         else_=len(DEPLOY_BUCKETS),

@@ -260,7 +260,11 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=50_000)
     parser.add_argument("--scrapes", type=int, default=50)
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--parts", default="sampling,retention,scrape", help="comma-separated parts to run"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-metrics-"))
     server = None
@@ -271,9 +275,12 @@ def main() -> None:
 
             app_ids = seed_apps(args.containers)
             result = {"database": db.engine.dialect.name}
-            result |= bench_sampling(app_ids, args.rounds)
-            result |= bench_retention()
-            result |= bench_scrape(app, app_ids, args.deployments, args.scrapes)
+            if "sampling" in parts:
+                result |= bench_sampling(app_ids, args.rounds)
+            if "retention" in parts:
+                result |= bench_retention()
+            if "scrape" in parts:
+                result |= bench_scrape(app, app_ids, args.deployments, args.scrapes)
             db.session.remove()
             db.engine.dispose()
         result["loadavg_1m"] = round(os.getloadavg()[0], 2)
