@@ -171,6 +171,13 @@ class LineBuffer:
         self.dropped = 0
         self.lock = threading.Lock()
 
+    def full(self) -> bool:
+        return len(self.lines) >= self.capacity
+
+    def drop(self, count: int) -> None:
+        with self.lock:
+            self.dropped += count
+
     def add(self, source: str, lines: list[bytes]) -> None:
         with self.lock:
             room = self.capacity - len(self.lines)
@@ -192,6 +199,10 @@ class LineBuffer:
 def _reader(stream: containers.LogStream, source: str, buffer: LineBuffer) -> None:
     pending = b""
     for chunk in stream:
+        if buffer.full():  # a flood: count its lines, do not split them
+            buffer.drop(chunk.count(b"\n"))
+            pending = b""
+            continue
         pending += chunk
         if b"\n" not in pending:
             if len(pending) > buffer.max_bytes:  # a huge line without a newline: cut it

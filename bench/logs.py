@@ -183,10 +183,8 @@ def seed(flask_app) -> dict:
         for row in apps:
             for status in ("replaced", "failed", "running"):
                 db.session.add(Deployment(application_id=row.id, status=status))
-        tailed = apps[0]
-        flooded = apps[1]
         db.session.commit()
-        return {"tailed": tailed.id, "flooded": flooded.id, "team": team.id}
+        return {"tailed": apps[0].id, "flooded": apps[1].id, "control": apps[2].id}
 
 
 def new_deployment(flask_app, app_id: int, status: str) -> int:
@@ -246,6 +244,9 @@ class Tail(threading.Thread):
         except ConnectionClosed:
             pass
         self.closed.set()
+
+    def of_type(self, kind: str) -> list[tuple[float, dict]]:
+        return [(t, f) for t, f in self.frames if f["type"] == kind]
 
     def lines(self) -> list[tuple[float, dict]]:
         return [(t, line) for t, f in self.frames if f["type"] == "lines" for line in f["lines"]]
@@ -374,15 +375,16 @@ def dashboard_times(http, base: str, count: int, until: float | None = None) -> 
     return times
 
 
-def measure_flood(flask_app, ids, image, base, cookies, http, master: int) -> dict:
-    pid = worker_pid(master)
-    tails = [Tail(base, f"/ws/apps/{ids['flooded']}/logs", cookies) for _ in range(2)]
-    for t in tails:
-        t.start()
-    dashboard_times(http, base, 10)  # warm-up
-    idle = dashboard_times(http, base, DASHBOARD_GETS)
-    rss_before = rss_mb(pid)
-    dep_id = start_app_container(flask_app, ids["flooded"], image, "flood")
+def worker_cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flood_window(flask_app, app_id: int, image: str, http, base: str, pid: int) -> dict:
+    """Start a flooding container of ``app_id``; time dashboard GETs during its 10 s."""
+    rss_before, cpu_before = rss_mb(pid), worker_cpu_seconds(pid)
+    dep_id = start_app_container(flask_app, app_id, image, "flood")
     peak = [rss_before]
     sampling = threading.Event()
 
@@ -393,27 +395,42 @@ def measure_flood(flask_app, ids, image, base, cookies, http, master: int) -> di
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     time.sleep(2.2)  # the container writes its chunk, then floods for ~10 s
-    flood_start = time.monotonic()
-    flooded = dashboard_times(http, base, 10_000, until=flood_start + 10)
+    cpu_start = worker_cpu_seconds(pid)
+    times = dashboard_times(http, base, 10_000, until=time.monotonic() + 10)
+    cpu_end = worker_cpu_seconds(pid)
     sampling.set()
     sampler.join()
+    from app import containers
+
+    with flask_app.app_context():
+        found = containers.containers_of(deployment_id=dep_id)
+        printed = len(containers.recent_logs(found[0], tail=10**7).splitlines()) if found else 0
+        containers.stop_and_remove(found, timeout=1)
+    return {"times": times, "rss_before": rss_before, "rss_peak": max(peak), "printed": printed,
+            "cpu_s": round(cpu_end - cpu_start, 2), "cpu_before": cpu_before}  # fmt: skip
+
+
+def measure_flood(flask_app, ids, image, base, cookies, http, master: int) -> dict:
+    pid = worker_pid(master)
+    dashboard_times(http, base, 10)  # warm-up
+    # Control: the same flood with no tail open (the engine and the machine pay for it too).
+    control = flood_window(flask_app, ids["control"], image, http, base, pid)
+    tails = [Tail(base, f"/ws/apps/{ids['flooded']}/logs", cookies) for _ in range(2)]
+    for t in tails:
+        t.start()
+    time.sleep(1)
+    idle = dashboard_times(http, base, DASHBOARD_GETS)
+    flooded = flood_window(flask_app, ids["flooded"], image, http, base, pid)
     for t in tails:
         t.stop()
         t.closed.wait(5)
-    with flask_app.app_context():
-        from app import containers
-
-        ids_ = containers.containers_of(deployment_id=dep_id)
-        printed = len(containers.recent_logs(ids_[0], tail=10**7).splitlines()) if ids_ else 0
     received = [len(t.lines()) for t in tails]
-    skipped = [
-        sum(f.get("skipped", 0) for _t, f in t.frames if f["type"] == "lines") for t in tails
-    ]
-    log(f"flood: container printed {printed} lines; tails received {received}, skipped {skipped}")
-    return {
-        "idle": idle, "flood": flooded, "rss_before": rss_before, "rss_peak": max(peak),
-        "printed": printed, "received": received, "skipped": skipped,
-    }  # fmt: skip
+    skipped = [sum(f.get("skipped", 0) for _t, f in t.frames) for t in tails]
+    attached = [[f["deployment_id"] for _t, f in t.of_type("attached")] for t in tails]
+    log(f"flood: printed {flooded['printed']} lines; tails received {received}, skipped {skipped}")
+    log(f"tails attached to deployments {attached}")
+    return {"idle": idle, "control": control, "flooded": flooded, "received": received,
+            "skipped": skipped}  # fmt: skip
 
 
 # ---- main ------------------------------------------------------------------------------
@@ -507,7 +524,7 @@ def main() -> int:  # noqa: C901 - one linear script with its cleanup
         try:
             cleanup_docker()
             if ids:
-                remove_app_resources([ids["tailed"], ids["flooded"]])
+                remove_app_resources([ids["tailed"], ids["flooded"], ids["control"]])
         except Exception as exc:  # noqa: BLE001 - report, keep cleaning
             log(f"docker cleanup: {exc}")
         if args.keep:
@@ -516,26 +533,32 @@ def main() -> int:  # noqa: C901 - one linear script with its cleanup
             shutil.rmtree(tmp, ignore_errors=True)
 
     lat, blat = summarize(latency), summarize(build_latency)
-    idle, flooded = summarize(flood["idle"]), summarize(flood["flood"])
+    fl, ctl = flood["flooded"], flood["control"]
+    idle, flooded = summarize(flood["idle"]), summarize(fl["times"])
+    control = summarize(ctl["times"])
     summary = {
         "line_latency_p95_ms": lat["p95"],
         "flood_dashboard_p95_ms": flooded["p95"],
-        "flood_web_rss_growth_mb": round(flood["rss_peak"] - flood["rss_before"], 1),
+        "flood_web_rss_growth_mb": round(fl["rss_peak"] - fl["rss_before"], 1),
         "build_lines_lost": build["lost"],
         "build_lines_lost_live": build["lost_live"],
         "build_line_latency_p95_ms": blat["p95"],
         "idle_dashboard_p95_ms": idle["p95"],
+        "flood_no_tail_dashboard_p95_ms": control["p95"],
         "flood_over_idle_p95": round(flooded["p95"] / idle["p95"], 2),
-        "flood_lines_printed": flood["printed"],
-        "flood_lines_per_s": round(flood["printed"] / 10),
+        "flood_over_no_tail_p95": round(flooded["p95"] / control["p95"], 2),
+        "web_cpu_s_during_flood": fl["cpu_s"],
+        "web_cpu_s_during_flood_no_tail": ctl["cpu_s"],
+        "flood_lines_per_s": round(fl["printed"] / 10),
         "flood_lines_received_per_tail": flood["received"],
         "flood_lines_skipped_per_tail": flood["skipped"],
-        "web_rss_before_mb": round(flood["rss_before"], 1),
+        "web_rss_before_mb": round(fl["rss_before"], 1),
         "targets": {"line_latency_p95_ms": 250, "flood_dashboard_p95_ms": 100,
                     "flood_web_rss_growth_mb": 50, "build_lines_lost": 0},  # fmt: skip
         "database": database_url.split(":", 1)[0],
         "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
-        "latency": lat, "build_latency": blat, "dashboard_idle": idle, "dashboard_flood": flooded,
+        "latency": lat, "build_latency": blat, "dashboard_idle": idle,
+        "dashboard_flood": flooded, "dashboard_flood_no_tail": control,
     }  # fmt: skip
     print(json.dumps(summary), flush=True)
     return 0

@@ -68,7 +68,7 @@ def world(app, engine):
         container.remove(force=True)
 
 
-def _run(engine, app_id: int, script: str, status: str = "running") -> int:
+def _run(engine, app_id: int, script: str, status: str = "running", **options) -> int:
     dep = Deployment(application_id=app_id, status=status)
     db.session.add(dep)
     db.session.commit()
@@ -82,6 +82,7 @@ def _run(engine, app_id: int, script: str, status: str = "running") -> int:
             "slipway.deployment": str(dep.id),
             "slipway.replica": "0",
         },
+        **options,
     )
     return dep.id
 
@@ -160,6 +161,9 @@ def test_a_flood_is_cut_to_a_rate_with_skipped_markers(app, live_server, engine,
     skipped = sum(f.get("skipped", 0) for f in line_frames)
     sent = len(got.lines())
     assert skipped > sent, (skipped, sent)  # the flood is far above the rate
+    found = engine.containers.list(filters={"label": f"slipway.deployment={dep}"})
+    printed = found[0].logs().count(b"\n")
+    assert sent + skipped <= printed  # nothing counted twice
     assert sent <= cfg["LIVE_BURST_LINES"] + cfg["LIVE_LINES_PER_SECOND"] * elapsed * 1.1
     assert max(len(f["lines"]) for f in line_frames) <= cfg["LIVE_BURST_LINES"]
 
