@@ -15,12 +15,14 @@ import hmac
 import json
 import re
 import secrets as pysecrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import joinedload
 
 from app import deploys, events, names, secrets
 from app.extensions import db
@@ -30,6 +32,7 @@ PROVIDERS = ("github", "gitlab", "gitea", "generic")
 SECRET_CONTEXT = "webhook_secret"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 KEEP_DELIVERIES = 200
+SQLITE_RETRIES = 5
 SKIP_MARKERS = ("[skip deploy]", "[skip ci]")
 ZERO_SHA = re.compile(r"^0+$")
 DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -304,31 +307,56 @@ def receive(
     push = parse(provider, (headers.get(HEADERS[provider][2]) or "push").strip(), payload)
     ref, reason = decide(app, push)
     app_id = app.id
-    row = WebhookDelivery(
-        application_id=app_id, provider=provider, delivery_id=delivery, event=push.event,
-        ref=push.ref[:255] or None, commit_sha=push.after[:64] or None,
-        outcome="deployed" if ref else "ignored", reason=reason[:500],
-    )  # fmt: skip
-    db.session.add(row)
+    fields = {
+        "application_id": app_id, "provider": provider, "delivery_id": delivery,
+        "event": push.event, "ref": push.ref[:255] or None,
+        "commit_sha": push.after[:64] or None, "outcome": "deployed" if ref else "ignored",
+        "reason": reason[:500],
+    }  # fmt: skip
     try:
-        db.session.flush()  # a concurrent replay waits here, then fails
+        row = _insert_delivery(fields)
     except IntegrityError:
         db.session.rollback()
         _count_replay(app_id, provider, delivery)
         return 200, {"status": "duplicate", "delivery": delivery}
     if ref is None:
+        row_id = row.id
         db.session.commit()
-        _prune(app_id, row.id)
+        _prune(app_id, row_id)
         return 200, {"status": "ignored", "reason": reason}
-    # start_deploy commits: the delivery row and the deployment land together.
-    deployment = deploys.start_deploy(
+    row_id, linked = row.id, {}
+
+    def link(deployment) -> None:
+        row.deployment_id = linked["id"] = deployment.id
+
+    # One transaction: the delivery row, the deployment and its audit event.
+    deploys.start_deploy(
         app, trigger="webhook", commit_sha=push.after, commit_message=push.message[:2000],
-        commit_author=push.author[:255], git_ref=ref,
+        commit_author=push.author[:255], git_ref=ref, before_commit=link,
     )  # fmt: skip
-    row.deployment_id = deployment.id
-    db.session.commit()
-    _prune(app_id, row.id)
-    return 202, {"status": "queued", "deployment": deployment.id}
+    _prune(app_id, row_id)
+    return 202, {"status": "queued", "deployment": linked["id"]}
+
+
+def _insert_delivery(fields: dict) -> WebhookDelivery:
+    """Insert the delivery row; a concurrent replay waits here, then fails (IntegrityError).
+
+    SQLite refuses to upgrade a read transaction to a write one when another writer
+    committed meanwhile ("database is locked"); nothing has happened yet at this
+    point, so the insert is simply tried again.
+    """
+    for attempt in range(SQLITE_RETRIES + 1):
+        row = WebhookDelivery(**fields)
+        db.session.add(row)
+        try:
+            db.session.flush()
+            return row
+        except OperationalError:
+            db.session.rollback()
+            if db.engine.dialect.name != "sqlite" or attempt == SQLITE_RETRIES:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _count_replay(app_id: int, provider: str, delivery: str) -> None:
@@ -367,4 +395,8 @@ def _prune(app_id: int, newest_id: int) -> None:
 def app_by_token(token: str) -> Application | None:
     if not token or len(token) > 64:
         return None
-    return db.session.scalar(select(Application).where(Application.webhook_token == token))
+    return db.session.scalar(
+        select(Application)
+        .options(joinedload(Application.project))  # the audit events need its team
+        .where(Application.webhook_token == token)
+    )
