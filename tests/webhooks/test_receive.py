@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from app import webhooks
+from app import pushes, webhooks
 from app.extensions import db, queue
 from app.models import Deployment, WebhookDelivery
 from tests.webhooks.conftest import REPO, SHA
@@ -95,8 +95,8 @@ def test_pushes_that_do_not_deploy_are_acknowledged_with_a_reason(poster, kwargs
 
 def test_repository_url_may_differ_only_by_dot_git_and_trailing_slash(poster):
     assert poster.push("github", repo=REPO.removesuffix(".git")).status_code == 202
-    assert webhooks.same_repository("git@Example.com:acme/site.git", "git@example.com:acme/site")
-    assert not webhooks.same_repository(
+    assert pushes.same_repository("git@Example.com:acme/site.git", "git@example.com:acme/site")
+    assert not pushes.same_repository(
         "https://example.com/acme/site", "http://example.com/acme/site"
     )
 
