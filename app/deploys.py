@@ -9,9 +9,10 @@ enqueues the row's id on the ``deploy`` queue. The request returns at once;
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, update
@@ -35,8 +36,8 @@ def _drop_job(job_id: str | None) -> None:
         return
     try:
         Job.fetch(job_id, connection=redis.client, serializer=JSONSerializer).cancel()
-    except (NoSuchJobError, RedisError):
-        pass
+    except (NoSuchJobError, InvalidJobOperation, RedisError):
+        pass  # gone, or cancelled already by a concurrent start_deploy of the same app
 
 
 def start_deploy(
@@ -49,8 +50,13 @@ def start_deploy(
     commit_message: str | None = None,
     commit_author: str | None = None,
     git_ref: str | None = None,
+    before_commit: Callable[[Deployment], None] | None = None,
 ) -> Deployment:
-    """Queue a deployment of ``app``; older queued ones become ``superseded``."""
+    """Queue a deployment of ``app``; older queued ones become ``superseded``.
+
+    ``before_commit`` is called with the new row (id assigned) inside the same
+    transaction: a webhook links its delivery record there.
+    """
     older = db.session.scalars(
         select(Deployment).where(
             Deployment.application_id == app.id,
@@ -80,6 +86,8 @@ def start_deploy(
         "deploy.started", team_id=app.project.team_id, target=deployment, trigger=trigger,
         app=app.name,
     )  # fmt: skip
+    if before_commit is not None:
+        before_commit(deployment)
     db.session.commit()
     try:
         queue("deploy").enqueue(

@@ -173,10 +173,12 @@ def _checkout_on_branch(repo: Path, commit: str, branch: str) -> None:
     )  # fmt: skip
     if ancestor.returncode != 0:
         raise GitError(f"commit {commit[:12]} is not on {branch} (or too far back)")
-    subprocess.run(  # noqa: S603
+    checkout = subprocess.run(  # noqa: S603
         ["git", "-C", str(repo), "checkout", "-q", "--detach", commit, "--"],
-        capture_output=True, env=_env(), timeout=60, check=True,
+        capture_output=True, env=_env(), timeout=60, check=False,
     )  # fmt: skip
+    if checkout.returncode != 0:
+        raise GitError(f"could not check out commit {commit[:12]}")
 
 
 def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None) -> None:

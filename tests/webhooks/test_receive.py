@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from app import webhooks
+from app import pushes, webhooks
 from app.extensions import db, queue
 from app.models import Deployment, WebhookDelivery
 from tests.webhooks.conftest import REPO, SHA
@@ -95,8 +95,8 @@ def test_pushes_that_do_not_deploy_are_acknowledged_with_a_reason(poster, kwargs
 
 def test_repository_url_may_differ_only_by_dot_git_and_trailing_slash(poster):
     assert poster.push("github", repo=REPO.removesuffix(".git")).status_code == 202
-    assert webhooks.same_repository("git@Example.com:acme/site.git", "git@example.com:acme/site")
-    assert not webhooks.same_repository(
+    assert pushes.same_repository("git@Example.com:acme/site.git", "git@example.com:acme/site")
+    assert not pushes.same_repository(
         "https://example.com/acme/site", "http://example.com/acme/site"
     )
 
@@ -223,3 +223,44 @@ def test_deliveries_are_pruned_to_about_the_newest_200(poster):
 def test_json_answers_never_carry_the_secret(poster):
     response = poster.push("gitlab")
     assert poster.secret not in json.dumps(response.json)
+
+
+def test_concurrent_pushes_to_one_app_all_queue(app, hooked):
+    """Racing start_deploys may both supersede (and cancel the job of) the same queued
+    row; the second cancel must not turn the delivery into a 500."""
+    import threading
+
+    from tests.conftest import RequestScopedClient
+    from tests.webhooks import payloads
+
+    row, secret = hooked
+    app.test_client_class = RequestScopedClient
+    url = f"/webhooks/github/{row.webhook_token}"
+    bodies = [
+        payloads.signed_request(
+            "github", secret, payloads.github_push(REPO, "refs/heads/main", f"{n:040x}")
+        )
+        for n in range(1, 13)
+    ]
+    barrier, statuses = threading.Barrier(len(bodies)), []
+
+    def send(body, headers):
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post(url, data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=send, args=pair) for pair in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [202] * len(bodies)
+    assert len(_deployments(row.id)) == len(bodies)
+
+
+def test_cancelling_an_already_cancelled_job_is_harmless(app):
+    from app import deploys
+
+    job = queue("deploy").enqueue("app.jobs.run_deployment", 1, job_id="deploy-x")
+    job.cancel()
+    deploys._drop_job("deploy-x")  # no InvalidJobOperation
