@@ -55,10 +55,11 @@ class MotoServer:
         deadline = time.monotonic() + 60  # a loaded machine starts it slowly
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url, timeout=1)
+                requests.get(self.url, timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"moto_server did not start; see {self.log}")
 
     def stop(self) -> None:
