@@ -91,12 +91,14 @@ def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return proc, url
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on a loaded machine
             time.sleep(0.1)
+    proc.terminate()
     raise RuntimeError("moto_server did not start")
 
 
