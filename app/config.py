@@ -143,7 +143,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Cron expressions of backup policies are read in this zone ("" = the server's).
         "TIMEZONE": _env("TIMEZONE", ""),
         "BACKUP_PART_MB": int(_env("BACKUP_PART_MB", "16")),  # 10,000 parts: 156 GiB
-        "BACKUP_UPLOAD_THREADS": int(_env("BACKUP_UPLOAD_THREADS", "3")),
+        "BACKUP_UPLOAD_THREADS": int(_env("BACKUP_UPLOAD_THREADS", "2")),
         "S3_RETRIES": int(_env("S3_RETRIES", "4")),
         "S3_RETRY_BASE_SECONDS": float(_env("S3_RETRY_BASE_SECONDS", "1")),
         "S3_TIMEOUT_SECONDS": float(_env("S3_TIMEOUT_SECONDS", "30")),

@@ -105,9 +105,17 @@ def _remove_unserving(deployment: Deployment) -> None:
 
 
 def run_deployment(deployment_id: int) -> str:
-    """The deploy pipeline for one deployment (``app.pipeline``)."""
+    """The deploy pipeline for one deployment (``app.pipeline``); a failure notifies."""
     with _context():
-        return pipeline.run(deployment_id)
+        status = pipeline.run(deployment_id)
+        if status == "failed":
+            from app import notify
+            from app.models import NotificationEvent
+
+            deployment = db.session.get(Deployment, deployment_id)
+            team_id = deployment.application.project.team_id
+            notify.event(team_id, NotificationEvent.deploy_failed, deployment_id)
+        return status
 
 
 def remove_app_resources(app_id: int) -> int:

@@ -25,6 +25,7 @@ from app.extensions import db, queue
 from app.models import (
     Backup,
     ChannelKind,
+    Deployment,
     NotificationChannel,
     NotificationEvent,
     Restore,
@@ -71,6 +72,14 @@ def message(what: str, object_id: int) -> tuple[str, str]:
         return (
             f"Restore drill #{object_id} failed",
             f"Restore drill #{object_id} failed: {reason}",
+        )
+    if what == NotificationEvent.deploy_failed.value:
+        d = db.session.get(Deployment, object_id)
+        name = d.application.name if d else "?"
+        reason = d.error if d else "the row is gone"
+        return (
+            f"Deployment of {name} failed",
+            f"Deployment #{object_id} of {name} failed: {reason}",
         )
     return (f"Slipway: {what}", f"Slipway event {what} (#{object_id})")
 

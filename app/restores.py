@@ -59,6 +59,12 @@ def start_monthly_drills() -> int:
     return count
 
 
+def secrets_hex() -> str:
+    import secrets as random_source
+
+    return random_source.token_hex(4)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -135,13 +141,15 @@ class _Restore:
     def _postgres(self, server: dumps.PgConn, dump: Path) -> None:
         r = self.r
         if r.kind == "drill":
-            scratch = f"slipway_drill_{r.id}"
+            # Unique per run: two installations may share a server, ids may repeat.
+            scratch = f"slipway_drill_{r.id}_{secrets_hex()}"
             self.note(f"creating the scratch database {scratch}", commit=True)
             dumps.create_database(server, scratch)
             try:
                 dumps.pg_restore(server.other(scratch), dump, clean=False, progress=self.note)
                 with server.other(scratch).connect() as conn:
                     self._compare(dumps.pg_row_counts(conn))
+                r.comparison = {**r.comparison, "scratch": scratch}
             finally:
                 dumps.drop_database(server, scratch)
                 self.note(f"dropped {scratch}")

@@ -10,6 +10,7 @@ the parts' MD5s, ``-N``) is computed locally and compared with the object's.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import logging
@@ -59,7 +60,15 @@ def check_at_use(target: S3Target, allowed_hosts: tuple[str, ...]) -> None:
         raise StorageError(f"{host} resolves to an internal address; an admin must allow-list it.")
 
 
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
+@functools.lru_cache(maxsize=32)
 def client(target: S3Target):
+    """An S3 client for ``target``, cached: clients are thread-safe, and each new one
+    would load and parse botocore's S3 model again (about 15 MB)."""
+    global _session
     config = Config(
         region_name=target.region or "us-east-1",
         s3={"addressing_style": "path" if target.path_style else "auto"},
@@ -71,13 +80,15 @@ def client(target: S3Target):
         read_timeout=target.timeout,
         signature_version="s3v4",
     )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=target.endpoint_url,
-        aws_access_key_id=target.access_key_id,
-        aws_secret_access_key=target.secret_access_key,
-        config=config,
-    )
+    with _session_lock:  # boto3 sessions are not thread-safe; their clients are
+        _session = _session or boto3.session.Session()
+        return _session.client(
+            "s3",
+            endpoint_url=target.endpoint_url,
+            aws_access_key_id=target.access_key_id,
+            aws_secret_access_key=target.secret_access_key,
+            config=config,
+        )
 
 
 def describe(exc: Exception) -> str:

@@ -52,13 +52,14 @@ class MotoServer:
                 [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a loaded machine starts it slowly
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url, timeout=1)
+                requests.get(self.url, timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"moto_server did not start; see {self.log}")
 
     def stop(self) -> None:
@@ -187,8 +188,7 @@ def source_db():
     for name in made:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             like = conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
-                (f"{name}%", "slipway_drill_%"),
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{name}%",)
             ).fetchall()
             for (db_name,) in like:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -145,3 +145,25 @@ def test_enqueueing_never_raises_and_carries_ids_only(app, monkeypatch):
     assert "secret-token-123" not in json.dumps(job.args)
     monkeypatch.setattr(notify, "queue", lambda name: 1 / 0)
     assert notify.event(team.id, NotificationEvent.backup_failed, 43) == 0
+
+
+def test_a_failed_deployment_uses_the_same_channels(app, hooks, monkeypatch):
+    """Deployments notify through the channels too (event ``deploy.failed``)."""
+    from app import jobs
+    from app.models import Deployment
+    from tests.conftest import make_app, make_project
+
+    team = make_team()
+    _channel(team, "webhook", events=("deploy.failed",), url=hooks.url)
+    app_row = make_app(make_project(team), name="shop")
+    deployment = Deployment(application_id=app_row.id, status="failed", error="build broke")
+    db.session.add(deployment)
+    db.session.commit()
+    jobs.bind(app)
+    # The pipeline itself is tested in tests/deploy; here only what follows a failure.
+    monkeypatch.setattr(jobs.pipeline, "run", lambda deployment_id: "failed")
+    assert jobs.run_deployment(deployment.id) == "failed"
+    work("default")
+    (sent,) = hooks.received
+    assert sent["event"] == "deploy.failed" and "build broke" in sent["text"]
+    assert "shop" in sent["subject"]

@@ -86,7 +86,8 @@ def test_a_restore_drill_compares_row_counts_and_drops_the_scratch_database(
     assert drill.status == "succeeded", drill.error
     assert drill.comparison["matches"] is True
     assert drill.comparison["rows"] == 202
-    scratch = f"slipway_drill_{drill.id}"
+    scratch = drill.comparison["scratch"]
+    assert scratch.startswith(f"slipway_drill_{drill.id}_") and scratch in drill.log
     assert SourceDb("postgres").execute(
         "SELECT count(*) FROM pg_database WHERE datname = %s", (scratch,)
     ) == [(0,)]

@@ -120,10 +120,12 @@ class TeamWorld:
     plain_var: EnvVar
     secret_var: EnvVar
     deployment: Deployment
+    backup_objects: dict | None = None  # issue 6: destination, policy, backup, restore, channel
 
     def ids(self) -> dict[str, int | str]:
         """Values for the URL rules' arguments, naming this team's objects."""
-        return {
+        backup_ids = {f"{name}_id": obj.id for name, obj in (self.backup_objects or {}).items()}
+        return backup_ids | {
             "project_id": self.project.id,
             "app_id": self.application.id,
             "application_id": self.application.id,
@@ -152,7 +154,57 @@ def _build_team(label: str) -> TeamWorld:
     )
     db.session.add(deployment)
     db.session.commit()
-    return TeamWorld(team, user, project, application, plain, secret, deployment)
+    return TeamWorld(
+        team, user, project, application, plain, secret, deployment, _backup_objects(team, label)
+    )
+
+
+def _backup_objects(team: Team, label: str) -> dict:
+    """A destination, a policy, a succeeded backup with a local file, a drill, a channel."""
+    from pathlib import Path
+
+    from flask import current_app
+
+    from app import backups, notify, secrets
+    from app.models import Backup, BackupDestination, BackupPolicy, NotificationChannel, Restore
+
+    dest = BackupDestination(
+        team_id=team.id, name=f"{label}-dest", endpoint_url=f"https://s3.{label}.example.com",
+        bucket=f"{label}-bucket", prefix=f"{label}-prefix", access_key_id=f"{label}-key-id",
+        secret_access_key=secrets.encrypt(f"{label}-s3-secret", context=backups.S3_SECRET),
+    )  # fmt: skip
+    db.session.add(dest)
+    db.session.flush()
+    policy = BackupPolicy(
+        team_id=team.id, name=f"{label}-policy", target_type="postgres", destination_id=dest.id,
+        database_url=f"postgresql://app@db.{label}.example.com:5432/{label}_db",
+        database_password=secrets.encrypt(f"{label}-db-password", context=backups.DB_PASSWORD),
+    )  # fmt: skip
+    db.session.add(policy)
+    db.session.flush()
+    folder = Path(current_app.config["BACKUPS_DIR"]) / f"team-{team.id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    local = folder / f"{label}.dump"
+    local.write_bytes(f"{label}-backup-bytes".encode())
+    backup = Backup(
+        team_id=team.id, policy_id=policy.id, status="succeeded", trigger="manual",
+        size_bytes=local.stat().st_size, sha256="0" * 64, local_path=str(local),
+        bucket=dest.bucket, object_key=f"{label}-prefix/{label}.dump",
+    )  # fmt: skip
+    db.session.add(backup)
+    db.session.flush()
+    restore = Restore(team_id=team.id, backup_id=backup.id, kind="drill", status="succeeded",
+                      log=f"{label} drill log")  # fmt: skip
+    channel = NotificationChannel(
+        team_id=team.id, name=f"{label}-channel", kind="webhook", events=["backup.failed"],
+        settings={"host": f"hooks.{label}.example.com"},
+        secret=secrets.encrypt(f"https://hooks.{label}.example.com/{label}-hook-token",
+                               context=notify.SECRET_CONTEXT),
+    )  # fmt: skip
+    db.session.add_all([restore, channel])
+    db.session.commit()
+    return {"destination": dest, "policy": policy, "backup": backup, "restore": restore,
+            "channel": channel}  # fmt: skip
 
 
 @pytest.fixture

@@ -47,6 +47,13 @@ def _victim_strings(world) -> list[str]:
         world.secret_var.secret_value,
         world.team.name,
         world.deployment.commit_message,
+        "bravo-backup-bytes",
+        "bravo-s3-secret",
+        "bravo-db-password",
+        "bravo-hook-token",
+        "bravo-bucket",
+        "bravo drill log",
+        "bravo-policy",
     ]
 
 

@@ -1,0 +1,102 @@
+"""SECURITY.md cases for backups: 11 (hostile values reach no command), 13 (SSRF at
+use), 19 (S3 secret and database passwords never leave the server). Cases 7 and 8
+(another team's destinations, policies, backups, restores and channels) are covered
+by tests/security/, whose team worlds include backup objects."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from pathlib import Path
+
+from app import backups
+from app.extensions import db, redis
+from app.models import Backup, BackupPolicy, Role
+from tests.backups.conftest import work
+from tests.conftest import Auth, csrf_token, make_user
+
+S3_CANARY = "s3-canary-5b1c0e"
+DB_CANARY = "dbpw-canary-7e2a9d"
+
+
+def test_secrets_never_reach_pages_jobs_logs_or_backup_metadata(
+    app, client, moto, bucket, source_db, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    src = source_db(rows=20)
+    role = f"slipway_bk_canary_{src.name[-6:]}"
+    src.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{DB_CANARY}'")
+    try:
+        user = make_user(role=Role.owner)
+        assert Auth(client).login(user).status_code == 303
+        token = csrf_token(client, "/backups/")
+        assert client.post("/backups/destinations/new", data={
+            "csrf_token": token, "name": "dd", "endpoint_url": moto.url, "region": "us-east-1",
+            "bucket": bucket, "prefix": "", "access_key_id": "testing",
+            "secret_access_key": S3_CANARY, "path_style": "y"}).status_code == 303  # fmt: skip
+        dest_id = db.session.query(backups.BackupDestination).one().id
+        url = f"postgresql://{role}:{DB_CANARY}@127.0.0.1:5432/{src.name}"
+        assert client.post("/backups/policies/new", data={
+            "csrf_token": token, "name": "pp", "target_type": "postgres", "database_url": url,
+            "destination_id": str(dest_id), "cron": "0 2 * * *", "keep_local_days": "7",
+            "keep_daily": "30", "keep_weekly": "12", "enabled": "y",
+        }).status_code == 303  # fmt: skip
+        policy = db.session.query(BackupPolicy).one()
+        client.post(f"/backups/policies/{policy.id}/run", data={"csrf_token": token})
+        payloads = [zlib.decompress(redis.client.hget(k, "data")) for k in redis.client.keys(
+            "rq:job:*") if redis.client.hget(k, "data")]  # fmt: skip
+        work("backup")
+        backup = db.session.query(Backup).one()
+        # moto accepts any key: the canary S3 secret is really used, the backup succeeds
+        assert backup.status == "succeeded", backup.error
+        pages = [client.get(u).get_data(as_text=True) for u in (
+            "/backups/", f"/backups/policies/{policy.id}/edit",
+            f"/backups/destinations/{dest_id}/edit", f"/backups/{backup.id}/restore")]  # fmt: skip
+        row = json.dumps({c.name: str(getattr(backup, c.name)) for c in Backup.__table__.columns})
+        stored = json.dumps([policy.database_url, policy.database_password])
+        for canary in (S3_CANARY, DB_CANARY):
+            assert all(canary not in p for p in pages)
+            assert all(canary.encode() not in p for p in payloads)
+            assert canary not in caplog.text
+            assert canary not in row
+            assert canary not in stored
+        assert DB_CANARY.encode() not in Path(backup.local_path).read_bytes()
+    finally:
+        src.execute(f"DROP OWNED BY {role}")
+        src.execute(f"DROP ROLE {role}")
+
+
+def test_a_hostile_database_url_written_into_the_database_runs_no_command(
+    app, moto, bucket, tmp_path
+):
+    from tests.backups.conftest import make_destination, make_policy
+    from tests.conftest import make_team
+
+    team = make_team()
+    policy = make_policy(team, make_destination(team, moto.url, bucket), None)
+    marker = tmp_path / "pwned"
+    policy.target_type = "postgres"
+    policy.database_url = f"postgresql://u@127.0.0.1:5432/-x;touch {marker}"
+    db.session.commit()
+    backup = backups.start_now(policy)
+    work("backup")
+    db.session.expire_all()
+    backup = db.session.get(Backup, backup.id)
+    assert backup.status == "failed" and "database name" in backup.error
+    assert not marker.exists()
+
+
+def test_a_database_host_that_became_internal_is_refused_at_use(app, moto, bucket, source_db):
+    from tests.backups.conftest import make_destination, make_policy
+    from tests.conftest import make_team
+
+    team = make_team()
+    policy = make_policy(team, make_destination(team, moto.url, bucket), source_db(rows=1).url)
+    app.config["BACKUP_ALLOWED_HOSTS"] = ()  # allow-listed when saved; not any more
+    backup = backups.start_now(policy)
+    work("backup")
+    db.session.expire_all()
+    backup = db.session.get(Backup, backup.id)
+    assert backup.status == "failed" and "internal address" in backup.error
+    assert backup.size_bytes is None
