@@ -62,3 +62,19 @@ def test_worker_runs_jobs_with_the_json_serializer(app):
     assert job.get_status() == "finished" and job.return_value() == 1
     db.session.expire_all()
     assert db.session.get(Deployment, lost).status == "failed"
+
+
+def test_worker_log_hides_routine_scheduled_jobs_but_not_failures_or_deploys():
+    import logging
+
+    import worker
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("rq.worker", level, __file__, 1, message, None, None)
+
+    assert not worker.quiet_routine_jobs(record(logging.INFO, "default: Job OK (sched-x-1)"))
+    assert not worker.quiet_routine_jobs(
+        record(logging.INFO, "Successfully completed app.jobs.sample_metrics() job in 0:00:01")
+    )
+    assert worker.quiet_routine_jobs(record(logging.INFO, "deploy: app.jobs.run_deployment(7)"))
+    assert worker.quiet_routine_jobs(record(logging.ERROR, "app.jobs.sample_metrics() failed"))
