@@ -27,6 +27,7 @@ SLOTS_KEY = "slipway:ws-open:{}"
 CLOSE_TOO_MANY = 4429
 CLOSE_ACCESS_LOST = 4403
 CLOSE_DONE = 1000
+CLOSE_UNAVAILABLE = 1011  # the client retries later
 
 
 def _origin_of(url: str) -> tuple[str, str] | None:

@@ -20,16 +20,14 @@ process's memory or starve its other requests.
 
 from __future__ import annotations
 
-import collections
 import json
-import threading
 import time
 from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import select
 
-from app import buildlog, containers, deploys, livestatus, logformat
+from app import buildlog, containers, deploys, livestatus, logformat, runtimelogs
 from app.extensions import db, redis
 from app.models import Deployment, DeploymentLogLine
 from app.sockets import AccessWatch
@@ -161,78 +159,6 @@ def status_stream(team_ids: set[int], since: str, send: Send, is_open: IsOpen,
 # ---- runtime logs ---------------------------------------------------------------
 
 
-class LineBuffer:
-    """Lines read from containers, bounded: beyond ``capacity`` they are counted, not kept."""
-
-    def __init__(self, capacity: int, max_bytes: int):
-        self.lines: collections.deque[tuple[str, bytes]] = collections.deque()
-        self.capacity = capacity
-        self.max_bytes = max_bytes
-        self.dropped = 0
-        self.lock = threading.Lock()
-
-    def full(self) -> bool:
-        return len(self.lines) >= self.capacity
-
-    def drop(self, count: int) -> None:
-        with self.lock:
-            self.dropped += count
-
-    def add(self, source: str, lines: list[bytes]) -> None:
-        with self.lock:
-            room = self.capacity - len(self.lines)
-            if room < len(lines):
-                self.dropped += len(lines) - max(room, 0)
-                lines = lines[: max(room, 0)]
-            self.lines.extend((source, line[: self.max_bytes]) for line in lines)
-
-    def take(self, limit: int) -> tuple[list[tuple[str, bytes]], int]:
-        """Up to ``limit`` lines in order; everything else is dropped; returns (lines, skipped)."""
-        with self.lock:
-            taken = [self.lines.popleft() for _ in range(min(limit, len(self.lines)))]
-            skipped = self.dropped + len(self.lines)
-            self.lines.clear()
-            self.dropped = 0
-        return taken, skipped
-
-
-def _reader(stream: containers.LogStream, source: str, buffer: LineBuffer) -> None:
-    pending = b""
-    for chunk in stream:
-        if buffer.full():  # a flood: count its lines, do not split them
-            buffer.drop(chunk.count(b"\n"))
-            pending = b""
-            continue
-        pending += chunk
-        if b"\n" not in pending:
-            if len(pending) > buffer.max_bytes:  # a huge line without a newline: cut it
-                buffer.add(source, [pending])
-                pending = b""
-            continue
-        *lines, pending = pending.split(b"\n")
-        buffer.add(source, lines)
-    if pending:
-        buffer.add(source, [pending])
-
-
-def parse_runtime_line(source: str, raw: bytes) -> dict:
-    """``<RFC 3339 timestamp> <text>`` → ``{"ts", "src", "text"}`` (text not yet escaped)."""
-    text = raw.decode("utf-8", "replace").rstrip("\r")
-    stamp, _, rest = text.partition(" ")
-    if len(stamp) >= 19 and stamp[4] == "-" and "T" in stamp:
-        ts = stamp[:10] + " " + stamp[11:23]
-    else:
-        ts, rest = "", text
-    return {"ts": ts, "src": source, "text": rest}
-
-
-def runtime_line(source: str, raw: bytes) -> dict:
-    """A frame line: the text as escaped HTML (app.logformat)."""
-    line = parse_runtime_line(source, raw)
-    line["html"] = str(logformat.to_html(line.pop("text")))
-    return line
-
-
 class RuntimeTail:
     """Follow the running containers of one app, across redeploys."""
 
@@ -246,8 +172,8 @@ class RuntimeTail:
         self.rate = cfg["LIVE_LINES_PER_SECOND"]
         self.burst = cfg["LIVE_BURST_LINES"]
         self.tail_lines = cfg["LOG_TAIL_LINES"]
-        self.buffer = LineBuffer(cfg["LIVE_BUFFER_LINES"], logformat.MAX_LINE + 100)
-        self.streams: list[containers.LogStream] = []
+        self.buffer = runtimelogs.LineBuffer(cfg["LIVE_BUFFER_LINES"], runtimelogs.LINE_BYTES)
+        self.follows: list[runtimelogs.ContainerFollow] = []
         self.deployment_id: int | None = None
         self.redis = redis.client
 
@@ -264,21 +190,19 @@ class RuntimeTail:
         replicas = containers.replicas_of(self.app_id, deployment_id) if deployment_id else []
         for container_id, label in replicas:
             try:
-                stream = containers.follow_logs(container_id, tail=self.tail_lines)
+                follow = runtimelogs.ContainerFollow.join(
+                    container_id, label, self.buffer, self.tail_lines
+                )
             except containers.ContainerError:
                 continue
-            self.streams.append(stream)
-            threading.Thread(
-                target=_reader, args=(stream, label, self.buffer), daemon=True,
-                name=f"log-tail-{label}",
-            ).start()  # fmt: skip
+            self.follows.append(follow)
         self.send({"type": "attached", "deployment_id": deployment_id,
                    "replicas": [label for _, label in replicas]})  # fmt: skip
 
     def _detach(self) -> None:
-        for stream in self.streams:
-            stream.close()
-        self.streams = []
+        for follow in self.follows:
+            follow.leave(self.buffer)
+        self.follows = []
 
     def run(self) -> str:
         events_after = livestatus.last_id()
@@ -299,7 +223,10 @@ class RuntimeTail:
             lines, skipped = self.buffer.take(int(tokens))
             tokens -= len(lines)
             if lines or skipped:
-                frame = {"type": "lines", "lines": [runtime_line(s, raw) for s, raw in lines]}
+                frame = {
+                    "type": "lines",
+                    "lines": [runtimelogs.runtime_line(s, raw) for s, raw in lines],
+                }
                 if skipped:
                     frame["skipped"] = skipped
                 self.send(frame)
@@ -333,7 +260,9 @@ def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None
         lines = []
         for container_id, label in replicas:
             raw = containers.recent_logs(container_id, tail)
-            lines += [parse_runtime_line(label, line) for line in raw.split(b"\n") if line]
+            lines += [
+                runtimelogs.parse_runtime_line(label, line) for line in raw.split(b"\n") if line
+            ]
     except containers.ContainerError as exc:
         return [], f"The Docker engine did not answer: {exc}"
     lines.sort(key=lambda line: line["ts"])

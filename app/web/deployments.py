@@ -75,7 +75,8 @@ def show(deployment_id: int):
 
 @bp.get("/deployments/<int:deployment_id>/log")
 def log(deployment_id: int):
-    """The stored log as a partial (htmx refreshes it while the deployment runs)."""
+    """The stored log as a partial. Pages follow a running deployment over a
+    websocket instead (app/web/live.py); this stays for scripts and old tabs."""
     deployment = access.deployment(deployment_id)
     return render_template(
         "deployments/_log.html", deployment=deployment, lines=_log_lines(deployment.id)

@@ -10,16 +10,19 @@ cap, removes its database session and streams (``app.tails``).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, g, render_template, request
 from flask_login import current_user
+from redis.exceptions import RedisError
 
-from app import access, livestatus, logformat, sockets, tails
+from app import access, containers, livestatus, logformat, sockets, tails
 from app.extensions import db, sock
 from app.web import error_json, is_websocket
 
 bp = Blueprint("live", __name__)
+log = logging.getLogger("slipway.live")
 DOWNLOAD_LINES = 5000
 
 
@@ -96,7 +99,12 @@ def _stream(ws, run: Callable) -> None:
         def send(frame: dict) -> None:
             ws.send(json.dumps(frame, separators=(",", ":")))
 
-        reason = run(send, lambda: ws.connected, watch)
+        try:
+            reason = run(send, lambda: ws.connected, watch)
+        except (RedisError, containers.ContainerError):
+            log.warning("live view %s stopped: Redis or Docker failed", request.path)
+            ws.close(sockets.CLOSE_UNAVAILABLE, "Live updates are unavailable; retrying.")
+            return
         if reason == "access":
             ws.close(sockets.CLOSE_ACCESS_LOST, "You no longer have access.")
         elif reason == "final":

@@ -67,6 +67,9 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
     other = page.context.new_page()  # a second tab on the app page, never reloaded
     other.goto(f"/apps/{app_id}")
     expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("not deployed")
+    dashboard = page.context.new_page()  # and a third on the dashboard's app list
+    dashboard.goto("/")
+    expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_text("not deployed")
 
     with page.expect_navigation():
         page.get_by_role("button", name="Deploy").click()
@@ -92,6 +95,10 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
         expect(log).to_contain_text("running")
         assert page.evaluate("window.__notReloaded") is True
         expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("running")
+        expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_text("running")
+        expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_class(
+            "badge status-running"
+        )
         expect(other.locator(f'[data-deployment-badge="{dep_id}"]')).to_have_count(0)
         shot(page, "deploy-watch-running")
         texts = [t.rstrip("\n") for t in log.locator(".line").all_inner_texts()]

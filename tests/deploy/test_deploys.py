@@ -93,7 +93,11 @@ def test_deploy_button_queues_and_returns_at_once(logged_in):
     )
     assert response.headers["Location"] == f"/deployments/{deployment.id}"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "queued" in page and 'hx-trigger="every 2s"' in page  # polls until final
+    # The page follows the deployment over a websocket until it is final (tests/live).
+    assert (
+        "queued" in page
+        and f'data-live-log="ws://localhost/ws/deployments/{deployment.id}/log"' in page
+    )
     listing = client.get(f"/apps/{app_row.id}/deployments").get_data(as_text=True)
     assert f"#{deployment.id}" in listing
     fragment = client.get(f"/deployments/{deployment.id}", headers={"HX-Request": "true"})
@@ -109,6 +113,8 @@ def test_final_status_fragment_stops_polling(logged_in):
     fragment = client.get(f"/deployments/{deployment.id}", headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)
     assert "hx-trigger" not in body and "boom &lt;b&gt;" in body
+    page = client.get(f"/deployments/{deployment.id}").get_data(as_text=True)
+    assert "data-live-log" not in page  # nothing left to follow
 
 
 def test_cancel_and_rollback_routes(logged_in):

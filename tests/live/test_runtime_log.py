@@ -177,3 +177,53 @@ def test_no_running_deployment_says_so_and_waits(app, live_server, world):
         close(ws)
     assert got.of("attached") == [{"type": "attached", "deployment_id": None, "replicas": []}]
     assert got.close_code is None
+
+
+def test_two_tails_of_one_container_share_one_stream(app, live_server, engine, world):
+    from app.runtimelogs import ContainerFollow
+
+    d1 = _run(engine, world["app_id"], SCRIPT_V1)
+    _wait_for_output(engine, d1, b"ready")
+    db.session.remove()
+    session = live_server.login(world["email"])
+    path = f"/ws/apps/{world['app_id']}/logs"
+    first = live_server.connect(path, session)
+    second = None
+    try:
+        receive(first, timeout=10, until=lambda f: any("v1 live 2" in h for h in _t(f)))
+        second = live_server.connect(path, session)
+        joined = receive(second, timeout=10, until=lambda f: any("v1 live" in h for h in _t(f)))
+        texts = _texts(joined)
+        assert "early 300" in texts and texts.count("early 300") == 1  # the recent lines, once
+        assert len([t for t in texts if t.startswith("early ")]) <= 200
+        shared = [f for f in ContainerFollow._registry.values() if not f.ended]
+        assert len(shared) == 1 and len(shared[0].buffers) == 2
+        both = receive(first, timeout=3, until=lambda f: len(_t(f)) >= 5)
+        assert all(t.startswith("v1 live") for t in _texts(both))
+    finally:
+        close(first)
+        if second is not None:
+            close(second)
+    deadline = time.monotonic() + 5
+    while ContainerFollow._registry and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not ContainerFollow._registry  # the last tail out closed the stream
+
+
+def test_the_logs_page_and_download_show_the_last_lines_escaped(app, live_server, engine, world):
+    d1 = _run(engine, world["app_id"], SCRIPT_V1)
+    _wait_for_output(engine, d1, b"ready")
+    db.session.remove()
+    session = live_server.login(world["email"])
+    page = session.get(f"{live_server.url}/apps/{world['app_id']}/logs", timeout=10)
+    assert page.status_code == 200
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text and "<img src=x" not in page.text
+    assert '<span class="ansi-fg-32">green</span>' in page.text
+    assert "early 300" in page.text and "early 100\n" not in page.text  # the last 200 only
+    download = session.get(f"{live_server.url}/apps/{world['app_id']}/logs/download", timeout=10)
+    assert download.status_code == 200
+    assert download.headers["Content-Type"].startswith("text/plain")
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    lines = download.text.splitlines()
+    assert lines[0].startswith("r0 20") and lines[0].endswith("early 1")  # all, with timestamps
+    assert any(line.endswith("<img src=x onerror=alert(1)>") for line in lines)  # plain text

@@ -106,3 +106,19 @@ def test_status_socket_forwards_only_the_users_teams_and_misses_nothing_since_re
         (mine, "running"),
     ]
     assert all("team_id" not in c for c in changes)
+
+
+def test_a_redis_failure_closes_the_socket_with_a_retry_code(app, live_server, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisDown
+
+    user = make_user()
+    email = user.email
+    db.session.close()
+
+    def down(*_args, **_kwargs):
+        raise RedisDown("gone")
+
+    monkeypatch.setattr(livestatus, "read", down)
+    ws = live_server.connect("/ws/status", live_server.login(email))
+    got = receive(ws, timeout=5)
+    assert got.close_code == 1011 and got.frames == []
