@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import psycopg
@@ -167,8 +167,10 @@ def run(backup_id: int) -> str:
         heartbeat.stop()
     db.session.refresh(backup)
     if backup.status == BackupStatus.succeeded.value:
+        from app import retention
+
         try:
-            prune(backup.policy)
+            retention.prune(backup.policy)
         except Exception:  # noqa: BLE001 - retention trouble never fails a good backup
             log.exception("retention of policy %s failed", backup.policy_id)
     else:
@@ -317,7 +319,7 @@ class _Run:
             log.warning("backup %s: %s", self.backup.id, exc)
 
 
-# ---- lost runs and retention -----------------------------------------------
+# ---- lost runs ---------------------------------------------------------------
 
 
 def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
@@ -342,65 +344,6 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
             log.warning("backup %s: upload not aborted yet: %s", b.id, exc)
     db.session.commit()
     return count
-
-
-def _day(b: Backup) -> str:
-    return _aware(b.started_at or b.created_at).strftime("%Y-%m-%d")
-
-
-def _week(b: Backup) -> str:
-    year, week, _ = _aware(b.started_at or b.created_at).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def to_keep_in_s3(good: list[Backup], daily: int, weekly: int) -> set[int]:
-    """Ids to keep: newest per day (``daily`` days), per week (``weekly`` weeks), the newest."""
-    keep: set[int] = {good[0].id} if good else set()
-    for key, limit in ((_day, daily), (_week, weekly)):
-        seen: list[str] = []
-        for b in good:  # newest first
-            period = key(b)
-            if period in seen:
-                continue
-            if len(seen) >= limit:
-                break
-            seen.append(period)
-            keep.add(b.id)
-    return keep
-
-
-def prune(policy: BackupPolicy) -> None:
-    """Retention after a success: local files older than N days, S3 beyond daily/weekly.
-
-    The newest good backup is never deleted, whatever the settings say.
-    """
-    good = list(db.session.scalars(
-        select(Backup).where(Backup.policy_id == policy.id, Backup.status == "succeeded")
-        .order_by(Backup.id.desc())
-    ))  # fmt: skip
-    if not good:
-        return
-    newest = good[0].id
-    cutoff = utcnow() - timedelta(days=policy.keep_local_days)
-    every = db.session.scalars(
-        select(Backup).where(Backup.policy_id == policy.id, Backup.local_path.is_not(None))
-    )
-    for b in every:
-        if b.id != newest and _aware(b.started_at or b.created_at) < cutoff:
-            Path(b.local_path).unlink(missing_ok=True)
-            b.local_path = None
-    keep = to_keep_in_s3(good, policy.keep_daily, policy.keep_weekly)
-    target = None
-    for b in good:
-        if b.uploaded and b.id not in keep:
-            target = target or s3_target(policy.destination)
-            storage.delete(target, b.object_key)
-            b.uploaded = False
-    db.session.commit()
 
 
 def latest_good(policy_id: int) -> Backup | None:

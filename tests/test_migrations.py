@@ -46,5 +46,10 @@ def test_every_model_table_exists(app):
         "deployment_log_lines",
         "audit_events",
         "installation",
+        "backup_destinations",
+        "backup_policies",
+        "backups",
+        "restores",
+        "notification_channels",
     ):
         assert name in tables

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from app import backups, storage
+from app import backups, retention, storage
 from app.config import ROOT
 from app.extensions import db
 from app.models import Backup
@@ -179,7 +179,7 @@ def test_retention_keeps_dailies_and_weeklies(app):
 
     # Two backups a day for 60 days, newest first.
     good = [B(1000 - i, i / 2) for i in range(120)]
-    keep = backups.to_keep_in_s3(good, daily=30, weekly=12)
+    keep = retention.to_keep_in_s3(good, daily=30, weekly=12)
     assert good[0].id in keep
     daily = {
         b.started_at.date() for b in good if b.id in keep and (utcnow() - b.started_at).days < 30
