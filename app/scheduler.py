@@ -2,8 +2,9 @@
 
 Several may be started; one holds ``slipway:scheduler:leader`` and renews it.
 The others wait and take over when the holder stops renewing (it died).
-Jobs get deterministic ids per time slot, so a job already queued is not
-queued again.
+Jobs get deterministic ids per time slot and are enqueued through an atomic
+Redis claim on that id (``enqueue_unique``), so a job is queued once however
+many schedulers fire it.
 
 Backup policies become cron jobs (``policy-<id>``, in the server's time zone
 or ``SLIPWAY_TIMEZONE``); every 30 s the schedule is compared with the policy
@@ -55,10 +56,29 @@ def enqueue_once(func, slot_seconds: int, queue_name: str = "default") -> str | 
     """Enqueue ``func`` under an id made of its name and the current time slot."""
     slot = int(time.time()) // slot_seconds
     job_id = f"sched-{func.__name__}-{slot}"
-    q = queue(queue_name)
+    return enqueue_unique(queue(queue_name), func, job_id=job_id, claim_seconds=2 * slot_seconds,
+                          result_ttl=3600, failure_ttl=86400)  # fmt: skip
+
+
+def enqueue_unique(q, func, *args, job_id: str, claim_seconds: int, **options) -> str | None:
+    """Enqueue ``func(*args)`` as ``job_id`` unless some scheduler already did.
+
+    Checking ``Job.exists`` and then enqueueing is a race: two schedulers firing
+    the same slot both see no job and both push the id (the queue then holds it
+    twice). A ``SET NX`` claim on the id is atomic, so exactly one caller
+    enqueues; ``Job.exists`` still covers a claim that expired while the job
+    lived on. A failed enqueue gives the claim back so the slot can be retried.
+    """
+    claim = f"slipway:scheduler:claim:{job_id}"
+    if not redis.client.set(claim, "1", nx=True, ex=max(claim_seconds, 1)):
+        return None
     if Job.exists(job_id, connection=q.connection):
         return None
-    q.enqueue(func, job_id=job_id, result_ttl=3600, failure_ttl=86400)
+    try:
+        q.enqueue(func, *args, job_id=job_id, **options)
+    except Exception:
+        redis.client.delete(claim)
+        raise
     return job_id
 
 
@@ -103,12 +123,10 @@ def fire_policy(policy_id: int, cron: str, tz, now: datetime | None = None) -> s
         return None
     slot = slot_of(when)
     job_id = f"backup-{policy_id}-{slot}"
-    q = queue("backup")
-    if Job.exists(job_id, connection=q.connection):
-        return None
-    q.enqueue(jobs.scheduled_backup, policy_id, slot, job_id=job_id, result_ttl=86400,
-              failure_ttl=86400)  # fmt: skip
-    return job_id
+    # The claim outlives the grace period, after which the slot is never fired again.
+    return enqueue_unique(queue("backup"), jobs.scheduled_backup, policy_id, slot, job_id=job_id,
+                          claim_seconds=int(MISFIRE_GRACE.total_seconds()) * 2,
+                          result_ttl=86400, failure_ttl=86400)  # fmt: skip
 
 
 def _fire_in(app: Flask, policy_id: int, cron: str, tz) -> None:
@@ -119,11 +137,8 @@ def _fire_in(app: Flask, policy_id: int, cron: str, tz) -> None:
 def fire_drills(tz) -> str | None:
     now = datetime.now(tz)
     job_id = f"drills-{now:%Y-%m}"
-    q = queue("backup")
-    if Job.exists(job_id, connection=q.connection):
-        return None
-    q.enqueue(jobs.start_monthly_drills, job_id=job_id, result_ttl=40 * 86400)
-    return job_id
+    return enqueue_unique(queue("backup"), jobs.start_monthly_drills, job_id=job_id,
+                          claim_seconds=40 * 86400, result_ttl=40 * 86400)  # fmt: skip
 
 
 def sync_policies(app: Flask, scheduler, scheduled: dict[int, tuple]) -> None:

@@ -3,10 +3,12 @@ enqueues each time slot once, however many schedulers fire it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from rq.job import Job
 
 from app import backups, jobs, scheduler
@@ -43,6 +45,49 @@ def test_firing_a_slot_twice_enqueues_it_once(app, moto, bucket):
     job = Job.fetch(first, connection=redis.client, serializer=queue("backup").serializer)
     assert job.func_name == "app.jobs.scheduled_backup"
     assert job.args == [policy.id, "20261124T0200Z"]
+
+
+def test_racing_schedulers_enqueue_a_slot_once(app, moto, bucket):
+    """Sixteen threads fire the same slot at the same instant: one job, queued once.
+
+    (A check-then-enqueue lets two of them see no job and both push its id.)
+    """
+    policy_id = _policy(moto, bucket).id  # ORM objects stay in this thread
+    at = datetime(2026, 11, 24, 2, 0, 5, tzinfo=UTC)
+    barrier = threading.Barrier(16)
+    results: list = []
+
+    def fire():
+        with app.app_context():
+            barrier.wait()
+            results.append(scheduler.fire_policy(policy_id, "0 2 * * *", UTC, now=at))
+
+    threads = [threading.Thread(target=fire) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    expected = f"backup-{policy_id}-20261124T0200Z"
+    assert sorted(results, key=str) == [None] * 15 + [expected]
+    assert queue("backup").job_ids == [expected]
+
+
+def test_a_failed_enqueue_gives_its_claim_back(app, monkeypatch):
+    """If Redis refuses the enqueue, the next firing of the same slot may try again."""
+    from rq import Queue
+
+    calls = []
+
+    def refuse(self, *args, **kwargs):
+        calls.append(kwargs["job_id"])
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(Queue, "enqueue", refuse)
+    with pytest.raises(ConnectionError):
+        scheduler.enqueue_once(jobs.reap_lost_deployments, 3600)
+    monkeypatch.undo()
+    job_id = scheduler.enqueue_once(jobs.reap_lost_deployments, 3600)
+    assert job_id == calls[0] and queue("default").job_ids == [job_id]
 
 
 def test_a_slot_backs_up_once_even_if_its_job_runs_twice(app, moto, bucket, source_db):
