@@ -16,6 +16,7 @@ import re
 import secrets as pysecrets
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -24,11 +25,15 @@ from sqlalchemy.orm import joinedload
 from app import deploys, events, pushes, secrets
 from app.extensions import db
 from app.models import Application, WebhookDelivery
+from app.models.base import utcnow
 
 PROVIDERS = ("github", "gitlab", "gitea", "generic")
 SECRET_CONTEXT = "webhook_secret"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 KEEP_DELIVERIES = 200
+# A delivery id is remembered at least this long, whatever the app's traffic: forges
+# redeliver old deliveries (by hand or automatically), and a forgotten id deploys again.
+REMEMBER_DELIVERIES = timedelta(days=30)
 SQLITE_RETRIES = 5
 DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 HEX_SIGNATURE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -211,7 +216,13 @@ def _count_replay(app_id: int, provider: str, delivery: str) -> None:
 
 
 def _prune(app_id: int, newest_id: int) -> None:
-    """Keep the newest ``KEEP_DELIVERIES`` per app; checked every 20th delivery."""
+    """Forget deliveries that are both older than ``REMEMBER_DELIVERIES`` and beyond the
+    app's newest ``KEEP_DELIVERIES``; checked every 20th delivery.
+
+    The age limit is what makes replays harmless: a row younger than 30 days is never
+    deleted, however many deliveries arrived since, so a redelivery within that time
+    still meets its row. The count only keeps a quiet app's recent log.
+    """
     if newest_id % 20:
         return
     cutoff = db.session.scalar(
@@ -224,7 +235,9 @@ def _prune(app_id: int, newest_id: int) -> None:
     if cutoff is not None:
         db.session.execute(
             delete(WebhookDelivery).where(
-                WebhookDelivery.application_id == app_id, WebhookDelivery.id < cutoff
+                WebhookDelivery.application_id == app_id,
+                WebhookDelivery.id < cutoff,
+                WebhookDelivery.created_at < utcnow() - REMEMBER_DELIVERIES,
             )
         )
         db.session.commit()

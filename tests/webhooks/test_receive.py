@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from app import pushes, webhooks
 from app.extensions import db, queue
 from app.models import Deployment, WebhookDelivery
+from app.models.base import utcnow
 from tests.webhooks.conftest import REPO, SHA
 
 PROVIDERS = ["github", "gitlab", "gitea", "generic"]
@@ -199,25 +201,49 @@ def test_unknown_provider_and_unknown_token_are_404(poster):
     assert poster.raw("github", body, headers, token="nope").status_code == 404
 
 
-def test_deliveries_are_pruned_to_about_the_newest_200(poster):
-    for n in range(webhooks.KEEP_DELIVERIES + 25):
-        db.session.add(WebhookDelivery(application_id=poster.app_row.id, provider="github",
-                                       delivery_id=f"old-{n}", event="push", outcome="ignored",
-                                       reason="test"))  # fmt: skip
+def _add_deliveries(app_id: int, prefix: str, count: int, age: timedelta) -> None:
+    created = utcnow() - age
+    db.session.add_all(
+        WebhookDelivery(application_id=app_id, provider="github", delivery_id=f"{prefix}-{n}",
+                        event="push", outcome="ignored", reason="test", created_at=created)
+        for n in range(count)
+    )  # fmt: skip
     db.session.commit()
+
+
+def _delivery_count(app_id: int) -> int:
+    return db.session.scalar(
+        select(func.count(WebhookDelivery.id)).where(WebhookDelivery.application_id == app_id)
+    )
+
+
+def test_deliveries_older_than_30_days_beyond_the_newest_200_are_pruned(poster):
+    _add_deliveries(poster.app_row.id, "old", webhooks.KEEP_DELIVERIES + 25, timedelta(days=31))
     for n in range(20):
         poster.push("github", ref="refs/heads/other", delivery=f"new-{n}")
-    count = db.session.scalar(
-        select(func.count(WebhookDelivery.id)).where(
-            WebhookDelivery.application_id == poster.app_row.id
-        )
-    )
+    count = _delivery_count(poster.app_row.id)
     # Pruning runs every 20th delivery: between 200 and 219 are kept, the oldest go.
     assert webhooks.KEEP_DELIVERIES <= count < webhooks.KEEP_DELIVERIES + 20
     oldest = db.session.scalar(
         select(WebhookDelivery.delivery_id).where(WebhookDelivery.delivery_id == "old-0")
     )
     assert oldest is None
+
+
+def test_a_redelivery_within_30_days_deploys_nothing_however_many_came_since(poster):
+    """The dedupe memory is time-based: 300 later deliveries do not push a 29-day-old
+    delivery id out, so the forge's redelivery of it is still a duplicate."""
+    assert poster.push("github", delivery="early").status_code == 202
+    early = db.session.scalar(select(WebhookDelivery).where(WebhookDelivery.delivery_id == "early"))
+    early.created_at = utcnow() - timedelta(days=29)
+    db.session.commit()
+    _add_deliveries(poster.app_row.id, "busy", 300, timedelta(days=1))
+    for n in range(20):  # one of them has an id divisible by 20: pruning runs
+        poster.push("github", ref="refs/heads/other", delivery=f"new-{n}")
+    assert _delivery_count(poster.app_row.id) == 1 + 300 + 20  # nothing young is forgotten
+    again = poster.push("github", delivery="early")
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    assert len(_deployments(poster.app_row.id)) == 1
 
 
 def test_json_answers_never_carry_the_secret(poster):
