@@ -15,6 +15,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from app import envvars
+from app.buildlog import BuildLog
 from app.extensions import db
 from app.models import Application, Deployment, Project, Role, Team, User
 from tests.conftest import PASSWORD, Auth, csrf_token, make_app, make_project, make_user
@@ -25,6 +26,8 @@ PAYLOADS = [
     "'><svg onload=alert(1)>",
     "</textarea><script>alert(1)</script>",
 ]
+# A build printing colours around a payload: colour markup may be added, only after escaping.
+ANSI_PAYLOAD = "\x1b[31m<script>alert(1)</script>\x1b[0m"
 
 
 class _Scan(HTMLParser):
@@ -173,7 +176,7 @@ def test_rejected_forms_echo_hostile_text_escaped(app, client, member, team_a, p
 def test_hostile_values_written_straight_into_the_database_render_as_text(
     app, client, member, team_a, payload
 ):
-    """Names, keys, URLs and commit messages that bypassed validation are still text."""
+    """Names, keys, URLs, commits and build-log lines that bypassed validation are text."""
     user = member(Role.owner)
     project = make_project(team_a.team, name=f"p{payload}")
     project.description = payload
@@ -190,17 +193,24 @@ def test_hostile_values_written_straight_into_the_database_render_as_text(
     image_app = make_app(project, name=f"i{payload}", source_type="image", image=payload)
     envvars.set_var(application, f"K{payload}", payload, secret=False)
     envvars.set_var(application, f"S{payload}", "hidden", secret=True)
-    db.session.add(
-        Deployment(
-            application_id=application.id,
-            status="failed",
-            commit_sha=payload[:40],
-            commit_message=payload,
-            trigger=payload[:20],
-        )
+    deployment = Deployment(
+        application_id=application.id,
+        status="failed",
+        commit_sha=payload[:40],
+        commit_message=payload,
+        commit_author=payload,
+        git_ref=payload,
+        trigger=payload[:20],
+        error=payload,
     )
+    db.session.add(deployment)
     user.name = payload
     db.session.commit()
+    build_log = BuildLog(deployment.id)  # the real writer: rows in deployment_log_lines
+    build_log.line(payload)
+    build_log.line(ANSI_PAYLOAD, stream="container")
+    build_log.info(payload)
+    build_log.flush()
 
     pages = {
         "dashboard": "/",
@@ -212,11 +222,37 @@ def test_hostile_values_written_straight_into_the_database_render_as_text(
         "app edit form": f"/apps/{application.id}/edit",
         "app delete confirm": f"/apps/{application.id}/delete",
         "account page": "/account/",
+        "deployment page": f"/deployments/{deployment.id}",
+        "deployments list": f"/apps/{application.id}/deployments",
     }
     for where, url in pages.items():
         response = client.get(url)
         assert response.status_code == 200, where
         assert_inert(response.get_data(as_text=True), payload, where)
+
+    # The partials live pages fetch: the status block and the stored log.
+    partials = {
+        "deployment status fragment": f"/deployments/{deployment.id}",
+        "deployment log fragment": f"/deployments/{deployment.id}/log",
+    }
+    for where, url in partials.items():
+        response = client.get(url, headers={"HX-Request": "true"})
+        assert response.status_code == 200, where
+        body = response.get_data(as_text=True)
+        assert "<html" not in body, f"{where}: a whole page, not a fragment"
+        assert_inert(body, payload, where)
+    deployment_page = client.get(f"/deployments/{deployment.id}").get_data(as_text=True)
+    status_fragment = client.get(
+        f"/deployments/{deployment.id}", headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
+    assert status_fragment.count(str(escape(payload))) >= 4  # message, author, ref, error
+    log_fragment = client.get(f"/deployments/{deployment.id}/log").get_data(as_text=True)
+    for where, body in (("deployment page", deployment_page), ("log fragment", log_fragment)):
+        assert body.count(str(escape(payload))) >= 2, f"{where}: the log lines are not shown"
+        assert "<script>alert(1)</script>" not in body, where
+        # The colour became a class around the escaped text; the escape byte is gone.
+        assert '<span class="ansi-fg-31">&lt;script&gt;alert(1)&lt;/script&gt;</span>' in body
+        assert "\x1b" not in body, where
 
     token = csrf_token(client, "/")
     fragment = _htmx(
