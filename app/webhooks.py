@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload
 
 from app import deploys, events, pushes, secrets
 from app.extensions import db
-from app.models import Application, WebhookDelivery
+from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow
 
 PROVIDERS = ("github", "gitlab", "gitea", "generic")
@@ -35,6 +35,11 @@ KEEP_DELIVERIES = 200
 # redeliver old deliveries (by hand or automatically), and a forgotten id deploys again.
 REMEMBER_DELIVERIES = timedelta(days=30)
 SQLITE_RETRIES = 5
+NOT_QUEUED = "not_queued"
+NOT_QUEUED_REASON = (
+    "the deploy could not be queued (the job queue did not answer); answered 503, "
+    "so a redelivery of this delivery deploys it"
+)
 DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 HEX_SIGNATURE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 # (signature header, delivery id header, event header) per provider.
@@ -52,6 +57,18 @@ class Refused(Exception):
 
 class BadDelivery(Exception):
     """Authentic but unusable (400): no delivery id, or a body that is not JSON."""
+
+
+class NotQueued(Exception):
+    """Authentic and deployable, but the queue refused the deployment (503).
+
+    The delivery row stays, marked ``not_queued``, so the log says so; a redelivery of
+    the same id claims that row and tries again instead of counting as a replay.
+    """
+
+    def __init__(self, delivery: str, deployment_id: int):
+        super().__init__(f"the deployment of delivery {delivery} could not be queued")
+        self.delivery, self.deployment_id = delivery, deployment_id
 
 
 # ---- authentication -----------------------------------------------------------
@@ -138,7 +155,8 @@ def receive(
     """Handle an authenticated delivery: remember it, and deploy if the push asks for it.
 
     Returns ``(HTTP status, JSON body)``: 202 when a deployment was queued, 200 when
-    the delivery was ignored or is a replay.
+    the delivery was ignored or is a replay. Raises :class:`NotQueued` when the
+    deployment could not be queued, so the forge sees a failure it can redeliver.
     """
     delivery = delivery_id(provider, headers)
     try:
@@ -160,8 +178,10 @@ def receive(
         row = _insert_delivery(fields)
     except IntegrityError:
         db.session.rollback()
-        _count_replay(app_id, provider, delivery)
-        return 200, {"status": "duplicate", "delivery": delivery}
+        row = _claim_not_queued(app_id, provider, delivery) if ref else None
+        if row is None:
+            _count_replay(app_id, provider, delivery)
+            return 200, {"status": "duplicate", "delivery": delivery}
     if ref is None:
         row_id = row.id
         db.session.commit()
@@ -173,10 +193,15 @@ def receive(
         row.deployment_id = linked["id"] = deployment.id
 
     # One transaction: the delivery row, the deployment and its audit event.
-    deploys.start_deploy(
+    deployment = deploys.start_deploy(
         app, trigger="webhook", commit_sha=push.after, commit_message=push.message[:2000],
         commit_author=push.author[:255], git_ref=ref, before_commit=link,
     )  # fmt: skip
+    # start_deploy fails a row it could not enqueue; no worker has touched it yet
+    # (a worker sets started_at first), so failed + not started means "not queued".
+    if deployment.status == DeploymentStatus.failed.value and deployment.started_at is None:
+        _mark_not_queued(row_id)
+        raise NotQueued(delivery, linked["id"])
     _prune(app_id, row_id)
     return 202, {"status": "queued", "deployment": linked["id"]}
 
@@ -211,6 +236,37 @@ def _count_replay(app_id: int, provider: str, delivery: str) -> None:
             WebhookDelivery.delivery_id == delivery,
         )
         .values(replays=WebhookDelivery.replays + 1)
+    )
+    db.session.commit()
+
+
+def _claim_not_queued(app_id: int, provider: str, delivery: str) -> WebhookDelivery | None:
+    """The row of an earlier try of this delivery that could not be queued, claimed for
+    this redelivery (uncommitted, in the deployment's transaction); None for a replay.
+
+    The conditional UPDATE lets exactly one of racing redeliveries claim it.
+    """
+    where = (
+        WebhookDelivery.application_id == app_id,
+        WebhookDelivery.provider == provider,
+        WebhookDelivery.delivery_id == delivery,
+    )
+    claimed = db.session.execute(
+        update(WebhookDelivery)
+        .where(*where, WebhookDelivery.outcome == NOT_QUEUED)
+        .values(outcome="deployed", reason="deployed")
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return None
+    return db.session.scalar(select(WebhookDelivery).where(*where))
+
+
+def _mark_not_queued(row_id: int) -> None:
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == row_id)
+        .values(outcome=NOT_QUEUED, reason=NOT_QUEUED_REASON)
     )
     db.session.commit()
 

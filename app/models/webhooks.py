@@ -25,7 +25,7 @@ class WebhookDelivery(Timestamped, Base):
     event: Mapped[str] = mapped_column(String(40))
     ref: Mapped[str | None] = mapped_column(String(255))
     commit_sha: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(20))  # deployed | ignored
+    outcome: Mapped[str] = mapped_column(String(20))  # deployed | ignored | not_queued
     reason: Mapped[str] = mapped_column(Text, default="")
     deployment_id: Mapped[int | None] = mapped_column(
         ForeignKey("deployments.id", ondelete="SET NULL")

@@ -37,4 +37,9 @@ def receive(provider: str, token: str):
         status, answer = webhooks.receive(app, provider, request.headers, body)
     except webhooks.BadDelivery as exc:
         return error_json(400, "bad_delivery", str(exc)), 400
+    except webhooks.NotQueued as exc:
+        details = {"delivery": exc.delivery, "deployment": exc.deployment_id}
+        answer = error_json(503, "not_queued", "The deployment could not be queued; "
+                            "deliver again later.", details)  # fmt: skip
+        return answer, 503, {"Retry-After": "60"}
     return jsonify(answer), status

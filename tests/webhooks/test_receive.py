@@ -246,6 +246,44 @@ def test_a_redelivery_within_30_days_deploys_nothing_however_many_came_since(pos
     assert len(_deployments(poster.app_row.id)) == 1
 
 
+def test_a_deploy_that_cannot_be_queued_is_503_logged_and_redeliverable(poster, monkeypatch):
+    """Redis refusing the job: the forge gets 503 in the API error shape (not 202
+    "queued"), the delivery log says why, and a redelivery of the same id deploys."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue
+
+    real_enqueue = Queue.enqueue
+
+    def refuse(self, *args, **kwargs):
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(Queue, "enqueue", refuse)
+    response = poster.push("github", delivery="flaky")
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.headers["Retry-After"] == "60"
+    [failed] = _deployments(poster.app_row.id)
+    assert failed.status == "failed" and "could not queue" in failed.error
+    assert response.json == {"error": {
+        "code": "not_queued", "message": response.json["error"]["message"],
+        "details": {"delivery": "flaky", "deployment": failed.id}}}  # fmt: skip
+    assert "Connection refused" not in response.get_data(as_text=True)
+    [row] = _deliveries(poster.app_row.id)
+    assert row.outcome == "not_queued" and "could not be queued" in row.reason
+
+    monkeypatch.setattr(Queue, "enqueue", real_enqueue)
+    again = poster.push("github", delivery="flaky")
+    assert again.status_code == 202, again.get_data(as_text=True)
+    db.session.expire_all()
+    queued = db.session.get(Deployment, again.json["deployment"])
+    assert queued.status == "queued" and queue("deploy").fetch_job(queued.rq_job_id)
+    [row] = _deliveries(poster.app_row.id)
+    assert (row.outcome, row.deployment_id, row.replays) == ("deployed", queued.id, 0)
+    # Once queued, the id is remembered like any other: a further replay deploys nothing.
+    third = poster.push("github", delivery="flaky")
+    assert third.status_code == 200 and third.json["status"] == "duplicate"
+    assert len(_deployments(poster.app_row.id)) == 2
+
+
 def test_json_answers_never_carry_the_secret(poster):
     response = poster.push("gitlab")
     assert poster.secret not in json.dumps(response.json)

@@ -139,3 +139,27 @@ def test_deliveries_list_says_why_and_escapes_what_the_sender_wrote(logged_in):
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "is not the tracked branch main" in page
     assert "deployment #" in page and "deployed" in page
+
+
+def test_deliveries_list_says_when_a_deploy_could_not_be_queued(logged_in, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue
+
+    from app import webhooks
+    from tests.webhooks import payloads
+
+    def refuse(self, *args, **kwargs):
+        raise RedisConnectionError("Connection refused.")
+
+    client, owner = logged_in
+    row = _app(owner, git_url="https://git.example.com/acme/site.git", auto_deploy=True)
+    secret = webhooks.rotate_secret(row)
+    db.session.commit()
+    monkeypatch.setattr(Queue, "enqueue", refuse)
+    payload = payloads.github_push(row.git_url, "refs/heads/main", "4" * 40)
+    body, headers = payloads.signed_request("github", secret, payload)
+    response = client.post(f"/webhooks/github/{row.webhook_token}", data=body, headers=headers)
+    assert response.status_code == 503
+    page = client.get(f"/apps/{row.id}/webhooks/deliveries").get_data(as_text=True)
+    assert "not queued" in page and "the deploy could not be queued" in page
+    assert "deployment #" in page  # the failed deployment says why too
