@@ -49,11 +49,21 @@ class BackupError(Exception):
 
 
 def s3_target(dest: BackupDestination) -> storage.S3Target:
-    """The destination with its secret decrypted (worker and Test connection only)."""
+    """The destination with its secret decrypted (worker, Test connection, downloads).
+
+    A secret stored under an encryption key that was rotated away raises
+    :class:`secrets.SecretError` with a message a person can act on.
+    """
+    try:
+        secret = secrets.decrypt(dest.secret_access_key, context=S3_SECRET)
+    except secrets.SecretError:
+        raise secrets.SecretError(
+            "the secret key cannot be decrypted (the encryption key it was stored with is no "
+            f"longer configured); enter it again on the edit page of destination {dest.name}"
+        ) from None
     return storage.S3Target(
         endpoint_url=dest.endpoint_url, region=dest.region, bucket=dest.bucket,
-        prefix=dest.prefix, access_key_id=dest.access_key_id,
-        secret_access_key=secrets.decrypt(dest.secret_access_key, context=S3_SECRET),
+        prefix=dest.prefix, access_key_id=dest.access_key_id, secret_access_key=secret,
         path_style=dest.path_style, timeout=current_app.config["S3_TIMEOUT_SECONDS"],
     )  # fmt: skip
 
@@ -77,7 +87,13 @@ def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
         return dumps.PgConn.from_url(uri)
     password = None
     if policy.database_password:
-        password = secrets.decrypt(policy.database_password, context=DB_PASSWORD)
+        try:
+            password = secrets.decrypt(policy.database_password, context=DB_PASSWORD)
+        except secrets.SecretError:
+            raise secrets.SecretError(
+                "the database password cannot be decrypted (the encryption key it was stored "
+                f"with is no longer configured); enter the URL again in policy {policy.name}"
+            ) from None
     conn = dumps.PgConn.from_url(policy.database_url, password)
     if conn.host not in allowed_hosts() and names.resolves_internally(conn.host):
         raise BackupError(f"{conn.host} resolves to an internal address; an admin must "

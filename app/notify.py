@@ -115,9 +115,21 @@ def _post_json(url: str, payload: dict) -> None:
         raise DeliveryError(f"{host}: {exc}") from None
 
 
+def _secret(channel: NotificationChannel) -> str:
+    """The channel's URL or SMTP password; one stored under a retired key is a plain error."""
+    try:
+        return secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
+    except secrets.SecretError:
+        raise DeliveryError(
+            "the channel's URL or SMTP password cannot be decrypted (the encryption key it "
+            f"was stored with is no longer configured); delete {channel.name} and add it again"
+        ) from None
+
+
 def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:
     s = channel.settings or {}
     check_host_at_use(s["host"])
+    password = _secret(channel) if s.get("username") and channel.secret else None
     msg = EmailMessage()
     msg["Subject"], msg["From"], msg["To"] = subject, s["sender"], s["to"]
     msg.set_content(text)
@@ -125,8 +137,7 @@ def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:
         with smtplib.SMTP(s["host"], int(s.get("port", 25)), timeout=TIMEOUT) as smtp:
             if s.get("starttls"):
                 smtp.starttls()
-            if s.get("username") and channel.secret:
-                password = secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
+            if password is not None:
                 smtp.login(s["username"], password)
             smtp.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
@@ -139,7 +150,7 @@ def send(channel: NotificationChannel, what: str, subject: str, text: str) -> No
     if channel.kind == ChannelKind.email.value:
         _send_email(channel, subject, text)
         return
-    url = secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
+    url = _secret(channel)
     if channel.kind == ChannelKind.slack.value:
         # Slack reads "text", Discord "content"; each ignores the other.
         _post_json(url, {"text": text, "content": text})

@@ -296,11 +296,19 @@ def head(target: S3Target, key: str) -> tuple[int, str]:
 
 
 def iter_object(target: S3Target, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The object's bytes in chunks (downloads stream through Slipway)."""
+    """The object's bytes in chunks (downloads stream through Slipway).
+
+    The object is opened here, before the first chunk: a failure raises to the
+    caller, which can still answer with an error instead of a broken stream.
+    """
     try:
         body = client(target).get_object(Bucket=target.bucket, Key=key)["Body"]
     except (ClientError, BotoCoreError) as exc:
         raise StorageError(f"downloading the object failed: {describe(exc)}") from None
+    return _chunks(body, chunk_size)
+
+
+def _chunks(body, chunk_size: int) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(chunk_size)
     finally:

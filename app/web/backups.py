@@ -22,7 +22,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, backups, backupsetup, events, restores, storage
+from app import access, backups, backupsetup, events, restores, secrets, storage
 from app.backupforms import DestinationForm, PolicyForm, RestoreForm
 from app.extensions import db
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
@@ -111,10 +111,12 @@ def destination_edit_post(destination_id: int):
 @bp.post("/destinations/<int:destination_id>/test")
 def destination_test_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
-    target = backups.s3_target(dest)
     try:
+        target = backups.s3_target(dest)
         storage.check_at_use(target, _allowed())
         steps = storage.probe(target)
+    except secrets.SecretError as exc:
+        steps = [("secret key", False, str(exc))]
     except storage.StorageError as exc:
         steps = [("connect", False, str(exc))]
     result = {"dest": dest, "steps": steps, "ok": all(ok for _, ok, _ in steps)}
@@ -268,8 +270,11 @@ def download(backup_id: int):
         return send_file(backup.local_path, as_attachment=True, download_name=name)
     if not backup.uploaded:
         abort(404, "This backup has no copy left (expired or failed).")
-    target = backups.s3_target(backup.policy.destination)
-    chunks = storage.iter_object(target, backup.object_key)
+    try:
+        chunks = storage.iter_object(backups.s3_target(backup.policy.destination),
+                                     backup.object_key)  # fmt: skip
+    except (secrets.SecretError, storage.StorageError) as exc:
+        abort(502, f"The backup could not be read from S3: {exc}.")
     return Response(
         stream_with_context(chunks), mimetype="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{name}"',

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,6 +62,13 @@ class MotoServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"moto_server did not start; see {self.log}")
+
+    def requests_for(self, bucket: str) -> int:
+        """How many requests for ``bucket`` reached the server (its access log)."""
+        time.sleep(0.3)  # the log line is written just after the response
+        pattern = re.compile(rf"/{re.escape(bucket)}[/? ]")
+        return sum(1 for line in self.log.read_text(errors="replace").splitlines()
+                   if pattern.search(line))  # fmt: skip
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -203,6 +211,18 @@ def work(*names: str) -> None:
     jobs.bind(current_app._get_current_object())
     queues = [queue(n) for n in names or ("backup", "default")]
     SimpleWorker(queues, connection=redis.client, serializer=JSONSerializer).work(burst=True)
+
+
+def encrypted_with_a_retired_key(plaintext: str, context: str) -> str:
+    """A ciphertext made with a key that is no longer configured (rotated away)."""
+    from flask import current_app
+
+    keys = current_app.config["ENCRYPTION_KEYS"]
+    current_app.config["ENCRYPTION_KEYS"] = {"k0": b"\x02" * 32}
+    try:
+        return secrets.encrypt(plaintext, context=context)
+    finally:
+        current_app.config["ENCRYPTION_KEYS"] = keys
 
 
 def target_of(dest: BackupDestination) -> storage.S3Target:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app import backups, notify
 from app.extensions import db
 from app.models import (
     Backup,
@@ -15,7 +16,12 @@ from app.models import (
     Restore,
     Role,
 )
-from tests.backups.conftest import make_destination, make_policy, work
+from tests.backups.conftest import (
+    encrypted_with_a_retired_key,
+    make_destination,
+    make_policy,
+    work,
+)
 from tests.conftest import Auth, csrf_token, make_team, make_user
 
 CANARY = "canary-S3-secret-9f8e7d"
@@ -104,6 +110,58 @@ def test_test_connection_refuses_an_internal_endpoint_at_use(app, client, admin,
     text = client.post(f"/backups/destinations/{dest.id}/test",
                        data={"csrf_token": token}).get_data(as_text=True)  # fmt: skip
     assert "internal address" in text and "write: ok" not in text
+
+
+def test_test_connection_with_an_undecryptable_secret_says_so_and_changes_nothing(
+    app, client, admin, moto, bucket
+):
+    """A secret key stored under an encryption key that was rotated away: a plain answer, no 500."""
+    sealed = encrypted_with_a_retired_key("testing", backups.S3_SECRET)
+    dest = make_destination(_team(admin), moto.url, bucket, secret_access_key=sealed)
+    before = moto.requests_for(bucket)
+    token = csrf_token(client, "/backups/")
+    for headers in ({}, {"HX-Request": "true"}):
+        response = client.post(f"/backups/destinations/{dest.id}/test",
+                               data={"csrf_token": token}, headers=headers)  # fmt: skip
+        text = response.get_data(as_text=True)
+        assert response.status_code == 200 and "Connection failed." in text
+        assert "secret key cannot be decrypted" in text and "enter it again" in text
+    db.session.expire_all()
+    assert db.session.get(BackupDestination, dest.id).secret_access_key == sealed
+    assert moto.requests_for(bucket) == before  # nothing was sent
+
+
+def test_a_download_from_s3_with_an_undecryptable_secret_says_so(
+    app, client, admin, moto, bucket, source_db
+):
+    team = _team(admin)
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, source_db(rows=5).url)
+    backups.start_now(policy)
+    work("backup")
+    backup = db.session.query(Backup).one()
+    assert backup.status == "succeeded" and backup.uploaded
+    Path(backup.local_path).unlink()  # the download has to come from S3
+    dest.secret_access_key = encrypted_with_a_retired_key("testing", backups.S3_SECRET)
+    db.session.commit()
+    response = client.get(f"/backups/{backup.id}/download")
+    assert response.status_code == 502
+    assert "secret key cannot be decrypted" in response.get_data(as_text=True)
+
+
+def test_testing_a_channel_with_an_undecryptable_secret_says_so(app, client, admin):
+    channel = NotificationChannel(
+        team_id=_team(admin).id, name="ops", kind="webhook", events=["backup.failed"],
+        settings={"host": "hooks.example.com"},
+        secret=encrypted_with_a_retired_key("https://hooks.example.com/x", notify.SECRET_CONTEXT),
+    )  # fmt: skip
+    db.session.add(channel)
+    db.session.commit()
+    token = csrf_token(client, "/notifications/")
+    response = client.post(f"/notifications/{channel.id}/test", data={"csrf_token": token})
+    assert response.status_code == 303
+    page = client.get("/notifications/").get_data(as_text=True)
+    assert "cannot be decrypted" in page
 
 
 def _policy_form(token, dest, **changes):
