@@ -99,15 +99,32 @@ def test_every_bad_github_signature_is_401_and_changes_nothing(app, client, hook
     assert all(secret not in json.dumps(e.details) for e in refused)
 
 
+def _assert_one_refusal(row, provider: str, secret: str) -> AuditEvent:
+    """Exactly one ``webhook.refused`` audit row: this app, this provider, the source
+    address, and never the secret."""
+    db.session.expire_all()
+    [event] = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "webhook.refused")
+    ).all()
+    assert (event.ip, event.target_id, event.team_id) == ("127.0.0.1", row.id, row.project.team_id)
+    assert event.details["provider"] == provider and event.details["reason"]
+    assert secret not in json.dumps(event.details)
+    return event
+
+
 @pytest.mark.parametrize(
     ("provider", "header", "value"),
     [
+        ("gitlab", "X-Gitlab-Token", None),
         ("gitlab", "X-Gitlab-Token", ""),
         ("gitlab", "X-Gitlab-Token", "wrong"),
         ("gitlab", "X-Gitlab-Token", "SECRET[:-1]"),
+        ("gitea", "X-Gitea-Signature", None),
         ("gitea", "X-Gitea-Signature", ""),
         ("gitea", "X-Gitea-Signature", "sha256=GOOD"),
         ("gitea", "X-Gitea-Signature", "GOOD[:-1]"),
+        ("generic", "X-Slipway-Signature", None),
+        ("generic", "X-Slipway-Signature", ""),
         ("generic", "X-Slipway-Signature", "GOOD"),
         ("generic", "X-Slipway-Signature", "sha1=GOOD"),
     ],
@@ -115,16 +132,22 @@ def test_every_bad_github_signature_is_401_and_changes_nothing(app, client, hook
 def test_bad_gitlab_gitea_generic_credentials_are_401(
     app, client, hook, db_state, provider, header, value
 ):
+    """None: the header is absent altogether (not merely empty)."""
     row, secret = hook
-    good = _sig(secret, BODY)
-    value = (value.replace("SECRET[:-1]", secret[:-1]).replace("GOOD[:-1]", good[:-1])
-             .replace("GOOD", good))  # fmt: skip
     body, headers = payloads.signed_request(provider, secret, json.loads(BODY))
-    headers[header] = value
+    if value is None:
+        del headers[header]
+    else:
+        good = _sig(secret, BODY)
+        headers[header] = (value.replace("SECRET[:-1]", secret[:-1])
+                           .replace("GOOD[:-1]", good[:-1]).replace("GOOD", good))  # fmt: skip
     before = _state_without_audit(db_state)
     response = client.post(f"/webhooks/{provider}/{row.webhook_token}", data=body, headers=headers)
     assert response.status_code == 401
+    assert response.json["error"]["code"] == "bad_signature"
     assert _state_without_audit(db_state) == before
+    assert queue("deploy").count == 0
+    _assert_one_refusal(row, provider, secret)
 
 
 @pytest.mark.parametrize("provider", webhooks.PROVIDERS)
@@ -137,6 +160,8 @@ def test_an_app_without_a_secret_accepts_nothing(app, client, hook, db_state, pr
     response = client.post(f"/webhooks/{provider}/{row.webhook_token}", data=body, headers=headers)
     assert response.status_code == 401
     assert _state_without_audit(db_state) == before
+    assert queue("deploy").count == 0
+    assert "no webhook secret" in _assert_one_refusal(row, provider, secret).details["reason"]
 
 
 def test_comparison_is_constant_time_over_raw_bytes(app, hook, monkeypatch):
