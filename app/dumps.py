@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -39,13 +39,16 @@ class PgConn:
 
     @classmethod
     def from_url(cls, url: str, password: str | None = None) -> PgConn:
+        """User and password are percent-decoded: ``PGPASSWORD`` wants the password itself."""
         parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+        if password is None and parts.password is not None:
+            password = unquote(parts.password)
         return cls(
             host=parts.hostname or "localhost",
             port=parts.port or 5432,
-            user=parts.username or "postgres",
+            user=unquote(parts.username or "") or "postgres",
             dbname=names.database_name(parts.path.lstrip("/")),
-            password=password if password is not None else parts.password,
+            password=password,
         )
 
     def other(self, dbname: str) -> PgConn:

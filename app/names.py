@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class InvalidValue(ValueError):
@@ -304,6 +304,8 @@ def database_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> tuple[str, 
     """``postgresql://user:password@host:port/db`` → (the URL without its password, password).
 
     The password is returned apart so that it can be encrypted; the stored URL never has it.
+    User and password are percent-decoded here (``urlsplit`` leaves ``p%40ss`` as it is):
+    what is stored and handed to ``PGPASSWORD`` is the password itself.
     """
     value = (value or "").strip()
     parts = urlsplit(value)
@@ -311,7 +313,8 @@ def database_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> tuple[str, 
         raise InvalidValue("Enter a URL such as postgresql://user:password@db.example.com/app.")
     if parts.query or parts.fragment:
         raise InvalidValue("The database URL cannot have options (?…).")
-    if not parts.username or not DB_USER_RE.fullmatch(parts.username):
+    user = unquote(parts.username or "")
+    if not user or not DB_USER_RE.fullmatch(user):
         raise InvalidValue("The database URL needs a user name (letters, digits, _ . -).")
     try:
         port = parts.port or 5432
@@ -319,7 +322,9 @@ def database_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> tuple[str, 
         raise InvalidValue("The port in the URL is not valid.") from exc
     host = _checked_host((parts.hostname or "").lower(), allowed_hosts, "database URL")
     name = database_name(parts.path.lstrip("/"))
-    return f"postgresql://{parts.username}@{host}:{port}/{name}", parts.password
+    password = unquote(parts.password) if parts.password is not None else None
+    # The user name passed DB_USER_RE, which has no character that needs quoting.
+    return f"postgresql://{user}@{host}:{port}/{name}", password
 
 
 def cron(value: str) -> str:

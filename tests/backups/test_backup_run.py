@@ -6,8 +6,11 @@ import hashlib
 import io
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
-from app import backups, dumps, storage
+from psycopg import sql
+
+from app import backups, dumps, names, storage
 from app.extensions import db
 from app.models import Backup
 from tests.backups.conftest import make_destination, make_policy, target_of, work
@@ -107,3 +110,40 @@ def test_a_dump_failure_ends_failed_with_the_reason_and_aborts_the_upload(
     assert backup.status == "failed"
     assert "does not exist" in backup.error
     assert storage.open_uploads(target_of(dest)) == []
+
+
+# Every character that means something in a URL, and a literal percent sign.
+AWKWARD_PASSWORD = "p@ss:w/rd%41?#x"
+
+
+def test_a_url_encoded_user_and_password_are_decoded_before_they_are_stored():
+    url = f"postgresql://app%2Euser:{quote(AWKWARD_PASSWORD, safe='')}@127.0.0.1:5432/x"
+    assert names.database_url(url, ("127.0.0.1",)) == (
+        "postgresql://app.user@127.0.0.1:5432/x", AWKWARD_PASSWORD)  # fmt: skip
+    own = dumps.PgConn.from_url(
+        f"postgresql+psycopg://s%2Ex:{quote(AWKWARD_PASSWORD, safe='')}@h/db"
+    )
+    assert (own.user, own.password) == ("s.x", AWKWARD_PASSWORD)
+
+
+def test_a_password_with_url_special_characters_reaches_pg_dump_decoded(
+    app, moto, bucket, source_db
+):
+    """A real role whose password has @ : / % ? #, registered by its percent-encoded URL."""
+    src = source_db(rows=10)
+    role = f"slipway_bk_pct_{src.name[-6:]}"
+    src.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(AWKWARD_PASSWORD)))  # fmt: skip
+    try:
+        url = f"postgresql://{role}:{quote(AWKWARD_PASSWORD, safe='')}@127.0.0.1:5432/{src.name}"
+        team = make_team()
+        policy = make_policy(team, make_destination(team, moto.url, bucket), url)
+        backup = backups.start_now(policy)
+        work("backup")
+        db.session.expire_all()
+        backup = db.session.get(Backup, backup.id)
+        assert backup.status == "succeeded", backup.error
+        assert backup.row_counts == {"public.items": 10, "public.notes": 2}
+    finally:
+        src.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        src.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
