@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app import gitsrc, repos
 from app.extensions import db
-from app.models import AuditEvent
-from tests.conftest import make_app, make_project, make_team
+from app.models import AuditEvent, Role
+from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
 from tests.webhooks import servers
 
 LOOPBACK = ("127.0.0.1",)
@@ -42,9 +42,31 @@ def test_deploy_key_clones_and_pins_the_host_key(ssh_lab, tmp_path):
     assert key.fingerprint == sshd.fingerprint()
     assert db.session.scalar(select(AuditEvent.action).where(
         AuditEvent.action == "git_host_key.pinned")) is not None  # fmt: skip
-    # The fingerprint is on the settings page.
     again = repos.clone_for(row, "main", None, tmp_path / "again", allowed_hosts=LOOPBACK)
     assert again.sha == commit.sha
+
+
+def test_the_git_settings_page_shows_the_fingerprint_pinned_by_the_first_clone(
+    ssh_lab, tmp_path, client, auth
+):
+    """The SHA256 fingerprint ssh-keygen prints for the sshd's host key, on the page."""
+    row, sshd = ssh_lab["app"], ssh_lab["sshd"]
+    auth.login(make_user(row.project.team, Role.developer))
+    before = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
+    assert "None pinned yet" in before and "SHA256:" not in before
+    repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
+    page = client.get(f"/apps/{row.id}/git")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    fingerprint = sshd.fingerprint()
+    assert fingerprint.startswith("SHA256:")
+    assert (f"<li><code>[127.0.0.1]:{sshd.port}</code> ssh-ed25519 <code>{fingerprint}</code>"
+            "</li>") in html  # fmt: skip
+    assert "Forget pinned host key" in html and "None pinned yet" not in html
+    token = csrf_token(client, f"/apps/{row.id}/git")
+    forget = client.post(f"/apps/{row.id}/git/host-key/forget", data={"csrf_token": token})
+    assert forget.status_code == 303
+    assert fingerprint not in client.get(f"/apps/{row.id}/git").get_data(as_text=True)
 
 
 def test_only_the_apps_deploy_key_can_read(ssh_lab, tmp_path):
