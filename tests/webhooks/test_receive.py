@@ -48,6 +48,55 @@ def test_github_vector_through_verify(app, hooked):
         webhooks.verify(row, "github", headers, b"Hello, World?")
 
 
+def test_fixtures_carry_the_documented_push_fields():
+    """The push fixtures have the top-level fields and nesting of the forges' documented
+    examples (GitHub push, GitLab push and tag push, Gitea push), not a subset."""
+    from tests.webhooks import payloads
+
+    def keys(names: str) -> set[str]:
+        return set(names.split())
+
+    github = payloads.github_push(REPO, "refs/heads/main", SHA)
+    assert set(github) == keys("ref before after created deleted forced base_ref compare "
+                               "commits head_commit repository pusher sender")  # fmt: skip
+    repo = github["repository"]
+    assert keys("owner clone_url ssh_url git_url svn_url html_url url hooks_url compare_url "
+                "pushed_at default_branch visibility") <= set(repo)  # fmt: skip
+    assert keys("login id name email type site_admin") <= set(repo["owner"])
+    assert set(github["pusher"]) == keys("name email")
+    assert keys("login id type url html_url") <= set(github["sender"])
+    commit = keys("id tree_id distinct message timestamp url author committer added removed "
+                  "modified")  # fmt: skip
+    assert set(github["head_commit"]) == commit
+    deleted = payloads.github_push(REPO, "refs/heads/main", "0" * 40)
+    assert deleted["deleted"] and deleted["commits"] == [] and deleted["head_commit"] is None
+
+    gitlab = payloads.gitlab_push(REPO, "refs/heads/main", SHA)
+    assert set(gitlab) == keys("object_kind event_name before after ref ref_protected "
+                               "checkout_sha user_id user_name user_username user_email "
+                               "user_avatar project_id project repository commits "
+                               "total_commits_count")  # fmt: skip
+    assert keys("git_http_url git_ssh_url path_with_namespace avatar_url http_url ssh_url "
+                "homepage namespace") <= set(gitlab["project"])  # fmt: skip
+    assert set(gitlab["commits"][0]) == keys("id message title timestamp url author added "
+                                             "modified removed")  # fmt: skip
+    tag = payloads.gitlab_push(REPO, "refs/tags/v1", SHA, tag=True)
+    assert (tag["object_kind"], tag["commits"], tag["total_commits_count"]) == ("tag_push", [], 0)
+
+    gitea = payloads.gitea_push(REPO, "refs/heads/main", SHA)
+    assert set(gitea) == keys("ref before after compare_url commits total_commits "
+                              "head_commit repository pusher sender")  # fmt: skip
+    assert set(gitea["pusher"]) == keys("id login full_name email avatar_url username")
+    assert keys("owner html_url ssh_url clone_url website stars_count") <= set(gitea["repository"])
+    assert keys("verification committer added removed modified") <= set(gitea["commits"][0])
+    # Every URL comes from the repository given: another repository's payload never
+    # names the app's repository in a secondary field.
+    other = "https://git.example.com/acme/site2.git"
+    for build in (payloads.github_push, payloads.gitlab_push, payloads.gitea_push):
+        text = json.dumps(build(other, "refs/heads/main", SHA))
+        assert "acme/site.git" not in text and "acme/site/" not in text
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_push_to_tracked_branch_queues_that_commit(poster, provider):
     response = poster.push(provider, message="Fix the header\n\nlonger body")
