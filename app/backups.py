@@ -188,6 +188,7 @@ def run(backup_id: int) -> str:
         try:
             retention.prune(backup.policy)
         except Exception:  # noqa: BLE001 - retention trouble never fails a good backup
+            db.session.rollback()  # the row stays succeeded; half-done changes go
             log.exception("retention of policy %s failed", backup.policy_id)
     else:
         notify.event(backup.team_id, NotificationEvent.backup_failed, backup.id)

@@ -8,15 +8,19 @@ whatever the settings say.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import select
 
-from app import backups, storage
+from app import backups, secrets, storage
 from app.extensions import db
 from app.models import Backup, BackupPolicy
 from app.models.base import utcnow
+
+log = logging.getLogger("slipway.retention")
 
 
 def _day(b: Backup) -> str:
@@ -51,7 +55,11 @@ def to_keep_in_s3(good: list[Backup], daily: int, weekly: int) -> set[int]:
 def prune(policy: BackupPolicy) -> None:
     """Retention after a success: local files older than N days, S3 beyond daily/weekly.
 
-    The newest good backup is never deleted, whatever the settings say.
+    The newest good backup is never deleted, whatever the settings say. Each
+    removal is committed as soon as it is done, so a failure half-way (S3 down,
+    a file that cannot be removed) leaves every row telling the truth about
+    where its copies are. S3 deletes stop at the first failure; the rest wait
+    for the next successful run.
     """
     good = list(db.session.scalars(
         select(Backup).where(Backup.policy_id == policy.id, Backup.status == "succeeded")
@@ -61,18 +69,27 @@ def prune(policy: BackupPolicy) -> None:
         return
     newest = good[0].id
     cutoff = utcnow() - timedelta(days=policy.keep_local_days)
-    every = db.session.scalars(
+    every = list(db.session.scalars(
         select(Backup).where(Backup.policy_id == policy.id, Backup.local_path.is_not(None))
-    )
+    ))  # fmt: skip
     for b in every:
         if b.id != newest and _aware(b.started_at or b.created_at) < cutoff:
+            # File, then row: only a crash between the two lines leaves a row naming a
+            # gone file, and every reader checks that the file exists.
             Path(b.local_path).unlink(missing_ok=True)
             b.local_path = None
+            db.session.commit()
     keep = to_keep_in_s3(good, policy.keep_daily, policy.keep_weekly)
-    target = None
-    for b in good:
-        if b.uploaded and b.id not in keep:
-            target = target or backups.s3_target(policy.destination)
-            storage.delete(target, b.object_key)
+    doomed = [b for b in good if b.uploaded and b.id not in keep]
+    if not doomed:
+        return
+    cfg = current_app.config
+    try:
+        target = backups.s3_target(policy.destination)
+        for b in doomed:
+            storage.delete(target, b.object_key, retries=cfg["S3_RETRIES"],
+                           base_delay=cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip
             b.uploaded = False
-    db.session.commit()
+            db.session.commit()
+    except (storage.StorageError, secrets.SecretError) as exc:
+        log.warning("retention of policy %s stopped, S3 copies kept for now: %s", policy.id, exc)

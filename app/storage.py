@@ -332,8 +332,8 @@ def presigned_url(target: S3Target, key: str, seconds: int = 900) -> str:
     )  # fmt: skip
 
 
-def delete(target: S3Target, key: str) -> None:
-    try:
-        client(target).delete_object(Bucket=target.bucket, Key=key)
-    except (ClientError, BotoCoreError) as exc:
-        raise StorageError(f"deleting {key} failed: {describe(exc)}") from None
+def delete(target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0) -> None:
+    """Delete an object, retrying like the upload does (deleting a missing key succeeds)."""
+    s3 = client(target)
+    with_retries(f"deleting {key}", lambda: s3.delete_object(Bucket=target.bucket, Key=key),
+                 retries, base_delay)  # fmt: skip

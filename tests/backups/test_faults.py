@@ -187,3 +187,80 @@ def test_retention_keeps_dailies_and_weeklies(app):
     assert len(daily) >= 29
     assert 30 <= len(keep) <= 30 + 12 + 1
     assert json.dumps(sorted(keep))  # plain ints
+
+
+def _good_backups(policy, count: int) -> list[Backup]:
+    """``count`` succeeded backups of ``policy``, one a day ending 8 days ago (oldest first).
+
+    Each is dated as soon as it is made, so that the next run's retention (newest
+    per day in S3) keeps it; the policy must keep local copies for 10+ days.
+    """
+    made = []
+    for n in range(count):
+        backup = backups.start_now(policy)
+        work("backup")
+        backup = _reload(backup.id)
+        assert backup.status == "succeeded", backup.error
+        backup.started_at = utcnow() - timedelta(days=7 + count - n)
+        db.session.commit()
+        made.append(backup)
+    assert all(_reload(b.id).local_path and _reload(b.id).uploaded for b in made)
+    return made
+
+
+def _keys(dest) -> list[str]:
+    listed = storage.client(target_of(dest)).list_objects_v2(Bucket=dest.bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_an_s3_failure_in_retention_keeps_every_row_true_and_the_backup_good(
+    app, moto, bucket, source_db, monkeypatch
+):
+    """Local removals are committed one by one; S3 fails on the second delete."""
+    src = source_db(rows=10)
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url, keep_local_days=30)  # nothing is pruned yet
+    old = _good_backups(policy, 3)
+    paths = {b.id: b.local_path for b in old}
+    keys = {b.id: b.object_key for b in old}
+    policy.keep_local_days = policy.keep_daily = policy.keep_weekly = 0
+    db.session.commit()
+    deletes = []
+    real_delete = storage.delete
+
+    def delete_then_fail(target, key, **kwargs):
+        deletes.append(key)
+        if len(deletes) > 1:
+            raise storage.StorageError(f"deleting {key} failed after 3 attempts: S3 is down")
+        real_delete(target, key, **kwargs)
+
+    monkeypatch.setattr(storage, "delete", delete_then_fail)
+    newest = backups.start_now(policy)
+    work("backup")
+    newest = _reload(newest.id)
+    assert newest.status == "succeeded" and newest.error is None
+    for b in old:  # every local removal is on its row, although S3 failed later
+        assert _reload(b.id).local_path is None and not Path(paths[b.id]).exists()
+    assert deletes[0] == keys[old[2].id] and len(deletes) == 2  # newest first; then it stops
+    assert not _reload(old[2].id).uploaded
+    assert _reload(old[1].id).uploaded and _reload(old[0].id).uploaded  # still there: true
+    assert _keys(dest) == sorted([keys[old[0].id], keys[old[1].id], newest.object_key])
+
+
+def test_a_failed_run_prunes_nothing(app, moto, bucket, source_db):
+    src = source_db(rows=10)
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url, keep_local_days=30)
+    old = _good_backups(policy, 2)
+    policy.keep_local_days = policy.keep_daily = policy.keep_weekly = 0
+    policy.database_url = policy.database_url.replace(src.name, src.name + "_missing")
+    db.session.commit()
+    failed = backups.start_now(policy)
+    work("backup")
+    assert _reload(failed.id).status == "failed"
+    for b in old:
+        b = _reload(b.id)
+        assert b.local_path and Path(b.local_path).exists() and b.uploaded
+    assert _keys(dest) == sorted(b.object_key for b in old)
