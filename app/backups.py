@@ -340,9 +340,12 @@ class _Run:
 
 
 def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
-    """Running backups without a heartbeat end ``failed``; open uploads are aborted."""
+    """Running backups without a heartbeat end ``failed``; open uploads are aborted.
+
+    A lost backup is a failed backup: the team is told, as after any failure.
+    """
     cutoff = utcnow() - grace
-    count = 0
+    lost: list[Backup] = []
     for b in db.session.scalars(select(Backup).where(Backup.status == "running")):
         started = b.started_at or b.created_at
         if started.tzinfo is None:  # SQLite returns naive UTC
@@ -350,8 +353,10 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
         if started > cutoff or is_alive(b.id):
             continue
         b.mark_failed("worker lost: the backup stopped without finishing")
-        count += 1
+        lost.append(b)
     db.session.commit()
+    for b in lost:  # after the commit: the delivery job reads the row's error
+        notify.event(b.team_id, NotificationEvent.backup_failed, b.id)
     stale = select(Backup).where(Backup.upload_id.is_not(None), Backup.status == "failed")
     for b in db.session.scalars(stale):
         try:
@@ -360,7 +365,7 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
         except (storage.StorageError, secrets.SecretError) as exc:
             log.warning("backup %s: upload not aborted yet: %s", b.id, exc)
     db.session.commit()
-    return count
+    return len(lost)
 
 
 def latest_good(policy_id: int) -> Backup | None:

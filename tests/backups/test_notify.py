@@ -108,6 +108,26 @@ def test_a_failed_backup_tells_every_subscribed_channel(app, moto, bucket, hooks
     assert b"failed" in mail.content
 
 
+def test_a_backup_whose_worker_was_lost_tells_the_team_too(app, moto, bucket, hooks):
+    """The reaper marks it failed ("worker lost") and sends the same event as any failure."""
+    from datetime import timedelta
+
+    from app.models.base import utcnow
+
+    team = make_team("ops-team")
+    _channel(team, "webhook", url=hooks.url)
+    policy = make_policy(team, make_destination(team, moto.url, bucket), None)
+    lost = Backup(team_id=team.id, policy_id=policy.id, trigger="manual", status="running",
+                  started_at=utcnow() - timedelta(minutes=5))  # fmt: skip
+    db.session.add(lost)
+    db.session.commit()
+    assert backups.reap_lost() == 1
+    work("default")
+    (sent,) = hooks.received
+    assert sent["event"] == "backup.failed" and f"Backup #{lost.id}" in sent["text"]
+    assert "worker lost" in sent["text"]
+
+
 def test_sends_are_retried_with_backoff(app, moto, bucket, hooks):
     team = make_team()
     channel = _channel(team, "webhook", url=hooks.url)
