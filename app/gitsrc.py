@@ -55,6 +55,11 @@ case "$1" in
 esac
 """
 HOST_KEY_CHANGED = "Host key verification failed"
+# For every git command that talks to a remote (the clone and its fetch alike): no
+# file:// or ext:: transport even if a URL slipped past the checks, and no credential
+# helper that could store or offer a token.
+NETWORK_CONFIG = ("-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
+                  "-c", "credential.helper=")  # fmt: skip
 
 
 def _credential_env(creds: Credentials, tmp: Path) -> dict[str, str]:
@@ -133,8 +138,7 @@ def clone(
     except names.InvalidValue as exc:
         raise GitError(str(exc)) from None
     argv = [
-        "git", "-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
-        "-c", "core.symlinks=true", "-c", "credential.helper=", "clone", "--depth=1",
+        "git", *NETWORK_CONFIG, "-c", "core.symlinks=true", "clone", "--depth=1",
         "--single-branch", "--no-tags", f"--branch={branch}", "--", url, str(dest),
     ]  # fmt: skip
     seen: list[str] = []
@@ -149,8 +153,8 @@ def clone(
         try:
             _run_streaming(argv, timeout, line, should_stop, env)
             if commit and head_commit(dest).sha != commit:
-                fetch = ["git", "-C", str(dest), "-c", "credential.helper=", "fetch",
-                         "--deepen=200", "--no-tags", "origin"]  # fmt: skip
+                fetch = ["git", "-C", str(dest), *NETWORK_CONFIG, "fetch", "--deepen=200",
+                         "--no-tags", "--", "origin"]  # fmt: skip
                 _run_streaming(fetch, timeout, line, should_stop, env)
                 _checkout_on_branch(dest, commit, branch)
         except GitError as exc:

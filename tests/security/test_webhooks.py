@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -288,6 +290,109 @@ def test_the_ssh_command_quotes_every_path(tmp_path):
     assert f"UserKnownHostsFile={weird}/known_hosts" in words
     assert str(weird / "id_ed25519") in words and "KEY" not in env["GIT_SSH_COMMAND"]
     assert oct((weird / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+
+
+def _record_git_calls(monkeypatch) -> list[tuple[list[str], dict]]:
+    """Every subprocess ``app.gitsrc`` starts, as (argv, environment); it still runs."""
+    calls: list[tuple[list[str], dict]] = []
+    real_popen, real_run = subprocess.Popen, subprocess.run
+
+    def recorded(real):
+        def spawn(argv, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__") == "app.gitsrc":
+                calls.append((list(argv), dict(kwargs.get("env") or {})))
+            return real(argv, *args, **kwargs)
+
+        return spawn
+
+    # gitsrc.subprocess is the subprocess module: the lab's git server thread spawns
+    # through it too, hence the caller check above.
+    monkeypatch.setattr(gitsrc.subprocess, "Popen", recorded(real_popen))
+    monkeypatch.setattr(gitsrc.subprocess, "run", recorded(real_run))
+    return calls
+
+
+def _git_command(argv: list[str]) -> str:
+    """The git subcommand: the first word after git's own ``-C <dir>`` / ``-c <k=v>``."""
+    i = 1
+    while argv[i] in ("-C", "-c"):
+        i += 2
+    return argv[i]
+
+
+def test_clones_run_without_prompts_or_file_protocol_with_dashdash_before_positionals(
+    app, tmp_path, monkeypatch
+):
+    """SECURITY.md case 12, on the real argv and environment of every git process of a
+    clone (and of its fetch of an older pushed commit) against a real git server."""
+    from tests import lab
+    from tests.webhooks import servers
+
+    server = lab.GitServer(tmp_path)
+    try:
+        _, work = servers.bare_repo(tmp_path, "site")
+        older = servers.commit(work, {"a": "1"}, "one")
+        servers.commit(work, {"a": "2"}, "two")
+        url, dest = f"{server.url}/site.git", tmp_path / "out"
+        calls = _record_git_calls(monkeypatch)
+        commit = gitsrc.clone(url, "main", dest, allowed_hosts=("127.0.0.1",), commit=older)
+    finally:
+        server.stop()
+    assert commit.sha == older
+    commands = [_git_command(argv) for argv, _ in calls]
+    assert commands[0] == "clone" and "fetch" in commands
+    for argv, env in calls:
+        assert argv[0] == "git"
+        assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_ASKPASS"] == "/bin/false"
+        assert "file" not in env["GIT_ALLOW_PROTOCOL"].split(":")
+        assert "ext" not in env["GIT_ALLOW_PROTOCOL"].split(":")
+    for argv, _ in calls:
+        command = _git_command(argv)
+        if command not in ("clone", "fetch"):
+            continue
+        before = argv[: argv.index(command)]
+        assert "protocol.file.allow=never" in before and "protocol.ext.allow=never" in before
+        assert "credential.helper=" in before
+        positionals = argv[argv.index("--") + 1 :]
+        assert positionals == ([url, str(dest)] if command == "clone" else ["origin"])
+        options = argv[argv.index(command) + 1 : argv.index("--")]
+        assert all(o.startswith("--") for o in options), options  # nothing positional before --
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("git_branch", "--upload-pack=touch {marker}"),
+        ("git_branch", "main;touch {marker}"),
+        ("git_branch", "$(touch {marker})"),
+        ("git_url", "--upload-pack=touch {marker}"),
+        ("git_url", "ext::sh -c touch% {marker}"),
+        ("git_url", "file://{marker}/repo.git"),
+        ("git_url", "http://127.0.0.1:1/x.git --upload-pack=touch {marker}"),
+    ],
+)
+def test_a_hostile_branch_or_url_in_the_database_never_reaches_git(
+    app, tmp_path, monkeypatch, field, value
+):
+    """Written straight into the database (no form, no validation): the clone refuses
+    before any git process starts, and nothing runs."""
+    from sqlalchemy import update
+
+    from app.models import Application
+
+    marker = tmp_path / "pwned"
+    row = make_app(make_project(make_team()))
+    db.session.execute(
+        update(Application)
+        .where(Application.id == row.id)
+        .values({field: value.format(marker=marker)})
+    )
+    db.session.commit()
+    db.session.refresh(row)
+    calls = _record_git_calls(monkeypatch)
+    with pytest.raises(gitsrc.GitError):
+        repos.clone_for(row, row.git_branch, None, tmp_path / "out", allowed_hosts=("127.0.0.1",))
+    assert calls == [] and not marker.exists()
 
 
 # ---- case 19: webhook secret, deploy key, token never leave the server ----------
