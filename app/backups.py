@@ -316,13 +316,28 @@ class _Run:
         try:
             size, head_etag = storage.head(self.target, self.backup.object_key)
         except storage.StorageError as exc:
-            self.s3_error = f"could not verify the object: {exc}"
+            self.s3_error = f"could not verify the object: {exc}" + self._remove_object()
             return
         if size != self.size or head_etag != expected or etag != expected:
             self.s3_error = (f"the object does not match what was sent (size {size} vs "
-                             f"{self.size}, ETag {head_etag} vs {expected})")  # fmt: skip
+                             f"{self.size}, ETag {head_etag} vs {expected})"
+                             + self._remove_object())  # fmt: skip
             return
         self.backup.etag, self.backup.uploaded = head_etag, True
+
+    def _remove_object(self) -> str:
+        """Delete a completed object that did not pass its check; says how that went.
+
+        It does not count (``uploaded`` stays false), so retention would never
+        delete it: left alone it would take space in the bucket forever.
+        """
+        key = self.backup.object_key
+        try:
+            storage.delete(self.target, key, retries=self.cfg["S3_RETRIES"],
+                           base_delay=self.cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip
+        except storage.StorageError as exc:
+            return f"; deleting it failed too, remove {key} by hand ({exc})"
+        return "; it was deleted from the bucket"
 
     def _abort_upload(self) -> None:
         upload, self.upload = self.upload, None

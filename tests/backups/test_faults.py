@@ -264,3 +264,21 @@ def test_a_failed_run_prunes_nothing(app, moto, bucket, source_db):
         b = _reload(b.id)
         assert b.local_path and Path(b.local_path).exists() and b.uploaded
     assert _keys(dest) == sorted(b.object_key for b in old)
+
+
+def test_an_object_that_fails_its_check_is_deleted_and_the_row_says_so(
+    app, moto, bucket, source_db, monkeypatch
+):
+    """Not counted as uploaded, retention would never delete it: it would stay forever."""
+    src = source_db(rows=10)
+    team = make_team()
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url)
+    monkeypatch.setattr(storage, "multipart_etag", lambda md5s: '"0123456789abcdef-1"')
+    backup = backups.start_now(policy)
+    work("backup")
+    backup = _reload(backup.id)
+    assert backup.status == "failed" and "does not match what was sent" in backup.error
+    assert "deleted from the bucket" in backup.error
+    assert not backup.uploaded and Path(backup.local_path).exists()  # the local copy stays
+    assert _keys(dest) == [] and storage.open_uploads(target_of(dest)) == []
