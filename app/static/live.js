@@ -93,12 +93,58 @@
         .querySelectorAll('[data-app-badge="' + Number(change.app_id) + '"]')
         .forEach(function (badge) { paint(badge, change.status); });
     }
+    document.querySelectorAll("[data-live-list]").forEach(function (list) {
+      if (lacks(list, change)) refresh(list);
+    });
+  }
+
+  // ---- lists: rows that appear ------------------------------------------------
+
+  // A list lacks a change when it has no row to repaint: a deployments table
+  // (data-app-id) and a deployment of its app newer than its rows; the app list
+  // and the newest deployment of an app it does not show (the status socket
+  // only forwards the user's teams, all of which the app list shows).
+  function lacks(list, change) {
+    if (list.dataset.liveList === "deployments") {
+      if (Number(list.dataset.appId) !== Number(change.app_id)) return false;
+      var newest = 0;
+      list.querySelectorAll("[data-deployment-badge]").forEach(function (badge) {
+        newest = Math.max(newest, Number(badge.dataset.deploymentBadge) || 0);
+      });
+      return Number(change.deployment_id) > newest;
+    }
+    if (list.dataset.liveList === "apps") {
+      return Boolean(change.latest) &&
+        !list.querySelector('[data-app-badge="' + Number(change.app_id) + '"]');
+    }
+    return false;
+  }
+
+  // Fetch the list's partial again (the server renders it, escaped) and swap it.
+  // One fetch per list at a time; a change meanwhile asks for one more after it.
+  var fetching = {};
+
+  function refresh(list) {
+    var id = list.id;
+    if (!id || !window.htmx || !list.dataset.refreshUrl) return;
+    if (fetching[id]) {
+      fetching[id] = "again";
+      return;
+    }
+    fetching[id] = "busy";
+    function done() {
+      var again = fetching[id] === "again";
+      delete fetching[id];
+      var fresh = document.getElementById(id);
+      if (again && fresh) refresh(fresh);
+    }
+    htmx.ajax("GET", list.dataset.refreshUrl, { target: "#" + id, swap: "outerHTML" }).then(done, done);
   }
 
   function statusSocket() {
     var body = document.body;
     if (!body.dataset.liveStatus) return;
-    if (!document.querySelector("[data-app-badge], [data-deployment-badge]")) return;
+    if (!document.querySelector("[data-app-badge], [data-deployment-badge], [data-live-list]")) return;
     var since = body.dataset.liveSince || "";
     connect(function () { return body.dataset.liveStatus + "?since=" + encodeURIComponent(since); }, {
       frame: function (frame) {

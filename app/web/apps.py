@@ -12,6 +12,7 @@ from app.models import Application, Deployment, Role
 from app.web import is_htmx
 
 bp = Blueprint("apps", __name__)
+RECENT_DEPLOYMENTS = 20  # on the app page; the rest are on its deployments list
 
 
 def _form(project, app=None, **kwargs) -> ApplicationForm:
@@ -78,15 +79,19 @@ def validate_field(project_id: int, field: str):
     return render_template("_field_errors.html", field=target)
 
 
-def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
-    deployments = list(
+def _recent_deployments(app: Application) -> list[Deployment]:
+    return list(
         db.session.scalars(
             select(Deployment)
             .where(Deployment.application_id == app.id)
             .order_by(Deployment.id.desc())
-            .limit(20)
+            .limit(RECENT_DEPLOYMENTS)
         )
     )
+
+
+def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
+    deployments = _recent_deployments(app)
     page = render_template(
         "apps/show.html",
         app=app,
@@ -104,7 +109,12 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
 
 @bp.get("/apps/<int:app_id>")
 def show(app_id: int):
-    return _show_page(access.application(app_id), EnvVarForm())
+    app = access.application(app_id)
+    if is_htmx():  # the recent deployments alone: live.js fetches them again
+        return render_template(
+            "deployments/_table.html", app=app, deployments=_recent_deployments(app)
+        )
+    return _show_page(app, EnvVarForm())
 
 
 @bp.get("/apps/<int:app_id>/edit")

@@ -41,13 +41,13 @@ def index(app_id: int):
         .offset((page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE)
     ).all()
+    listing = {"app": app, "deployments": rows, "page": page, "total": total,
+               "has_next": page * PAGE_SIZE < total}  # fmt: skip
+    if is_htmx():
+        return render_template("deployments/_table.html", **listing)
     return render_template(
         "deployments/index.html",
-        app=app,
-        deployments=rows,
-        page=page,
-        has_next=page * PAGE_SIZE < total,
-        total=total,
+        **listing,
         can_deploy=access.can(app.project.team_id, Role.developer),
     )
 

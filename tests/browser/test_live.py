@@ -3,6 +3,8 @@
 The web server is gunicorn (as in production) with the real Docker engine; the
 deploy itself runs the real pipeline (git server, ``docker build``, Traefik from
 ``tests/deploy``) in a thread of the test process, as the RQ worker would.
+The tests after it need no Docker: they change rows and publish the status
+events themselves (``app.livestatus``, as the pipeline does), on the shared server.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from app import create_app, pipeline
+from app import create_app, livestatus, pipeline
 from app.extensions import db
-from app.models import Application, Deployment
+from app.models import Application, Deployment, Project
 from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
 from tests.conftest import make_app, make_project, team_of
@@ -134,3 +136,64 @@ def team_of_email(email: str):
     from app.models import User
 
     return team_of(db.session.scalar(select(User).where(User.email == email)))
+
+
+def _new_deployment(app_id: int, status: str = "queued", trigger: str = "webhook") -> int:
+    """A deployment made elsewhere (a webhook, another user), announced as the app does."""
+    dep = Deployment(application_id=app_id, status=status, trigger=trigger)
+    db.session.add(dep)
+    db.session.commit()
+    livestatus.publish(dep)
+    dep_id = dep.id
+    db.session.close()  # no idle transaction while the browser drives the server
+    return dep_id
+
+
+def _set_status(dep_id: int, status: str) -> None:
+    dep = db.session.get(Deployment, dep_id)
+    dep.status = status
+    db.session.commit()
+    livestatus.publish(dep)
+    db.session.close()
+
+
+def test_new_deployments_and_apps_appear_in_open_lists_without_a_reload(page, app):
+    seeded = seed("lists", ("web",))
+    app_id = seeded.app_ids["web"]
+    log_in(page, seeded.email)
+    page.goto(f"/apps/{app_id}")
+    expect(page.locator("#deployments-table")).to_contain_text("No deployments yet.")
+    listing = page.context.new_page()
+    listing.goto(f"/apps/{app_id}/deployments")
+    expect(listing.locator("#deployments-table")).to_contain_text("0 deployments")
+    dashboard = page.context.new_page()
+    dashboard.goto("/")
+    tabs = (page, listing, dashboard)
+    for tab in tabs:
+        tab.evaluate("window.__notReloaded = true")
+
+    dep_id = _new_deployment(app_id)  # after every tab rendered: only the socket tells them
+    later = make_app(db.session.get(Project, seeded.project_id), "later")
+    later_id = later.id
+    later_dep = _new_deployment(later_id, trigger="manual")
+
+    for tab in (page, listing):
+        row = tab.locator(f'#deployments-table [data-deployment-badge="{dep_id}"]')
+        expect(row).to_have_text("queued")
+        expect(tab.locator("#deployments-table")).to_contain_text("webhook")
+        # other apps' deployments are not this table's
+        expect(tab.locator(f'[data-deployment-badge="{later_dep}"]')).to_have_count(0)
+    expect(listing.locator("#deployments-table")).to_contain_text("1 deployment")
+    expect(dashboard.locator(f'#app-list [data-app-badge="{later_id}"]')).to_have_text("queued")
+    expect(dashboard.locator("#app-list")).to_contain_text("later")
+
+    _set_status(dep_id, "building")  # the swapped-in rows keep repainting
+    expect(page.locator(f'[data-deployment-badge="{dep_id}"]')).to_have_text("building")
+    expect(page.locator(f'[data-app-badge="{app_id}"]')).to_have_text("building")
+    expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_text("building")
+    second = _new_deployment(app_id, trigger="manual")
+    expect(page.locator(f'[data-deployment-badge="{second}"]')).to_have_text("queued")
+    expect(page.locator("#deployments-table tbody tr")).to_have_count(2)
+    for tab in tabs:
+        assert tab.evaluate("window.__notReloaded") is True
+    shot(page, "live-lists-app-page")
