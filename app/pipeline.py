@@ -225,8 +225,10 @@ class _Run:
                 raise Cancelled() from None
             raise gitsrc.GitError(f"clone failed: {exc}") from None
         self.dep.commit_sha = commit.sha
-        self.dep.commit_message = commit.message[:2000]
-        self.dep.commit_author = commit.author[:255]
+        # A webhook's payload gave the full message and the forge's author name; git's
+        # subject line and author only fill in what a manual or API deploy lacks.
+        self.dep.commit_message = self.dep.commit_message or commit.message[:2000]
+        self.dep.commit_author = self.dep.commit_author or commit.author[:255]
         db.session.commit()
         self.log.info(f"commit {commit.sha[:12]} {commit.message}")
         context = gitsrc.inside(self.workdir, self.app.build_context)

@@ -69,7 +69,8 @@ def test_signed_push_deploys_the_pushed_commit_through_traefik(app, infra, repo)
         sha2,
         "Second version",
     )
-    assert dep2.commit_author == "Test Author"  # what git says, once cloned
+    # The payload's author is kept after the clone (git would say "Test Author").
+    assert dep2.commit_author == "Ada Lovelace"
     assert _through_traefik(infra, row).text == "hello from v2\n"
     # The same delivery again: acknowledged, nothing queued.
     push = payloads.gitea_push(repo.url, "refs/heads/main", sha2)
