@@ -8,6 +8,8 @@
   var MAX_LINES = 5000; // lines kept in a log view; older ones are removed
   var PAUSE_BUFFER = 600; // frames (at most ~1 minute) kept while paused
   var STOP_CODES = { 1000: true, 4403: true, 4429: true, 1008: true };
+  // Closed for good with one of these: say so on the page (base.html's status region).
+  var NOTICES = { 4429: "Live updates paused: too many open tabs — reload to retry." };
 
   // Flask builds websocket rules as absolute ws:// URLs; keep the path and use
   // this page's host and scheme (wss:// behind https).
@@ -35,6 +37,7 @@
         handlers.frame(frame);
       });
       ws.addEventListener("close", function (event) {
+        if (NOTICES[event.code]) notice(NOTICES[event.code]);
         if (handlers.closed) handlers.closed(event);
         if (STOP_CODES[event.code]) return;
         setTimeout(open, delay);
@@ -42,6 +45,11 @@
       });
     }
     open();
+  }
+
+  function notice(text) {
+    var region = document.getElementById("live-notice");
+    if (region) region.textContent = text;
   }
 
   function escapeText(text) {
@@ -272,7 +280,8 @@
         }
       },
       closed: function (event) {
-        if (event.code === 4429 || event.code === 4403) setState(event.reason || "Closed.");
+        if (event.code === 4403) setState(event.reason || "Closed.");
+        if (event.code === 4429) setState("Not following: live updates paused.");
       },
     });
   }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app import create_app, livestatus, pipeline
-from app.extensions import db
-from app.models import Application, Deployment, Project
+from app.extensions import db, redis
+from app.models import Application, Deployment, Project, User
+from app.sockets import SLOTS_KEY
 from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
 from tests.conftest import make_app, make_project, team_of
@@ -197,3 +199,31 @@ def test_new_deployments_and_apps_appear_in_open_lists_without_a_reload(page, ap
     for tab in tabs:
         assert tab.evaluate("window.__notReloaded") is True
     shot(page, "live-lists-app-page")
+
+
+def test_a_tab_over_the_socket_cap_says_live_updates_are_paused(page, app):
+    """Every page, not only Logs: a socket refused with 4429 fills the status region."""
+    seeded = seed("capped", ("web",))
+    app_id = seeded.app_ids["web"]
+    dep_id = _new_deployment(app_id, status="building")
+    user_id = db.session.scalar(select(User.id).where(User.email == seeded.email))
+    db.session.close()
+    key = SLOTS_KEY.format(user_id)
+    # Other tabs hold every slot; theirs expire before a new socket's, so they rank first.
+    redis.client.zadd(key, {f"other-tab-{i}": time.time() + 20 for i in range(50)})
+    message = "Live updates paused: too many open tabs — reload to retry."
+
+    log_in(page, seeded.email)  # lands on the dashboard: the status socket
+    notice = page.get_by_role("status").filter(has_text="Live updates paused")
+    expect(notice).to_have_text(message)
+    shot(page, "live-notice-dashboard")
+    for url in (f"/apps/{app_id}", f"/deployments/{dep_id}", f"/apps/{app_id}/logs"):
+        page.goto(url)  # status, build log and runtime log sockets
+        expect(page.locator("#live-notice")).to_have_text(message)
+        expect(page.locator("#live-notice")).to_have_attribute("role", "status")
+    expect(page.locator("#log-state")).to_have_text("Not following: live updates paused.")
+
+    redis.client.delete(key)  # the other tabs closed: a reload retries
+    page.goto(f"/apps/{app_id}")
+    page.wait_for_timeout(1000)
+    expect(page.locator("#live-notice")).to_be_empty()

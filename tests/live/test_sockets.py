@@ -9,7 +9,7 @@ from sqlalchemy import delete
 from app import livestatus
 from app.extensions import db
 from app.models import Deployment, Membership, Role, User
-from tests.conftest import make_app, make_project, make_team, make_user
+from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
 from tests.livekit import close, receive
 
 
@@ -53,6 +53,17 @@ def test_a_user_over_the_socket_cap_is_refused_with_a_reason(app, live_server):
     finally:
         close(first)
         close(second)
+
+
+def test_every_logged_in_page_has_the_region_a_refused_socket_fills(logged_in):
+    """live.js says "Live updates paused" there (role=status) when a socket gets 4429."""
+    client, user = logged_in
+    application = make_app(make_project(user.memberships[0].team))
+    for url in ("/", f"/apps/{application.id}", f"/apps/{application.id}/logs"):
+        page = client.get(url).get_data(as_text=True)
+        assert '<p id="live-notice" class="live-notice" role="status"></p>' in page, url
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert 'id="live-notice"' not in client.get("/login").get_data(as_text=True)
 
 
 def test_a_socket_closes_when_its_user_leaves_the_team(app, live_server):
