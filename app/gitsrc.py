@@ -126,7 +126,8 @@ def clone(
     """Shallow-clone ``branch`` (or tag) of ``url`` into ``dest`` and describe the commit.
 
     With ``commit``, that commit is checked out instead of the branch head, after
-    checking that it is on the branch (up to 200 commits back). ``credentials``
+    checking that it is on the branch (up to 200 commits back); an annotated tag's
+    object id stands for the commit it tags. ``credentials``
     reach a private repository; their ``known_hosts`` is updated in place.
     """
     creds = credentials or Credentials()
@@ -152,6 +153,8 @@ def clone(
         env = _credential_env(creds, Path(tmp))
         try:
             _run_streaming(argv, timeout, line, should_stop, env)
+            if commit:
+                commit = _peeled(dest, commit)
             if commit and head_commit(dest).sha != commit:
                 fetch = ["git", "-C", str(dest), *NETWORK_CONFIG, "fetch", "--deepen=200",
                          "--no-tags", "--", "origin"]  # fmt: skip
@@ -168,6 +171,22 @@ def clone(
         finally:
             creds.known_hosts = (Path(tmp) / "known_hosts").read_text()
     return head_commit(dest)
+
+
+def _peeled(repo: Path, sha: str) -> str:
+    """The commit ``sha`` names: itself, or the commit an annotated tag points to.
+
+    For a push of an annotated tag, GitHub and Gitea send the tag object's id as
+    ``after``; the clone of that tag has the tag object and its commit checked out.
+    An id the clone does not have is returned as it is (the deepen fetch looks for it).
+    ``sha`` is a checked hex id; ``--end-of-options`` keeps it from ever being an option.
+    """
+    peeled = subprocess.run(  # noqa: S603
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "--end-of-options",
+         f"{sha}^{{commit}}"],
+        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+    )  # fmt: skip
+    return peeled.stdout.strip() if peeled.returncode == 0 else sha
 
 
 def _checkout_on_branch(repo: Path, commit: str, branch: str) -> None:
