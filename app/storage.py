@@ -5,6 +5,8 @@ as it is written (a bounded number in flight), so memory does not grow with the
 backup, nor with the part size. Each part is retried with
 exponential backoff; a failed upload is aborted. The multipart ETag (MD5 of
 the parts' MD5s, ``-N``) is computed locally and compared with the object's.
+Every call gets its client from :func:`client`, which runs the SSRF check on
+the endpoint each time (SECURITY.md 13, at use).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, BinaryIO
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from flask import current_app
 
 from app import names
 
@@ -64,10 +67,23 @@ _session_lock = threading.Lock()
 _session: boto3.session.Session | None = None
 
 
-@functools.lru_cache(maxsize=32)
 def client(target: S3Target):
-    """An S3 client for ``target``, cached: clients are thread-safe, and each new one
-    would load and parse botocore's S3 model again (about 15 MB)."""
+    """An S3 client for ``target``; every S3 call of Slipway gets its client here.
+
+    So this is where the SSRF check runs at use (SECURITY.md 13): an endpoint whose
+    host resolves internally and is not allow-listed (``BACKUP_ALLOWED_HOSTS``)
+    raises :class:`StorageError` before anything is sent.
+    """
+    # Per use, not cached: DNS can turn internal at any time, and one lookup is cheap next
+    # to an S3 request (a multipart upload is one use: it takes its client once).
+    check_at_use(target, current_app.config["BACKUP_ALLOWED_HOSTS"])
+    return _client(target)
+
+
+@functools.lru_cache(maxsize=32)
+def _client(target: S3Target):
+    """Cached per target: clients are thread-safe, and each new one would load and
+    parse botocore's S3 model again (about 15 MB)."""
     global _session
     config = Config(
         region_name=target.region or "us-east-1",

@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from datetime import timedelta
 from pathlib import Path
 
-from app import backups
+from app import backups, dumps, restores, retention, storage
 from app.extensions import db, redis
-from app.models import Backup, BackupPolicy, Role
-from tests.backups.conftest import work
-from tests.conftest import Auth, csrf_token, make_user
+from app.models import Backup, BackupPolicy, Restore, Role
+from app.models.base import utcnow
+from tests.backups.conftest import make_destination, make_policy, target_of, work
+from tests.conftest import Auth, csrf_token, make_user, team_of
 
 S3_CANARY = "s3-canary-5b1c0e"
 DB_CANARY = "dbpw-canary-7e2a9d"
@@ -100,3 +102,72 @@ def test_a_database_host_that_became_internal_is_refused_at_use(app, moto, bucke
     backup = db.session.get(Backup, backup.id)
     assert backup.status == "failed" and "internal address" in backup.error
     assert backup.size_bytes is None
+
+
+def test_an_s3_endpoint_that_resolves_internally_is_refused_at_every_use(
+    app, client, moto, bucket, source_db
+):
+    """Backup run, restore, download, retention and the reaper's abort all refuse an
+    endpoint whose host is internal and not allow-listed, and send it nothing.
+
+    ``localhost`` reaches the same S3 server as the allow-listed ``127.0.0.1``, so
+    anything that got through would show in its access log. The database host
+    stays allow-listed: the S3 check is the one that fires.
+    """
+    src = source_db(rows=5)
+    user = make_user(role=Role.owner)
+    team = team_of(user)
+    dest = make_destination(team, moto.url, bucket)
+    policy = make_policy(team, dest, src.url)
+    good = []
+    for days_ago in (3, 0):
+        backup = backups.start_now(policy)
+        work("backup")
+        db.session.expire_all()
+        backup = db.session.get(Backup, backup.id)
+        assert backup.status == "succeeded", backup.error
+        backup.started_at = utcnow() - timedelta(days=days_ago)
+        db.session.commit()
+        good.append(backup)
+    keys = sorted(b.object_key for b in good)
+    dest.endpoint_url = f"http://localhost:{moto.port}"  # straight into the database
+    db.session.commit()
+    before = moto.requests_for(bucket)
+
+    run = backups.start_now(policy)
+    work("backup")
+    db.session.expire_all()
+    run = db.session.get(Backup, run.id)
+    assert run.status == "failed" and "localhost resolves to an internal address" in run.error
+
+    Path(good[1].local_path).unlink()  # restore and download must come from S3
+    copy = f"{src.name}_copy"
+    restore = restores.start(good[1], kind="restore", target_database=copy, user_id=None)
+    work("backup")
+    db.session.expire_all()
+    restore = db.session.get(Restore, restore.id)
+    assert restore.status == "failed" and "internal address" in restore.error
+    assert not dumps.database_exists(backups.source_of(policy), copy)
+
+    assert Auth(client).login(user).status_code == 303
+    download = client.get(f"/backups/{good[1].id}/download")
+    assert download.status_code == 502 and "internal address" in download.get_data(as_text=True)
+
+    policy.keep_local_days = policy.keep_daily = policy.keep_weekly = 0
+    db.session.commit()
+    retention.prune(policy)
+    db.session.expire_all()
+    assert db.session.get(Backup, good[0].id).uploaded  # not deleted, and the row says so
+
+    run = db.session.get(Backup, run.id)
+    run.upload_id = "an-upload-left-open"
+    db.session.commit()
+    backups.reap_lost()
+    db.session.expire_all()
+    assert db.session.get(Backup, run.id).upload_id == "an-upload-left-open"  # not aborted
+
+    assert moto.requests_for(bucket) == before  # nothing reached the S3 server
+    dest.endpoint_url = moto.url
+    db.session.commit()
+    listed = storage.client(target_of(dest)).list_objects_v2(Bucket=bucket)
+    assert sorted(o["Key"] for o in listed["Contents"]) == keys
