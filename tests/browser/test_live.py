@@ -109,7 +109,8 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
         assert texts.count("── build") == 1 and texts.count("running") == 1
 
         page.goto(f"/apps/{app_id}")
-        page.get_by_role("link", name="Logs").click()
+        page.get_by_role("link", name="Logs").click()  # the app's Logs tab
+        expect(page.locator('.tabs a[aria-current="page"]')).to_have_text("Logs")
         runtime = page.locator("#runtime-log")
         expect(runtime).to_contain_text("tick-", timeout=15_000)
         expect(page.locator("#log-state")).to_contain_text(f"deployment #{dep_id}")
