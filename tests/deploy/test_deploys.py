@@ -104,7 +104,9 @@ def test_deploy_button_queues_and_returns_at_once(logged_in):
     assert fragment.get_data(as_text=True).lstrip().startswith('<div id="deployment-status"')
 
 
-def test_final_status_fragment_stops_polling(logged_in):
+def test_final_status_fragment_has_no_live_hook(logged_in):
+    """Nothing polls a deployment's status; once it is final, neither the status
+    fragment nor the page carries anything that would fetch or follow it again."""
     client, user = logged_in
     app_row = make_app(make_project(team_of(user)), "web")
     deployment = Deployment(application_id=app_row.id, status="failed", error="boom <b>")
