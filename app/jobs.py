@@ -81,7 +81,6 @@ def reap_lost_deployments() -> int:
         ]  # fmt: skip
         for deployment in lost:
             deployment.mark_failed("worker lost: its job is no longer running")
-            deployment.step = None
             log.warning("deployment %s: worker lost, marked failed", deployment.id)
         db.session.commit()
         livestatus.publish(lost)

@@ -389,7 +389,7 @@ class _Run:
         if self.dep.status in ("queued", "building", "deploying"):
             self.dep.status = status.value
             self.dep.error = reason
-        self.dep.step = None
+        # ``step`` stays: it says where the deployment stopped (the progress line).
         self.dep.finished_at = utcnow()
         db.session.commit()
         redis.client.delete(deploys.CANCEL_KEY.format(self.dep.id))

@@ -65,10 +65,10 @@ def _log_lines(deployment_id: int) -> list[DeploymentLogLine]:
 def _stopped_at(deployment: Deployment) -> str | None:
     """The step a finished deployment was in when it stopped.
 
-    The pipeline clears ``step`` when a deployment ends, but it logs
-    ``── <step>`` (stream ``slipway``) as each step begins, so the last such line
-    of the stored log says where it stopped. Build output has other streams, so
-    a build cannot forge one.
+    The pipeline keeps ``step`` on a deployment that fails or is cancelled.
+    Rows that ended before it did have none; for them the last ``── <step>``
+    line the pipeline logged (stream ``slipway``, which build output cannot
+    use) says where it stopped.
     """
     if deployment.step in STEPS:
         return deployment.step

@@ -102,7 +102,7 @@ def test_a_served_deployment_shows_every_step_done(logged_in, status):
 
 def test_a_failed_pipeline_run_marks_the_step_it_stopped_in(app, logged_in, tmp_path):
     """A real pipeline run that fails in its build step (an invalid image, no Docker
-    reached): the row's step is cleared, and the page still says where it stopped."""
+    reached): the row keeps the step it stopped in, and the page says so."""
     client, user = logged_in
     app.config["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"  # nothing may reach Docker
     app.config["BUILDS_DIR"] = str(tmp_path / "builds")
@@ -116,7 +116,7 @@ def test_a_failed_pipeline_run_marks_the_step_it_stopped_in(app, logged_in, tmp_
 
     assert pipeline.run(dep_id) == "failed"
     db.session.expire_all()
-    assert db.session.get(Deployment, dep_id).step is None  # what pipeline.py stores
+    assert db.session.get(Deployment, dep_id).step == "build"  # what pipeline.py stores
 
     for body in (_fragment(client, dep_id), client.get(f"/deployments/{dep_id}").text):
         found = steps_of(body)
