@@ -7,8 +7,9 @@ import time
 from sqlalchemy import delete
 
 from app import livestatus
-from app.extensions import db
+from app.extensions import db, redis
 from app.models import Deployment, Membership, Role, User
+from app.sockets import SLOTS_KEY
 from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
 from tests.livekit import close, receive
 
@@ -31,14 +32,27 @@ def _publish(dep_id: int, status: str) -> None:
     db.session.remove()
 
 
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 def test_a_user_over_the_socket_cap_is_refused_with_a_reason(app, live_server):
     app.config["WS_MAX_PER_USER"] = 2
     user = make_user()
     session = live_server.login(user.email)
+    slots = SLOTS_KEY.format(user.id)
     db.session.close()
     first = live_server.connect("/ws/status", session)
     second = live_server.connect("/ws/status", session)
     try:
+        # A socket takes its slot in its handler, just after the handshake: wait
+        # until both count, or the third could overtake the second.
+        assert _wait(lambda: redis.client.zcard(slots) == 2)
         third = live_server.connect("/ws/status", session)
         got = receive(third, timeout=5)
         assert got.frames == []
@@ -46,7 +60,7 @@ def test_a_user_over_the_socket_cap_is_refused_with_a_reason(app, live_server):
         assert "Too many" in got.close_message
         assert first.connected and second.connected
         close(second)
-        time.sleep(1.2)  # the server notices the close (within a 0.5 s read) and frees the slot
+        assert _wait(lambda: redis.client.zcard(slots) == 1)  # the server freed its slot
         fourth = live_server.connect("/ws/status", session)
         assert receive(fourth, timeout=1.5).close_code is None  # stays open
         close(fourth)
