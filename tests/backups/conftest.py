@@ -6,6 +6,7 @@ the loopback hosts, factories for destinations, policies and channels.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import socket
@@ -107,6 +108,21 @@ def app(bconfig):
     with running_app(bconfig) as flask_app:
         flask_app.test_client_class = RequestScopedClient
         yield flask_app
+
+
+@pytest.fixture
+def logs(caplog, monkeypatch):
+    """Every log record of Slipway's loggers, at DEBUG.
+
+    The migrations' ``fileConfig`` (Alembic's env.py, run once per session)
+    disables every logger that existed then, ``slipway.*`` included: without
+    turning them back on, a canary check on the logs could not fail.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith("slipway"):
+            monkeypatch.setattr(logger, "disabled", False)
+    caplog.set_level(logging.DEBUG)
+    return caplog
 
 
 @pytest.fixture

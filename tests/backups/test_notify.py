@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from app import backups, notify, secrets
-from app.extensions import db, queue
+from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
 from tests.backups.conftest import free_port, make_destination, make_policy, work
-from tests.conftest import make_team
+from tests.conftest import Auth, csrf_token, make_team, make_user, team_of
 
 
 class Hooks:
@@ -187,3 +189,61 @@ def test_a_failed_deployment_uses_the_same_channels(app, hooks, monkeypatch):
     (sent,) = hooks.received
     assert sent["event"] == "deploy.failed" and "build broke" in sent["text"]
     assert "shop" in sent["subject"]
+
+
+SMTP_CANARY = "smtp-canary-3f9a1c"
+
+
+def test_the_smtp_password_never_leaves_the_server(app, client, moto, bucket, logs):
+    """SECURITY.md 19 for an email channel: not in a page, fragment, flash, error, log line
+    or job payload; the database holds ciphertext. The server really receives it at AUTH."""
+    logins: list[tuple[bytes, bytes]] = []
+    accept = [True]
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=accept[0], handled=False)
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(),
+                            authenticator=authenticator, auth_require_tls=False)  # fmt: skip
+    controller.start()
+    try:
+        user = make_user()
+        assert Auth(client).login(user).status_code == 303
+        token = csrf_token(client, "/notifications/")
+        form = {"csrf_token": token, "name": "mail", "kind": "email", "events": ["backup.failed"],
+                "smtp_host": "127.0.0.1", "smtp_port": str(controller.port), "smtp_username": "ops",
+                "smtp_password": SMTP_CANARY, "sender": "slipway@example.com",
+                "to": "ops@example.com"}  # fmt: skip
+        refused = client.post("/notifications/", data=form | {"to": "not an address"})
+        pages = [refused.get_data(as_text=True)]
+        assert refused.status_code == 422
+        assert client.post("/notifications/", data=form).status_code == 303
+        channel = db.session.query(NotificationChannel).one()
+        assert channel.secret.startswith("k1:") and SMTP_CANARY not in channel.secret
+        assert SMTP_CANARY not in json.dumps(channel.settings)
+
+        client.post(f"/notifications/{channel.id}/test", data={"csrf_token": token})
+        pages.append(client.get("/notifications/").get_data(as_text=True))
+        assert "Sent a test notification" in pages[-1] and len(inbox.messages) == 1
+        accept[0] = False  # now the server refuses the login: an error is shown
+        client.post(f"/notifications/{channel.id}/test", data={"csrf_token": token})
+        pages.append(client.get("/notifications/").get_data(as_text=True))
+        assert "failed" in pages[-1]
+        pages.append(client.get("/notifications/", headers={"HX-Request": "true"}).get_data(
+            as_text=True))  # fmt: skip
+
+        backup = _failed_backup(moto, bucket, team_of(user))  # enqueues the delivery job
+        payloads = [zlib.decompress(redis.client.hget(k, "data")) for k in redis.client.keys(
+            "rq:job:*") if redis.client.hget(k, "data")]  # fmt: skip
+        assert payloads
+        outcome = notify.deliver(channel.id, "backup.failed", backup.id)
+        assert outcome == "failed"  # refused at AUTH, retried, given up: errors were logged
+        assert logins and all(password == SMTP_CANARY.encode() for _, password in logins)
+        for page in pages:
+            assert SMTP_CANARY not in page
+        assert all(SMTP_CANARY.encode() not in p for p in payloads)
+        assert "535" in logs.text and SMTP_CANARY not in logs.text  # the errors were logged
+    finally:
+        controller.stop()
