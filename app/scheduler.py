@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
+from redis.exceptions import RedisError
 from rq.job import Job
 from sqlalchemy import select
 
@@ -217,7 +218,13 @@ def build(app: Flask) -> BackgroundScheduler:
 
 
 def run(app: Flask, stop: threading.Event | None = None) -> None:
-    """Wait for leadership, schedule while holding it, stop on SIGTERM/SIGINT."""
+    """Wait for leadership, schedule while holding it, stop on SIGTERM/SIGINT.
+
+    A Redis error (Redis restarting, the network gone) does not end the loop: the
+    lease can no longer be proven, so it counts as lost leadership (the APScheduler
+    stops, as another scheduler may take over) and the lease is tried again every
+    ``RENEW_EVERY`` seconds.
+    """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -226,17 +233,27 @@ def run(app: Flask, stop: threading.Event | None = None) -> None:
     scheduler: BackgroundScheduler | None = None
     with app.app_context():
         while not stop.is_set():
-            if scheduler is None:
-                if acquire(identity):
-                    log.info("scheduler %s is the leader", identity)
-                    scheduler = build(app)
-                    scheduler.start()
-            elif not renew(identity):
-                log.warning("scheduler %s lost leadership", identity)
-                scheduler.shutdown(wait=False)
-                scheduler = None
+            try:
+                if scheduler is None:
+                    if acquire(identity):
+                        log.info("scheduler %s is the leader", identity)
+                        scheduler = build(app)
+                        scheduler.start()
+                elif not renew(identity):
+                    log.warning("scheduler %s lost leadership", identity)
+                    scheduler.shutdown(wait=False)
+                    scheduler = None
+            except RedisError as exc:
+                log.warning("scheduler %s: Redis error (%s); retrying in %s s", identity, exc,
+                            RENEW_EVERY)  # fmt: skip
+                if scheduler is not None:
+                    scheduler.shutdown(wait=False)
+                    scheduler = None
             stop.wait(RENEW_EVERY)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-            if redis.client.get(LEADER_KEY) == identity.encode():
-                redis.client.delete(LEADER_KEY)
+            try:
+                if redis.client.get(LEADER_KEY) == identity.encode():
+                    redis.client.delete(LEADER_KEY)
+            except RedisError as exc:  # the lease expires on its own
+                log.warning("scheduler %s: could not release the lease: %s", identity, exc)

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+import redis as redis_lib
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -75,15 +76,47 @@ def test_a_dead_leader_is_replaced_when_its_lease_expires(app, fast_lease, monke
         thread.join(timeout=5)
 
 
-def _recording_build(started):
+def _recording_build(started, stopped=None):
     class Idle:
         def start(self):
             started.append("started")
 
         def shutdown(self, wait=False):
-            pass
+            if stopped is not None:
+                stopped.append("stopped")
 
     return lambda app: Idle()
+
+
+def test_a_redis_error_costs_the_lead_not_the_scheduler(app, fast_lease, monkeypatch):
+    """Redis restarting: acquire and renew raise once each; the loop logs, steps down, retries."""
+    started, stopped = [], []
+    monkeypatch.setattr(scheduler, "build", _recording_build(started, stopped))
+    failures = {"acquire": 1, "renew": 1}
+
+    def flaky(name, real):
+        def call(identity):
+            if failures[name]:
+                failures[name] -= 1
+                raise redis_lib.exceptions.ConnectionError("Redis is loading the dataset")
+            return real(identity)
+
+        return call
+
+    monkeypatch.setattr(scheduler, "acquire", flaky("acquire", scheduler.acquire))
+    monkeypatch.setattr(scheduler, "renew", flaky("renew", scheduler.renew))
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(app, stop))
+    thread.start()
+    try:
+        assert _wait_for(lambda: len(started) == 1)  # acquire failed once, then it led
+        assert _wait_for(lambda: len(stopped) == 1)  # renew failed: the APScheduler stopped
+        assert _wait_for(lambda: len(started) == 2)  # and it leads again once the lease is free
+        assert thread.is_alive() and failures == {"acquire": 0, "renew": 0}
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive() and _leader() is None
 
 
 def test_enqueue_once_per_time_slot(app):
