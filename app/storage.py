@@ -302,12 +302,12 @@ def open_uploads(target: S3Target) -> list[tuple[str, str]]:
     return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
 
 
-def head(target: S3Target, key: str) -> tuple[int, str]:
-    """(size, ETag) of an object."""
-    try:
-        found = client(target).head_object(Bucket=target.bucket, Key=key)
-    except (ClientError, BotoCoreError) as exc:
-        raise StorageError(f"reading the object's metadata failed: {describe(exc)}") from None
+def head(target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0) -> tuple[int, str]:
+    """(size, ETag) of an object, retried like the upload (a failed check deletes it)."""
+    s3 = client(target)
+    found = with_retries("reading the object's metadata",
+                         lambda: s3.head_object(Bucket=target.bucket, Key=key),
+                         retries, base_delay)  # fmt: skip
     return found["ContentLength"], found["ETag"]
 
 
