@@ -40,10 +40,10 @@ def decrypt(token: str, *, context: str) -> str:
     key = _keys().get(key_id)
     if not sep or key is None:
         raise SecretError(f"no encryption key with id {key_id!r}")
-    raw = base64.b64decode(body)
     try:
+        raw = base64.b64decode(body, validate=True)
         return AESGCM(key).decrypt(raw[:12], raw[12:], context.encode()).decode()
-    except InvalidTag as exc:
+    except (InvalidTag, ValueError) as exc:  # binascii.Error and a short nonce are ValueErrors
         raise SecretError("ciphertext failed authentication") from exc
 
 

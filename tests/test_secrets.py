@@ -33,6 +33,14 @@ def test_tampered_ciphertext_is_refused(app):
         secrets.decrypt(f"{key_id}:{base64.b64encode(bytes(raw)).decode()}", context="c")
 
 
+@pytest.mark.parametrize("body", ["not base64 at all!", "", "AAAA", "QUJD"])
+def test_a_garbled_ciphertext_body_is_a_secret_error(app, body):
+    """Not base64, empty, or shorter than a nonce: the same SecretError callers handle."""
+    key_id = secrets.encrypt("x", context="c").split(":")[0]
+    with pytest.raises(secrets.SecretError):
+        secrets.decrypt(f"{key_id}:{body}", context="c")
+
+
 def test_rotation_new_key_encrypts_old_key_still_decrypts(app):
     old = secrets.encrypt("before rotation", context="c")
     new_key = "k2:" + base64.b64encode(b"\x02" * 32).decode()
