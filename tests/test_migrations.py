@@ -53,3 +53,14 @@ def test_every_model_table_exists(app):
         "notification_channels",
     ):
         assert name in tables
+
+
+def test_migrating_leaves_the_apps_loggers_on(app):
+    """Alembic's env.py configures logging; it must not disable Slipway's loggers
+    (the session's migration has run by now), or log canary checks could not fail."""
+    import logging
+
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("slipway")]
+    assert names  # the app's modules are imported and have their loggers
+    disabled = [n for n in names if getattr(logging.getLogger(n), "disabled", False)]
+    assert disabled == []

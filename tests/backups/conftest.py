@@ -114,9 +114,9 @@ def app(bconfig):
 def logs(caplog, monkeypatch):
     """Every log record of Slipway's loggers, at DEBUG.
 
-    The migrations' ``fileConfig`` (Alembic's env.py, run once per session)
-    disables every logger that existed then, ``slipway.*`` included: without
-    turning them back on, a canary check on the logs could not fail.
+    Loggers are turned on explicitly as well: Alembic's env.py once disabled
+    every logger that existed when it ran (``slipway.*`` included), and a canary
+    check on the logs must not depend on that staying fixed.
     """
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and name.startswith("slipway"):
