@@ -71,6 +71,7 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
     other = page.context.new_page()  # a second tab on the app page, never reloaded
     other.goto(f"/apps/{app_id}")
     expect(other.locator(f'[data-app-badge="{app_id}"]')).to_have_text("not deployed")
+    other.evaluate("window.__notReloaded = true")
     dashboard = page.context.new_page()  # and a third on the dashboard's app list
     dashboard.goto("/")
     expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_text("not deployed")
@@ -103,7 +104,11 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
         expect(dashboard.locator(f'[data-app-badge="{app_id}"]')).to_have_class(
             "badge status-running"
         )
-        expect(other.locator(f'[data-deployment-badge="{dep_id}"]')).to_have_count(0)
+        # The app tab listed no deployment when it opened: the new one's row comes in live.
+        expect(
+            other.locator(f'#deployments-table [data-deployment-badge="{dep_id}"]')
+        ).to_have_text("running")
+        assert other.evaluate("window.__notReloaded") is True
         shot(page, "deploy-watch-running")
         texts = [t.rstrip("\n") for t in log.locator(".line").all_inner_texts()]
         assert texts.count("── build") == 1 and texts.count("running") == 1
