@@ -70,12 +70,13 @@ def test_a_user_over_the_socket_cap_is_refused_with_a_reason(app, live_server):
 
 
 def test_every_logged_in_page_has_the_region_a_refused_socket_fills(logged_in):
-    """live.js says "Live updates paused" there (role=status) when a socket gets 4429."""
+    """live.js says "Live updates paused" there (an aria-live region; not role=status, which
+    belongs to the flash messages) when a socket gets 4429."""
     client, user = logged_in
     application = make_app(make_project(user.memberships[0].team))
     for url in ("/", f"/apps/{application.id}", f"/apps/{application.id}/logs"):
         page = client.get(url).get_data(as_text=True)
-        assert '<p id="live-notice" class="live-notice" role="status"></p>' in page, url
+        assert '<p id="live-notice" class="live-notice" aria-live="polite"></p>' in page, url
     client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
     assert 'id="live-notice"' not in client.get("/login").get_data(as_text=True)
 
