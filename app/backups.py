@@ -314,9 +314,10 @@ class _Run:
         self.backup.upload_id = None
         expected = storage.multipart_etag(self.upload.part_md5s)
         try:
-            size, head_etag = storage.head(self.target, self.backup.object_key,
-                                           retries=self.cfg["S3_RETRIES"],
-                                           base_delay=self.cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip
+            size, head_etag = storage.head(
+                self.target, self.backup.object_key, retries=self.cfg["S3_RETRIES"],
+                base_delay=self.cfg["S3_RETRY_BASE_SECONDS"],
+            )  # fmt: skip
         except storage.StorageError as exc:
             self.s3_error = f"could not verify the object: {exc}" + self._remove_object()
             return

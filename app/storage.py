@@ -302,7 +302,9 @@ def open_uploads(target: S3Target) -> list[tuple[str, str]]:
     return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
 
 
-def head(target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0) -> tuple[int, str]:
+def head(
+    target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0
+) -> tuple[int, str]:
     """(size, ETag) of an object, retried like the upload (a failed check deletes it)."""
     s3 = client(target)
     found = with_retries("reading the object's metadata",
