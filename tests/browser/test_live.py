@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def docker_server(base_config, tmp_path_factory):
 
 
 def _files(version: str) -> dict[str, str]:
-    files = lab.web_files(version, extra_run=SLOW_BUILD + f" && echo {version}")
+    # A nonce keeps the RUN step out of the engine's build cache (another run of
+    # the suite may have built the same Dockerfile): its lines must be printed live.
+    files = lab.web_files(version, extra_run=SLOW_BUILD + f" && echo {version} {uuid.uuid4()}")
     dockerfile = files["Dockerfile"].splitlines()
     files["Dockerfile"] = "\n".join(
         d if not d.startswith("CMD") else f"CMD {CMD}" for d in dockerfile
