@@ -88,6 +88,8 @@ def start_deploy(
     )  # fmt: skip
     if before_commit is not None:
         before_commit(deployment)
+    # Built while the rows are loaded: after the commit they would be reloaded.
+    changes = livestatus.events_of([*older, deployment])
     db.session.commit()
     try:
         queue("deploy").enqueue(
@@ -100,7 +102,8 @@ def start_deploy(
     except RedisError as exc:
         deployment.mark_failed(f"could not queue the deployment: {exc}")
         db.session.commit()
-    livestatus.publish([*older, deployment])
+        changes[-1] |= {"status": deployment.status, "final": True}
+    livestatus.publish_events(changes)
     return deployment
 
 

@@ -28,23 +28,38 @@ STREAM_MAXLEN = 5000
 FINAL = frozenset(s.value for s in DeploymentStatus if s not in ACTIVE_STATUSES)
 
 
+def events_of(deployments: Iterable[Deployment]) -> list[dict]:
+    """What pages need to redraw a badge or the progress line; no user text.
+
+    One query for the newest deployment of each app involved, whatever the
+    number of deployments: an app's badge shows its newest deployment, and an
+    older one changing (running → replaced) must not repaint it.
+    """
+    deployments = list(deployments)
+    apps = {d.application_id for d in deployments}
+    newest = dict(
+        db.session.execute(
+            select(Deployment.application_id, func.max(Deployment.id))
+            .where(Deployment.application_id.in_(apps))
+            .group_by(Deployment.application_id)
+        ).all()
+    ) if apps else {}  # fmt: skip
+    return [
+        {
+            "deployment_id": d.id,
+            "app_id": d.application_id,
+            "team_id": d.application.project.team_id,
+            "status": d.status,
+            "step": d.step,
+            "final": d.status in FINAL,
+            "latest": newest.get(d.application_id) == d.id,
+        }
+        for d in deployments
+    ]
+
+
 def event_of(deployment: Deployment) -> dict:
-    """What a page needs to redraw a badge or the progress line; no user text."""
-    app = deployment.application
-    newest = db.session.scalar(
-        select(func.max(Deployment.id)).where(Deployment.application_id == app.id)
-    )
-    return {
-        "deployment_id": deployment.id,
-        "app_id": app.id,
-        "team_id": app.project.team_id,
-        "status": deployment.status,
-        "step": deployment.step,
-        "final": deployment.status in FINAL,
-        # The app's badge shows its newest deployment; an older one changing
-        # (running → replaced) must not repaint it.
-        "latest": newest == deployment.id,
-    }
+    return events_of([deployment])[0]
 
 
 def publish(deployments: Deployment | Iterable[Deployment]) -> None:
@@ -55,15 +70,20 @@ def publish(deployments: Deployment | Iterable[Deployment]) -> None:
     """
     if isinstance(deployments, Deployment):
         deployments = [deployments]
+    publish_events(events_of(deployments))
+
+
+def publish_events(events: list[dict]) -> None:
+    """Put events made by :func:`events_of` on the stream (after the commit).
+
+    A caller that is about to commit can build its events first, while its rows
+    are still loaded, instead of reloading every expired row afterwards.
+    """
     try:
         pipe = redis.client.pipeline(transaction=False)
-        for deployment in deployments:
-            pipe.xadd(
-                STREAM,
-                {"event": json.dumps(event_of(deployment))},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
+        for event in events:
+            pipe.xadd(STREAM, {"event": json.dumps(event)}, maxlen=STREAM_MAXLEN,
+                      approximate=True)  # fmt: skip
         pipe.execute()
     except RedisError:
         log.warning("could not publish a deployment status change")
