@@ -7,6 +7,10 @@
     if (!window.htmx) return;
     htmx.config.includeIndicatorStyles = false; // CSP: no injected <style>
     htmx.config.allowEval = false;
+    // Swapped fragments never run scripts (the CSP would block inline ones anyway),
+    // and no authenticated page is copied into sessionStorage's history cache.
+    htmx.config.allowScriptTags = false;
+    htmx.config.historyCacheSize = 0;
     htmx.config.selfRequestsOnly = true;
     // Settling copies these attributes; setting "style" from script trips the CSP.
     htmx.config.attributesToSettle = ["class", "width", "height"];
