@@ -21,7 +21,8 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import dumps, names, notify, secrets, storage
+from app import dumps, names, notify, storage
+from app import crypto
 from app.extensions import db, queue, redis
 from app.models import (
     Backup,
@@ -52,12 +53,12 @@ def s3_target(dest: BackupDestination) -> storage.S3Target:
     """The destination with its secret decrypted (worker, Test connection, downloads).
 
     A secret stored under an encryption key that was rotated away raises
-    :class:`secrets.SecretError` with a message a person can act on.
+    :class:`crypto.SecretError` with a message a person can act on.
     """
     try:
-        secret = secrets.decrypt(dest.secret_access_key, context=S3_SECRET)
-    except secrets.SecretError:
-        raise secrets.SecretError(
+        secret = crypto.decrypt(dest.secret_access_key, context=S3_SECRET)
+    except crypto.SecretError:
+        raise crypto.SecretError(
             "the secret key cannot be decrypted (the encryption key it was stored with is no "
             f"longer configured); enter it again on the edit page of destination {dest.name}"
         ) from None
@@ -88,9 +89,9 @@ def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
     password = None
     if policy.database_password:
         try:
-            password = secrets.decrypt(policy.database_password, context=DB_PASSWORD)
-        except secrets.SecretError:
-            raise secrets.SecretError(
+            password = crypto.decrypt(policy.database_password, context=DB_PASSWORD)
+        except crypto.SecretError:
+            raise crypto.SecretError(
                 "the database password cannot be decrypted (the encryption key it was stored "
                 f"with is no longer configured); enter the URL again in policy {policy.name}"
             ) from None
@@ -229,7 +230,7 @@ class _Run:
             partial.rename(local)
             b.local_path, b.size_bytes, b.sha256 = str(local), self.size, self.sha.hexdigest()
         except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
-                secrets.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
+                crypto.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
             self._abort_upload()
             b.mark_failed(str(exc).strip())
         except Exception as exc:  # the row must say what happened, whatever it was
@@ -380,7 +381,7 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
         try:
             storage.abort(s3_target(b.policy.destination), b.object_key, b.upload_id)
             b.upload_id = None
-        except (storage.StorageError, secrets.SecretError) as exc:
+        except (storage.StorageError, crypto.SecretError) as exc:
             log.warning("backup %s: upload not aborted yet: %s", b.id, exc)
     db.session.commit()
     return len(lost)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import backups, events, notify, secrets
+from app import backups, notify
+from app import audit, crypto
 from app.extensions import db
 from app.models import (
     Backup,
@@ -58,12 +59,12 @@ def save_destination(form, dest: BackupDestination) -> BackupDestination:
                   "path_style"):  # fmt: skip
         setattr(dest, field, getattr(form, field).data)
     if form.secret_access_key.data:
-        dest.secret_access_key = secrets.encrypt(
+        dest.secret_access_key = crypto.encrypt(
             form.secret_access_key.data, context=backups.S3_SECRET
         )
     db.session.add(dest)
     db.session.flush()
-    events.record("backup_destination.saved", team_id=dest.team_id, target=dest, name=dest.name)
+    audit.record("backup_destination.saved", team_id=dest.team_id, target=dest, name=dest.name)
     return dest
 
 
@@ -76,11 +77,11 @@ def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
     elif form.parsed_url is not None:
         policy.database_url, password = form.parsed_url
         policy.database_password = (
-            secrets.encrypt(password, context=backups.DB_PASSWORD) if password else None
+            crypto.encrypt(password, context=backups.DB_PASSWORD) if password else None
         )
     db.session.add(policy)
     db.session.flush()
-    events.record("backup_policy.saved", team_id=policy.team_id, target=policy, name=policy.name)
+    audit.record("backup_policy.saved", team_id=policy.team_id, target=policy, name=policy.name)
     return policy
 
 
@@ -93,14 +94,14 @@ def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
             "sender": form.sender.data, "to": form.to.data,
         }  # fmt: skip
         if form.smtp_password.data:
-            channel.secret = secrets.encrypt(form.smtp_password.data, context=notify.SECRET_CONTEXT)
+            channel.secret = crypto.encrypt(form.smtp_password.data, context=notify.SECRET_CONTEXT)
     else:
         from app import names
 
         channel.settings = {"host": names.url_host(form.url.data)}
-        channel.secret = secrets.encrypt(form.url.data, context=notify.SECRET_CONTEXT)
+        channel.secret = crypto.encrypt(form.url.data, context=notify.SECRET_CONTEXT)
     db.session.add(channel)
     db.session.flush()
-    events.record("notification_channel.saved", team_id=channel.team_id, target=channel,
+    audit.record("notification_channel.saved", team_id=channel.team_id, target=channel,
                   name=channel.name)  # fmt: skip
     return channel

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from app import envvars, events
+from app import envvars
+from app import audit
 from app.extensions import db
 from app.models import Application, Deployment, Environment, Project, Team
 
@@ -20,7 +21,7 @@ def create_project(team: Team, name: str, description: str) -> Project:
     project.environments.append(Environment(name=DEFAULT_ENVIRONMENT))
     db.session.add(project)
     db.session.flush()
-    events.record("project.created", team_id=team.id, target=project, name=name)
+    audit.record("project.created", team_id=team.id, target=project, name=name)
     return project
 
 

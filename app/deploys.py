@@ -17,7 +17,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, update
 
-from app import events, livestatus
+from app import livestatus
+from app import audit
 from app.extensions import db, queue, redis
 from app.models import Application, Deployment, DeploymentStatus, User
 from app.models.base import utcnow
@@ -82,7 +83,7 @@ def start_deploy(
     db.session.add(deployment)
     db.session.flush()
     deployment.rq_job_id = f"deploy-{deployment.id}"
-    events.record(
+    audit.record(
         "deploy.started", team_id=app.project.team_id, target=deployment, trigger=trigger,
         app=app.name,
     )  # fmt: skip
@@ -118,7 +119,7 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
         ).rowcount  # fmt: skip
         if changed:
             _drop_job(deployment.rq_job_id)
-            events.record("deploy.cancelled", target=deployment, user_id=user.id if user else None)
+            audit.record("deploy.cancelled", target=deployment, user_id=user.id if user else None)
             db.session.commit()
             db.session.refresh(deployment)
             livestatus.publish(deployment)
@@ -127,7 +128,7 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     if deployment.status != DeploymentStatus.building.value:
         raise DeployError(f"A {deployment.status} deployment cannot be cancelled.")
     redis.client.set(CANCEL_KEY.format(deployment.id), "1", ex=3600)
-    events.record("deploy.cancel_requested", target=deployment,
+    audit.record("deploy.cancel_requested", target=deployment,
                   user_id=user.id if user else None)  # fmt: skip
     db.session.commit()
 

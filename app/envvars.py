@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app import names, secrets
+from app import names
+from app import crypto
 from app.extensions import db
 from app.models import Application, EnvVar
 
@@ -46,7 +47,7 @@ def set_var(app: Application, key: str, value: str, *, secret: bool) -> EnvVar:
     var.is_secret = secret
     if secret:
         var.value = None
-        var.secret_value = secrets.encrypt(value, context=CONTEXT)
+        var.secret_value = crypto.encrypt(value, context=CONTEXT)
     else:
         var.value = value
         var.secret_value = None
@@ -69,12 +70,12 @@ def plain_as_text(app: Application) -> str:
 
 def display_value(var: EnvVar) -> str:
     """What a page may show: the value, or a mask for secrets."""
-    return secrets.MASK if var.is_secret else (var.value or "")
+    return crypto.MASK if var.is_secret else (var.value or "")
 
 
 def decrypted_one(var: EnvVar) -> str:
     if var.is_secret:
-        return secrets.decrypt(var.secret_value or "", context=CONTEXT)
+        return crypto.decrypt(var.secret_value or "", context=CONTEXT)
     return var.value or ""
 
 

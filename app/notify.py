@@ -20,7 +20,8 @@ from urllib.error import URLError
 from flask import current_app
 from sqlalchemy import select
 
-from app import names, secrets
+from app import names
+from app import crypto
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -118,8 +119,8 @@ def _post_json(url: str, payload: dict) -> None:
 def _secret(channel: NotificationChannel) -> str:
     """The channel's URL or SMTP password; one stored under a retired key is a plain error."""
     try:
-        return secrets.decrypt(channel.secret, context=SECRET_CONTEXT)
-    except secrets.SecretError:
+        return crypto.decrypt(channel.secret, context=SECRET_CONTEXT)
+    except crypto.SecretError:
         raise DeliveryError(
             "the channel's URL or SMTP password cannot be decrypted (the encryption key it "
             f"was stored with is no longer configured); delete {channel.name} and add it again"
@@ -171,7 +172,7 @@ def deliver(channel_id: int, what: str, object_id: int) -> str:
         try:
             send(channel, what, subject, text)
             return "sent"
-        except (DeliveryError, secrets.SecretError, KeyError) as exc:
+        except (DeliveryError, crypto.SecretError, KeyError) as exc:
             log.warning("channel %s, attempt %s: %s", channel_id, attempt + 1, exc)
             if attempt < retries:
                 time.sleep(base * (2**attempt))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app import events, gitsrc, names, secrets
+from app import gitsrc, names
+from app import audit, crypto
 from app.extensions import db
 from app.models import Application
 
@@ -43,9 +44,9 @@ def generate_deploy_key(app: Application) -> str:
         .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         .decode()
     )
-    app.deploy_key_private = secrets.encrypt(private, context=KEY_CONTEXT)
+    app.deploy_key_private = crypto.encrypt(private, context=KEY_CONTEXT)
     app.deploy_key_public = f"{public} slipway-app-{app.id}"
-    events.record("deploy_key.generated", team_id=app.project.team_id, target=app)
+    audit.record("deploy_key.generated", team_id=app.project.team_id, target=app)
     return app.deploy_key_public
 
 
@@ -53,19 +54,19 @@ def set_token(app: Application, token: str, user: str) -> None:
     """Store (encrypted) or clear the HTTPS access token; the token is never shown again."""
     token = token.strip()
     if token:
-        app.git_token = secrets.encrypt(token, context=TOKEN_CONTEXT)
+        app.git_token = crypto.encrypt(token, context=TOKEN_CONTEXT)
         app.git_token_user = user.strip() or "x-access-token"
-        events.record("git_token.set", team_id=app.project.team_id, target=app)
+        audit.record("git_token.set", team_id=app.project.team_id, target=app)
     else:
         app.git_token = None
         app.git_token_user = None
-        events.record("git_token.cleared", team_id=app.project.team_id, target=app)
+        audit.record("git_token.cleared", team_id=app.project.team_id, target=app)
 
 
 def forget_host_keys(app: Application) -> None:
     """Unpin the SSH host key: the next clone pins whatever the server presents."""
     app.git_known_hosts = None
-    events.record("git_host_key.forgotten", team_id=app.project.team_id, target=app)
+    audit.record("git_host_key.forgotten", team_id=app.project.team_id, target=app)
 
 
 def host_keys(app: Application) -> list[HostKey]:
@@ -88,9 +89,9 @@ def credentials(app: Application) -> gitsrc.Credentials:
     """Decrypt what a clone of this app's repository needs (worker only)."""
     creds = gitsrc.Credentials(known_hosts=app.git_known_hosts or "")
     if app.deploy_key_private:
-        creds.ssh_private_key = secrets.decrypt(app.deploy_key_private, context=KEY_CONTEXT)
+        creds.ssh_private_key = crypto.decrypt(app.deploy_key_private, context=KEY_CONTEXT)
     if app.git_token:
-        creds.token = secrets.decrypt(app.git_token, context=TOKEN_CONTEXT)
+        creds.token = crypto.decrypt(app.git_token, context=TOKEN_CONTEXT)
         creds.token_user = app.git_token_user or "x-access-token"
     return creds
 
@@ -108,7 +109,7 @@ def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -
     finally:
         if creds.known_hosts.strip() and creds.known_hosts != (app.git_known_hosts or ""):
             app.git_known_hosts = creds.known_hosts
-            events.record("git_host_key.pinned", team_id=app.project.team_id, target=app,
+            audit.record("git_host_key.pinned", team_id=app.project.team_id, target=app,
                           hosts=[k.host for k in host_keys(app)])  # fmt: skip
             db.session.commit()
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import backups, dumps, notify, secrets, storage
+from app import backups, dumps, notify, storage
+from app import crypto
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -122,7 +123,7 @@ class _Restore:
             else:
                 self._postgres(source, dump)
         except (RestoreError, dumps.DumpError, storage.StorageError, backups.BackupError,
-                secrets.SecretError, OSError) as exc:  # fmt: skip
+                crypto.SecretError, OSError) as exc:  # fmt: skip
             r.status, r.error = BackupStatus.failed.value, str(exc)[:2000]
             self.note(f"failed: {str(exc)[:200]}")
         except Exception as exc:  # noqa: BLE001 - psycopg errors and the like: the row says so

@@ -15,7 +15,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import backups, secrets, storage
+from app import backups, storage
+from app import crypto
 from app.extensions import db
 from app.models import Backup, BackupPolicy
 from app.models.base import utcnow
@@ -91,5 +92,5 @@ def prune(policy: BackupPolicy) -> None:
                            base_delay=cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip
             b.uploaded = False
             db.session.commit()
-    except (storage.StorageError, secrets.SecretError) as exc:
+    except (storage.StorageError, crypto.SecretError) as exc:
         log.warning("retention of policy %s stopped, S3 copies kept for now: %s", policy.id, exc)

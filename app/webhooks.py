@@ -22,7 +22,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
-from app import deploys, events, pushes, secrets
+from app import deploys, pushes
+from app import audit, crypto
 from app.extensions import db
 from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow
@@ -85,10 +86,10 @@ def rotate_secret(app: Application) -> str:
     Returns the plaintext once, for the page that shows it; only ciphertext is stored.
     """
     plaintext = pysecrets.token_urlsafe(32)
-    app.webhook_secret = secrets.encrypt(plaintext, context=SECRET_CONTEXT)
+    app.webhook_secret = crypto.encrypt(plaintext, context=SECRET_CONTEXT)
     if not app.webhook_token:
         app.webhook_token = new_token()
-    events.record("webhook.secret_rotated", team_id=app.project.team_id, target=app)
+    audit.record("webhook.secret_rotated", team_id=app.project.team_id, target=app)
     return plaintext
 
 
@@ -106,8 +107,8 @@ def verify(app: Application, provider: str, headers: Mapping[str, str], body: by
     if not app.webhook_secret:
         raise Refused("the app has no webhook secret")
     try:
-        secret = secrets.decrypt(app.webhook_secret, context=SECRET_CONTEXT)
-    except secrets.SecretError as exc:
+        secret = crypto.decrypt(app.webhook_secret, context=SECRET_CONTEXT)
+    except crypto.SecretError as exc:
         raise Refused("the webhook secret cannot be decrypted") from exc
     header = HEADERS[provider][0]
     given = headers.get(header) or ""
@@ -128,8 +129,8 @@ def verify(app: Application, provider: str, headers: Mapping[str, str], body: by
 
 
 def refuse(app: Application | None, provider: str, reason: str) -> None:
-    """Audit a refused delivery (with the source address, via ``events``); nothing else."""
-    events.record(
+    """Audit a refused delivery (with the source address, via ``audit``); nothing else."""
+    audit.record(
         "webhook.refused",
         team_id=app.project.team_id if app else None,
         target=app,

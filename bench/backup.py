@@ -193,7 +193,8 @@ def setup_state(env: dict, s3_url: str, bucket: str) -> None:
     os.environ.update(env)
     from flask_migrate import upgrade
 
-    from app import backups, create_app, secrets
+    from app import backups, create_app
+    from app import crypto
     from app.extensions import db
     from app.models import BackupDestination, BackupPolicy, Team
 
@@ -206,14 +207,14 @@ def setup_state(env: dict, s3_url: str, bucket: str) -> None:
         dest = BackupDestination(
             team_id=team.id, name="moto", endpoint_url=s3_url, region="us-east-1",
             bucket=bucket, prefix="slipway", access_key_id="bench", path_style=True,
-            secret_access_key=secrets.encrypt("bench", context=backups.S3_SECRET),
+            secret_access_key=crypto.encrypt("bench", context=backups.S3_SECRET),
         )  # fmt: skip
         db.session.add(dest)
         db.session.flush()
         db.session.add(BackupPolicy(
             team_id=team.id, name="bench", target_type="postgres", destination_id=dest.id,
             database_url=f"postgresql://slipway@127.0.0.1:5432/{SOURCE}",
-            database_password=secrets.encrypt("slipway", context=backups.DB_PASSWORD),
+            database_password=crypto.encrypt("slipway", context=backups.DB_PASSWORD),
         ))  # fmt: skip
         db.session.commit()
     return app

@@ -246,7 +246,8 @@ def seed(rng: random.Random) -> dict:
     """Bulk-insert the data set through the app's models; returns what the checks need."""
     from sqlalchemy import insert, text
 
-    from app import create_app, envvars, secrets
+    from app import create_app, envvars
+    from app import crypto
     from app.extensions import db
     from app.models import (
         Application,
@@ -368,7 +369,7 @@ def seed(rng: random.Random) -> dict:
                         "application_id": app_id,
                         "key": key,
                         "value": None,
-                        "secret_value": secrets.encrypt(value, context=envvars.CONTEXT),
+                        "secret_value": crypto.encrypt(value, context=envvars.CONTEXT),
                         "is_secret": True,
                         "created_at": start,
                         "updated_at": start,

@@ -4,57 +4,58 @@ import base64
 
 import pytest
 
-from app import config, secrets
+from app import config
+from app import crypto
 
 
 def test_round_trip_and_ciphertext_hides_plaintext(app):
-    token = secrets.encrypt("hunter2-canary", context="env_var")
+    token = crypto.encrypt("hunter2-canary", context="env_var")
     assert "hunter2" not in token
     assert token.startswith("k1:")
-    assert secrets.decrypt(token, context="env_var") == "hunter2-canary"
+    assert crypto.decrypt(token, context="env_var") == "hunter2-canary"
 
 
 def test_same_plaintext_encrypts_differently_each_time(app):
-    assert secrets.encrypt("x", context="c") != secrets.encrypt("x", context="c")
+    assert crypto.encrypt("x", context="c") != crypto.encrypt("x", context="c")
 
 
 def test_wrong_context_does_not_decrypt(app):
-    token = secrets.encrypt("x", context="env_var")
-    with pytest.raises(secrets.SecretError):
-        secrets.decrypt(token, context="webhook_secret")
+    token = crypto.encrypt("x", context="env_var")
+    with pytest.raises(crypto.SecretError):
+        crypto.decrypt(token, context="webhook_secret")
 
 
 def test_tampered_ciphertext_is_refused(app):
-    token = secrets.encrypt("x", context="c")
+    token = crypto.encrypt("x", context="c")
     key_id, body = token.split(":")
     raw = bytearray(base64.b64decode(body))
     raw[-1] ^= 1
-    with pytest.raises(secrets.SecretError):
-        secrets.decrypt(f"{key_id}:{base64.b64encode(bytes(raw)).decode()}", context="c")
+    with pytest.raises(crypto.SecretError):
+        crypto.decrypt(f"{key_id}:{base64.b64encode(bytes(raw)).decode()}", context="c")
 
 
 @pytest.mark.parametrize("body", ["not base64 at all!", "", "AAAA", "QUJD"])
 def test_a_garbled_ciphertext_body_is_a_secret_error(app, body):
     """Not base64, empty, or shorter than a nonce: the same SecretError callers handle."""
-    key_id = secrets.encrypt("x", context="c").split(":")[0]
-    with pytest.raises(secrets.SecretError):
-        secrets.decrypt(f"{key_id}:{body}", context="c")
+    key_id = crypto.encrypt("x", context="c").split(":")[0]
+    with pytest.raises(crypto.SecretError):
+        crypto.decrypt(f"{key_id}:{body}", context="c")
 
 
 def test_rotation_new_key_encrypts_old_key_still_decrypts(app):
-    old = secrets.encrypt("before rotation", context="c")
+    old = crypto.encrypt("before rotation", context="c")
     new_key = "k2:" + base64.b64encode(b"\x02" * 32).decode()
     old_keys = app.config["ENCRYPTION_KEYS"]
     app.config["ENCRYPTION_KEYS"] = config.parse_encryption_keys(
         new_key + "," + "k1:" + base64.b64encode(old_keys["k1"]).decode()
     )
     try:
-        assert secrets.decrypt(old, context="c") == "before rotation"
-        assert secrets.key_id_of(secrets.encrypt("after", context="c")) == "k2"
+        assert crypto.decrypt(old, context="c") == "before rotation"
+        assert crypto.key_id_of(crypto.encrypt("after", context="c")) == "k2"
     finally:
         app.config["ENCRYPTION_KEYS"] = old_keys
 
 
 def test_unknown_key_id_is_refused(app):
-    with pytest.raises(secrets.SecretError, match="k9"):
-        secrets.decrypt("k9:AAAA", context="c")
+    with pytest.raises(crypto.SecretError, match="k9"):
+        crypto.decrypt("k9:AAAA", context="c")

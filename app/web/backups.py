@@ -22,7 +22,8 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, backups, backupsetup, events, restores, secrets, storage
+from app import access, backups, backupsetup, restores, storage
+from app import audit, crypto
 from app.backupforms import DestinationForm, PolicyForm, RestoreForm
 from app.extensions import db
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
@@ -113,7 +114,7 @@ def destination_test_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
     try:
         steps = storage.probe(backups.s3_target(dest))  # SSRF-checked at use in storage
-    except secrets.SecretError as exc:
+    except crypto.SecretError as exc:
         steps = [("secret key", False, str(exc))]
     except storage.StorageError as exc:
         steps = [("connect", False, str(exc))]
@@ -140,7 +141,7 @@ def destination_delete_post(destination_id: int):
     if db.session.query(BackupPolicy.id).filter_by(destination_id=dest.id).first():
         flash("A policy still uses this destination; change or delete it first.", "error")
         return redirect(url_for("backups.index"), 303)
-    events.record("backup_destination.deleted", team_id=dest.team_id, target=dest, name=dest.name)
+    audit.record("backup_destination.deleted", team_id=dest.team_id, target=dest, name=dest.name)
     db.session.delete(dest)
     db.session.commit()
     flash(f"Destination {dest.name} deleted.", "success")
@@ -227,7 +228,7 @@ def policy_delete_get(policy_id: int):
 @bp.post("/policies/<int:policy_id>/delete")
 def policy_delete_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
-    events.record("backup_policy.deleted", team_id=policy.team_id, target=policy,
+    audit.record("backup_policy.deleted", team_id=policy.team_id, target=policy,
                   name=policy.name)  # fmt: skip
     db.session.delete(policy)
     db.session.commit()
@@ -239,7 +240,7 @@ def policy_delete_post(policy_id: int):
 def policy_run_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
     backup = backups.start_now(policy)
-    events.record("backup.started", team_id=policy.team_id, target=backup, policy=policy.name)
+    audit.record("backup.started", team_id=policy.team_id, target=backup, policy=policy.name)
     db.session.commit()
     flash(f"Backup #{backup.id} of {policy.name} queued.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -271,7 +272,7 @@ def download(backup_id: int):
     try:
         chunks = storage.iter_object(backups.s3_target(backup.policy.destination),
                                      backup.object_key)  # fmt: skip
-    except (secrets.SecretError, storage.StorageError) as exc:
+    except (crypto.SecretError, storage.StorageError) as exc:
         abort(502, f"The backup could not be read from S3: {exc}.")
     return Response(
         stream_with_context(chunks), mimetype="application/octet-stream",
@@ -309,7 +310,7 @@ def restore_post(backup_id: int):
     target = form.new_database.data if form.mode.data == "new" else None
     restore = restores.start(backup, kind="restore", target_database=target,
                              user_id=current_user.id)  # fmt: skip
-    events.record("backup.restore_started", team_id=backup.team_id, target=backup,
+    audit.record("backup.restore_started", team_id=backup.team_id, target=backup,
                   into=target or "same database")  # fmt: skip
     db.session.commit()
     return redirect(url_for("backups.restore_show", restore_id=restore.id), 303)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from app import access, backupsetup, events, notify
+from app import access, backupsetup, notify
+from app import audit
 from app.backupforms import EVENT_LABELS, ChannelForm
 from app.extensions import db
 from app.models import NotificationChannel, Role
@@ -73,7 +74,7 @@ def delete_get(channel_id: int):
 @bp.post("/<int:channel_id>/delete")
 def delete_post(channel_id: int):
     channel = access.notification_channel(channel_id, Role.admin)
-    events.record("notification_channel.deleted", team_id=channel.team_id, target=channel,
+    audit.record("notification_channel.deleted", team_id=channel.team_id, target=channel,
                   name=channel.name)  # fmt: skip
     db.session.delete(channel)
     db.session.commit()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from app import access, catalog, events
+from app import access, catalog
+from app import audit
 from app.extensions import db
 from app.forms import ProjectForm
 from app.models import Application, Role
@@ -72,7 +73,7 @@ def edit_post(project_id: int):
     if form.errors:
         return render_template("projects/form.html", form=form, project=project), 422
     project.name, project.description = form.name.data, form.description.data or ""
-    events.record("project.updated", team_id=project.team_id, target=project)
+    audit.record("project.updated", team_id=project.team_id, target=project)
     db.session.commit()
     flash("Project saved.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
@@ -94,7 +95,7 @@ def delete_get(project_id: int):
 @bp.post("/<int:project_id>/delete")
 def delete_post(project_id: int):
     project = access.project(project_id, Role.admin)
-    events.record("project.deleted", team_id=project.team_id, target=project, name=project.name)
+    audit.record("project.deleted", team_id=project.team_id, target=project, name=project.name)
     db.session.delete(project)
     db.session.commit()
     flash(f"Project {project.name} deleted.", "success")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, events, repos, webhooks
+from app import access, repos, webhooks
+from app import audit
 from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery
@@ -106,7 +107,7 @@ def save_settings(app_id: int):
         return _page(app, settings_form=form, status=422)
     app.watch_paths = form.watch_paths.data or ""
     app.deploy_tags = form.deploy_tags.data or None
-    events.record("app.git_settings_updated", team_id=app.project.team_id, target=app)
+    audit.record("app.git_settings_updated", team_id=app.project.team_id, target=app)
     db.session.commit()
     flash("Push settings saved.", "success")
     return _back(app, "push")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_user
 
-from app import events
+from app import audit
 from app.extensions import db
 from app.forms import PasswordForm
 
@@ -26,7 +26,7 @@ def password_post():
         return render_template("settings/account.html", form=form), 422
     current_user.set_password(form.password.data)
     current_user.end_all_sessions()
-    events.record("password.changed", target=current_user)
+    audit.record("password.changed", target=current_user)
     db.session.commit()
     # Other sessions are now dead; this one carries on with the new version.
     session.clear()
@@ -38,7 +38,7 @@ def password_post():
 @bp.post("/sessions/revoke")
 def sessions_revoke_post():
     current_user.end_all_sessions()
-    events.record("sessions.revoked", target=current_user)
+    audit.record("sessions.revoked", target=current_user)
     db.session.commit()
     session.clear()
     login_user(current_user)

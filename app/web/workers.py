@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from app import access, events, workers
+from app import access, workers
+from app import audit
 from app.extensions import db
 from app.models.base import utcnow
 
@@ -26,7 +27,7 @@ def retry(job_id: str):
     retried = workers.retry(job_id)
     if retried is None:
         abort(404, "No failed job with this id (it may have been retried already).")
-    events.record(
+    audit.record(
         "job.retried", team_id=membership.team_id, job_id=retried.id, queue=retried.queue,
         function=retried.function,
     )  # fmt: skip

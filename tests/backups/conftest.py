@@ -21,7 +21,8 @@ import requests
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from app import backups, secrets, storage
+from app import backups, storage
+from app import crypto
 from app.extensions import db, queue, redis
 from app.models import BackupDestination, BackupPolicy, Team
 from tests.conftest import RequestScopedClient, running_app
@@ -140,7 +141,7 @@ def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> Backup
     values = {
         "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",
         "bucket": bucket, "prefix": "slipway", "access_key_id": "testing",
-        "secret_access_key": secrets.encrypt("testing", context=backups.S3_SECRET),
+        "secret_access_key": crypto.encrypt("testing", context=backups.S3_SECRET),
         "path_style": True,
     } | fields  # fmt: skip
     dest = BackupDestination(team_id=team.id, **values)
@@ -159,7 +160,7 @@ def make_policy(team: Team, dest: BackupDestination, url: str | None, **fields) 
         values |= {
             "target_type": "postgres",
             "database_url": stored,
-            "database_password": secrets.encrypt(password, context=backups.DB_PASSWORD)
+            "database_password": crypto.encrypt(password, context=backups.DB_PASSWORD)
             if password else None,
         }  # fmt: skip
     policy = BackupPolicy(team_id=team.id, destination_id=dest.id, **(values | fields))
@@ -236,7 +237,7 @@ def encrypted_with_a_retired_key(plaintext: str, context: str) -> str:
     keys = current_app.config["ENCRYPTION_KEYS"]
     current_app.config["ENCRYPTION_KEYS"] = {"k0": b"\x02" * 32}
     try:
-        return secrets.encrypt(plaintext, context=context)
+        return crypto.encrypt(plaintext, context=context)
     finally:
         current_app.config["ENCRYPTION_KEYS"] = keys
 

@@ -11,7 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from app import backups, notify, secrets
+from app import backups, notify
+from app import crypto
 from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
 from tests.backups.conftest import free_port, make_destination, make_policy, work
@@ -68,7 +69,7 @@ def smtp():
 
 
 def _channel(team, kind, events=("backup.failed",), url=None, name=None, **settings):
-    secret = secrets.encrypt(url, context=notify.SECRET_CONTEXT) if url else None
+    secret = crypto.encrypt(url, context=notify.SECRET_CONTEXT) if url else None
     channel = NotificationChannel(
         team_id=team.id, name=name or f"{kind}-ch", kind=kind, events=list(events),
         settings=settings, secret=secret,

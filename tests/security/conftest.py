@@ -165,20 +165,21 @@ def _backup_objects(team: Team, label: str) -> dict:
 
     from flask import current_app
 
-    from app import backups, notify, secrets
+    from app import backups, notify
+    from app import crypto
     from app.models import Backup, BackupDestination, BackupPolicy, NotificationChannel, Restore
 
     dest = BackupDestination(
         team_id=team.id, name=f"{label}-dest", endpoint_url=f"https://s3.{label}.example.com",
         bucket=f"{label}-bucket", prefix=f"{label}-prefix", access_key_id=f"{label}-key-id",
-        secret_access_key=secrets.encrypt(f"{label}-s3-secret", context=backups.S3_SECRET),
+        secret_access_key=crypto.encrypt(f"{label}-s3-secret", context=backups.S3_SECRET),
     )  # fmt: skip
     db.session.add(dest)
     db.session.flush()
     policy = BackupPolicy(
         team_id=team.id, name=f"{label}-policy", target_type="postgres", destination_id=dest.id,
         database_url=f"postgresql://app@db.{label}.example.com:5432/{label}_db",
-        database_password=secrets.encrypt(f"{label}-db-password", context=backups.DB_PASSWORD),
+        database_password=crypto.encrypt(f"{label}-db-password", context=backups.DB_PASSWORD),
     )  # fmt: skip
     db.session.add(policy)
     db.session.flush()
@@ -198,7 +199,7 @@ def _backup_objects(team: Team, label: str) -> dict:
     channel = NotificationChannel(
         team_id=team.id, name=f"{label}-channel", kind="webhook", events=["backup.failed"],
         settings={"host": f"hooks.{label}.example.com"},
-        secret=secrets.encrypt(f"https://hooks.{label}.example.com/{label}-hook-token",
+        secret=crypto.encrypt(f"https://hooks.{label}.example.com/{label}-hook-token",
                                context=notify.SECRET_CONTEXT),
     )  # fmt: skip
     db.session.add_all([restore, channel])

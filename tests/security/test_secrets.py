@@ -18,7 +18,8 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import select, text
 
-from app import envvars, secrets
+from app import envvars
+from app import crypto
 from app.extensions import db
 from app.models import Application, Deployment, EnvVar, Role
 from tests.conftest import TEST_KEY, csrf_token
@@ -116,7 +117,7 @@ def _assert_sealed_in_database(application_id: int) -> None:
     assert var.value is None
     assert var.secret_value and CANARY not in var.secret_value
     # Real ciphertext of the canary, not a placeholder: it decrypts with the key.
-    assert secrets.decrypt(var.secret_value, context=envvars.CONTEXT) == CANARY
+    assert crypto.decrypt(var.secret_value, context=envvars.CONTEXT) == CANARY
     with db.engine.connect() as conn:
         raw = conn.execute(
             text("SELECT secret_value FROM env_vars WHERE id = :id"), {"id": var.id}
@@ -263,13 +264,13 @@ def test_the_keys_are_not_in_the_database(app, team_a, build_team):
             text("SELECT secret_value FROM env_vars WHERE secret_value IS NOT NULL")
         ).scalars()
         for token in tokens:
-            assert secrets.key_id_of(token) == key_id
+            assert crypto.key_id_of(token) == key_id
             assert key_b64 not in token
 
 
 def test_ciphertexts_of_the_same_secret_differ_and_are_bound_to_their_purpose(app):
-    one = secrets.encrypt(CANARY, context=envvars.CONTEXT)
-    two = secrets.encrypt(CANARY, context=envvars.CONTEXT)
+    one = crypto.encrypt(CANARY, context=envvars.CONTEXT)
+    two = crypto.encrypt(CANARY, context=envvars.CONTEXT)
     assert one != two
-    with pytest.raises(secrets.SecretError):
-        secrets.decrypt(one, context="webhook_secret")
+    with pytest.raises(crypto.SecretError):
+        crypto.decrypt(one, context="webhook_secret")

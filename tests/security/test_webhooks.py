@@ -18,7 +18,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from app import gitsrc, names, repos, secrets, webhooks
+from app import gitsrc, names, repos, webhooks
+from app import crypto
 from app.extensions import db, queue
 from app.models import AuditEvent, Deployment, Role
 from tests.conftest import RequestScopedClient, make_app, make_project, make_team
@@ -431,4 +432,4 @@ def test_webhook_secret_deploy_key_and_token_never_leave_the_server(
         (row.git_token, "git_token", token),
         (row.deploy_key_private, "deploy_key", private),
     ):
-        assert secrets.decrypt(column, context=context) == plain
+        assert crypto.decrypt(column, context=context) == plain

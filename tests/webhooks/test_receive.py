@@ -37,10 +37,10 @@ def test_github_documented_signature_vector_verifies():
 
 
 def test_github_vector_through_verify(app, hooked):
-    from app import secrets
+    from app import crypto
 
     row, _ = hooked
-    row.webhook_secret = secrets.encrypt("It's a Secret to Everybody", context="webhook_secret")
+    row.webhook_secret = crypto.encrypt("It's a Secret to Everybody", context="webhook_secret")
     headers = {"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c"
                "46f4379c8b043e17"}  # fmt: skip
     webhooks.verify(row, "github", headers, b"Hello, World!")

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from app import secrets
+from app import crypto
 from app.extensions import db
 from app.models import Application, AuditEvent, Role
 from tests.conftest import csrf_token, make_app, make_project, make_user, team_of
@@ -29,7 +29,7 @@ def test_generate_secret_shows_it_once_then_masked(logged_in):
     assert shown.status_code == 200
     secret = re.search(r'<pre class="secret"><code>([^<]+)</code>', shown.get_data(as_text=True))[1]
     stored = _fresh(row.id)
-    assert secrets.decrypt(stored.webhook_secret, context="webhook_secret") == secret
+    assert crypto.decrypt(stored.webhook_secret, context="webhook_secret") == secret
     assert secret not in stored.webhook_secret and stored.webhook_token
     page = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
     assert secret not in page and "••••••••" in page
@@ -51,7 +51,7 @@ def test_deploy_key_is_ed25519_public_shown_private_encrypted(logged_in):
     )
     stored = _fresh(row.id)
     assert stored.deploy_key_public.startswith("ssh-ed25519 AAAA")
-    private = secrets.decrypt(stored.deploy_key_private, context="deploy_key")
+    private = crypto.decrypt(stored.deploy_key_private, context="deploy_key")
     assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert "PRIVATE KEY" not in stored.deploy_key_private
     page = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
@@ -67,7 +67,7 @@ def test_token_is_write_only(logged_in):
     response = client.post(f"/apps/{row.id}/git/token", data=form)
     assert response.status_code == 303
     stored = _fresh(row.id)
-    assert secrets.decrypt(stored.git_token, context="git_token") == canary
+    assert crypto.decrypt(stored.git_token, context="git_token") == canary
     assert stored.git_token_user == "oauth2"
     assert canary not in client.get(f"/apps/{row.id}/git").get_data(as_text=True)
     bad = client.post(f"/apps/{row.id}/git/token",
