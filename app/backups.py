@@ -21,8 +21,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import dumps, names, notify, storage
-from app import crypto
+from app import crypto, dumps, names, notify, storage
 from app.extensions import db, queue, redis
 from app.models import (
     Backup,

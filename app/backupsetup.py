@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import backups, notify
-from app import audit, crypto
+from app import audit, backups, crypto, notify
 from app.extensions import db
 from app.models import (
     Backup,

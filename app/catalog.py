@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from app import envvars
-from app import audit
+from app import audit, envvars
 from app.extensions import db
 from app.models import Application, Deployment, Environment, Project, Team
 

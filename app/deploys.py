@@ -17,8 +17,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, update
 
-from app import livestatus
-from app import audit
+from app import audit, livestatus
 from app.extensions import db, queue, redis
 from app.models import Application, Deployment, DeploymentStatus, User
 from app.models.base import utcnow

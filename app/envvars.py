@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from app import names
-from app import crypto
+from app import crypto, names
 from app.extensions import db
 from app.models import Application, EnvVar
 

@@ -20,8 +20,7 @@ from urllib.error import URLError
 from flask import current_app
 from sqlalchemy import select
 
-from app import names
-from app import crypto
+from app import crypto, names
 from app.extensions import db, queue
 from app.models import (
     Backup,

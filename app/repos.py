@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app import gitsrc, names
-from app import audit, crypto
+from app import audit, crypto, gitsrc, names
 from app.extensions import db
 from app.models import Application
 

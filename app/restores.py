@@ -18,8 +18,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import backups, dumps, notify, storage
-from app import crypto
+from app import backups, crypto, dumps, notify, storage
 from app.extensions import db, queue
 from app.models import (
     Backup,

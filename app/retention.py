@@ -15,8 +15,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import backups, storage
-from app import crypto
+from app import backups, crypto, storage
 from app.extensions import db
 from app.models import Backup, BackupPolicy
 from app.models.base import utcnow

@@ -22,8 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
-from app import deploys, pushes
-from app import audit, crypto
+from app import audit, crypto, deploys, pushes
 from app.extensions import db
 from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow

@@ -193,8 +193,7 @@ def setup_state(env: dict, s3_url: str, bucket: str) -> None:
     os.environ.update(env)
     from flask_migrate import upgrade
 
-    from app import backups, create_app
-    from app import crypto
+    from app import backups, create_app, crypto
     from app.extensions import db
     from app.models import BackupDestination, BackupPolicy, Team
 

@@ -246,8 +246,7 @@ def seed(rng: random.Random) -> dict:
     """Bulk-insert the data set through the app's models; returns what the checks need."""
     from sqlalchemy import insert, text
 
-    from app import create_app, envvars
-    from app import crypto
+    from app import create_app, crypto, envvars
     from app.extensions import db
     from app.models import (
         Application,

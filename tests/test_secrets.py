@@ -4,8 +4,7 @@ import base64
 
 import pytest
 
-from app import config
-from app import crypto
+from app import config, crypto
 
 
 def test_round_trip_and_ciphertext_hides_plaintext(app):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, catalog, envvars
-from app import audit
+from app import access, audit, catalog, envvars
 from app.extensions import db, queue
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role

@@ -22,8 +22,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, backups, backupsetup, restores, storage
-from app import audit, crypto
+from app import access, audit, backups, backupsetup, crypto, restores, storage
 from app.backupforms import DestinationForm, PolicyForm, RestoreForm
 from app.extensions import db
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from app import access, backupsetup, notify
-from app import audit
+from app import access, audit, backupsetup, notify
 from app.backupforms import EVENT_LABELS, ChannelForm
 from app.extensions import db
 from app.models import NotificationChannel, Role

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from app import access, catalog
-from app import audit
+from app import access, audit, catalog
 from app.extensions import db
 from app.forms import ProjectForm
 from app.models import Application, Role

@@ -6,8 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, repos, webhooks
-from app import audit
+from app import access, audit, repos, webhooks
 from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery

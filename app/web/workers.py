@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from app import access, workers
-from app import audit
+from app import access, audit, workers
 from app.extensions import db
 from app.models.base import utcnow
 

@@ -21,8 +21,7 @@ import requests
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from app import backups, storage
-from app import crypto
+from app import backups, crypto, storage
 from app.extensions import db, queue, redis
 from app.models import BackupDestination, BackupPolicy, Team
 from tests.conftest import RequestScopedClient, running_app

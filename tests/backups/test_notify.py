@@ -11,8 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from app import backups, notify
-from app import crypto
+from app import backups, crypto, notify
 from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
 from tests.backups.conftest import free_port, make_destination, make_policy, work

@@ -165,8 +165,7 @@ def _backup_objects(team: Team, label: str) -> dict:
 
     from flask import current_app
 
-    from app import backups, notify
-    from app import crypto
+    from app import backups, crypto, notify
     from app.models import Backup, BackupDestination, BackupPolicy, NotificationChannel, Restore
 
     dest = BackupDestination(

@@ -18,8 +18,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import select, text
 
-from app import envvars
-from app import crypto
+from app import crypto, envvars
 from app.extensions import db
 from app.models import Application, Deployment, EnvVar, Role
 from tests.conftest import TEST_KEY, csrf_token

@@ -18,8 +18,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from app import gitsrc, names, repos, webhooks
-from app import crypto
+from app import crypto, gitsrc, names, repos, webhooks
 from app.extensions import db, queue
 from app.models import AuditEvent, Deployment, Role
 from tests.conftest import RequestScopedClient, make_app, make_project, make_team
