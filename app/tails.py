@@ -27,7 +27,8 @@ from collections.abc import Callable
 from flask import current_app
 from sqlalchemy import select
 
-from app import buildlog, containers, deploys, livestatus, logformat, runtimelogs
+from app import containers, logformat, runtimelogs
+from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Deployment, DeploymentLogLine
 from app.sockets import AccessWatch
@@ -179,7 +180,7 @@ class RuntimeTail:
 
     def _current(self) -> int | None:
         try:
-            dep = deploys.current(self.app_id)
+            dep = control.current(self.app_id)
             return dep.id if dep else None
         finally:
             db.session.remove()
@@ -242,7 +243,7 @@ class RuntimeTail:
 
 def _current_replicas(app_id: int) -> list[tuple[str, str]]:
     try:
-        dep = deploys.current(app_id)
+        dep = control.current(app_id)
         deployment_id = dep.id if dep else None
     finally:
         db.session.remove()

@@ -22,7 +22,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
-from app import audit, crypto, deploys, pushes
+from app import audit, crypto, pushes
+from app.deploys import control
 from app.extensions import db
 from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow
@@ -193,7 +194,7 @@ def receive(
         row.deployment_id = linked["id"] = deployment.id
 
     # One transaction: the delivery row, the deployment and its audit event.
-    deployment = deploys.start_deploy(
+    deployment = control.start_deploy(
         app, trigger="webhook", commit_sha=push.after, commit_message=push.message[:2000],
         commit_author=push.author[:255], git_ref=ref, before_commit=link,
     )  # fmt: skip

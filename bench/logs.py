@@ -199,7 +199,7 @@ def new_deployment(flask_app, app_id: int, status: str) -> int:
 
 
 def set_status(flask_app, dep_id: int, status: str) -> None:
-    from app import livestatus
+    from app.deploys import livestatus
     from app.extensions import db
     from app.models import Deployment
 
@@ -270,7 +270,7 @@ def measure_build(flask_app, ids: dict, base: str, cookies: str, tmp: Path) -> d
     from sqlalchemy import func, select
 
     from app import containers
-    from app.buildlog import BuildLog
+    from app.deploys.buildlog import BuildLog
     from app.extensions import db
     from app.models import DeploymentLogLine
 
@@ -312,7 +312,7 @@ def measure_build(flask_app, ids: dict, base: str, cookies: str, tmp: Path) -> d
 
 
 def measure_build_latency(flask_app, ids: dict, base: str, cookies: str) -> list[float]:
-    from app.buildlog import BuildLog
+    from app.deploys.buildlog import BuildLog
 
     dep_id = new_deployment(flask_app, ids["tailed"], "building")
     follower = Tail(base, f"/ws/deployments/{dep_id}/log", cookies)

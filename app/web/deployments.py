@@ -6,7 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app import access, deploys
+from app import access
+from app.deploys import control
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine, DeploymentStatus, DeployStep, Role
 from app.web import is_htmx
@@ -22,7 +23,7 @@ SERVED = (DeploymentStatus.running.value, DeploymentStatus.replaced.value)
 @bp.post("/apps/<int:app_id>/deploy")
 def deploy(app_id: int):
     app = access.application(app_id, Role.developer)
-    deployment = deploys.start_deploy(app, trigger="manual", user=current_user)
+    deployment = control.start_deploy(app, trigger="manual", user=current_user)
     flash(f"Deployment #{deployment.id} queued.", "success")
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
@@ -135,9 +136,9 @@ def log(deployment_id: int):
 def cancel(deployment_id: int):
     deployment = access.deployment(deployment_id, Role.developer)
     try:
-        deploys.cancel(deployment, current_user)
+        control.cancel(deployment, current_user)
         flash("Cancelling the deployment.", "success")
-    except deploys.DeployError as exc:
+    except control.DeployError as exc:
         flash(str(exc), "error")
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
@@ -146,8 +147,8 @@ def cancel(deployment_id: int):
 def rollback(deployment_id: int):
     deployment = access.deployment(deployment_id, Role.developer)
     try:
-        new = deploys.rollback(deployment, current_user)
-    except deploys.DeployError as exc:
+        new = control.rollback(deployment, current_user)
+    except control.DeployError as exc:
         flash(str(exc), "error")
         return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
     flash(f"Rolling back to deployment #{deployment.id}.", "success")

@@ -19,7 +19,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from app import create_app, livestatus, pipeline
+from app import create_app
+from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
 from app.models import Application, Deployment, Project, User
 from app.sockets import SLOTS_KEY

@@ -9,7 +9,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from app import deploys, jobs, proxy
+from app import jobs, proxy
+from app.deploys import control
 from app.extensions import db
 from app.models import Application, Deployment, DeploymentLogLine
 from tests import lab
@@ -118,7 +119,7 @@ def _through_traefik(infra, app_row, path="/"):
 
 
 def _deploy(app_row, **kwargs) -> Deployment:
-    deployment = deploys.start_deploy(app_row, trigger=kwargs.pop("trigger", "manual"), **kwargs)
+    deployment = control.start_deploy(app_row, trigger=kwargs.pop("trigger", "manual"), **kwargs)
     jobs.run_deployment(deployment.id)
     db.session.expire_all()
     return db.session.get(Deployment, deployment.id)

@@ -11,7 +11,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
-from app import deploys, envvars, jobs
+from app import envvars, jobs
+from app.deploys import control
 from app.extensions import db, queue, redis
 from app.models import Deployment, Role
 from tests import lab
@@ -31,9 +32,9 @@ def _statuses(app_row) -> list[str]:
 
 def test_newer_queued_deployment_supersedes_older_ones(app):
     app_row = make_app(make_project(make_team()))
-    first = deploys.start_deploy(app_row, trigger="manual")
-    second = deploys.start_deploy(app_row, trigger="api")
-    third = deploys.start_deploy(app_row, trigger="webhook")
+    first = control.start_deploy(app_row, trigger="manual")
+    second = control.start_deploy(app_row, trigger="api")
+    third = control.start_deploy(app_row, trigger="webhook")
     assert _statuses(app_row) == ["superseded", "superseded", "queued"]
     deploy_queue = queue("deploy")
     assert deploy_queue.job_ids == [third.rq_job_id]
@@ -46,8 +47,8 @@ def test_newer_queued_deployment_supersedes_older_ones(app):
 
 def test_cancel_a_queued_deployment(app):
     app_row = make_app(make_project(make_team()))
-    deployment = deploys.start_deploy(app_row, trigger="manual")
-    deploys.cancel(deployment)
+    deployment = control.start_deploy(app_row, trigger="manual")
+    control.cancel(deployment)
     db.session.expire_all()
     assert db.session.get(Deployment, deployment.id).status == "cancelled"
     assert queue("deploy").count == 0
@@ -59,8 +60,8 @@ def test_a_finished_deployment_cannot_be_cancelled(app):
     deployment = Deployment(application_id=app_row.id, status="failed")
     db.session.add(deployment)
     db.session.commit()
-    with pytest.raises(deploys.DeployError):
-        deploys.cancel(deployment)
+    with pytest.raises(control.DeployError):
+        control.cancel(deployment)
 
 
 def test_rollback_needs_a_successful_deployment(app):
@@ -68,8 +69,8 @@ def test_rollback_needs_a_successful_deployment(app):
     failed = Deployment(application_id=app_row.id, status="failed", image_tag="x")
     db.session.add(failed)
     db.session.commit()
-    with pytest.raises(deploys.DeployError):
-        deploys.rollback(failed)
+    with pytest.raises(control.DeployError):
+        control.rollback(failed)
     assert queue("deploy").count == 0
 
 
@@ -125,7 +126,7 @@ def test_cancel_and_rollback_routes(logged_in):
     good = Deployment(application_id=app_row.id, status="replaced", image_tag="slipway/x:d1")
     db.session.add(good)
     db.session.commit()
-    queued = deploys.start_deploy(app_row, trigger="manual")
+    queued = control.start_deploy(app_row, trigger="manual")
     assert _post(client, f"/deployments/{queued.id}/cancel").status_code == 303
     db.session.expire_all()
     assert db.session.get(Deployment, queued.id).status == "cancelled"
@@ -248,7 +249,7 @@ def test_secret_never_in_job_payload_or_proxy_file(app, infra, repo):
     app_row = _web_app(repo)
     envvars.set_var(app_row, "TOKEN", canary, secret=True)
     db.session.commit()
-    deployment = deploys.start_deploy(app_row, trigger="manual")
+    deployment = control.start_deploy(app_row, trigger="manual")
     raw = b"".join(v for v in redis.client.hgetall(f"rq:job:{deployment.rq_job_id}").values())
     assert canary.encode() not in raw
     jobs.run_deployment(deployment.id)
@@ -311,7 +312,7 @@ def test_worker_killed_mid_deploy_is_reaped_and_old_version_keeps_serving(app, i
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deployment = deploys.start_deploy(app_row, trigger="manual")
+        deployment = control.start_deploy(app_row, trigger="manual")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             db.session.expire_all()

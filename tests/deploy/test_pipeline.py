@@ -9,7 +9,8 @@ from pathlib import Path
 import docker
 import requests
 
-from app import deploys, envvars, jobs
+from app import envvars, jobs
+from app.deploys import control
 from app.extensions import db
 from app.models import Deployment
 from tests import lab
@@ -142,7 +143,7 @@ def test_rollback_reuses_the_kept_image_without_a_build(app, infra, repo):
     first = _deploy(app_row)
     repo.commit(lab.web_files("v2"), "v2")
     assert _deploy(app_row).status == "running"
-    back = deploys.rollback(first)
+    back = control.rollback(first)
     jobs.run_deployment(back.id)
     db.session.expire_all()
     back = db.session.get(Deployment, back.id)
@@ -176,7 +177,7 @@ def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
     assert _deploy(app_row).status == "running"
     slow = f"/bin/busybox sleep 60 && echo {time.time()}"  # never a cached layer
     repo.commit(lab.web_files("v2", extra_run=slow), "slow build")
-    deployment = deploys.start_deploy(app_row, trigger="manual")
+    deployment = control.start_deploy(app_row, trigger="manual")
     worker = threading.Thread(target=jobs.run_deployment, args=(deployment.id,))
     started = time.monotonic()
     worker.start()
@@ -188,7 +189,7 @@ def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
             break
         time.sleep(0.1)
     time.sleep(1.0)
-    deploys.cancel(row)
+    control.cancel(row)
     worker.join(timeout=30)
     assert not worker.is_alive()
     assert time.monotonic() - started < 40  # the 60 s build did not run to its end

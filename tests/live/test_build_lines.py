@@ -9,7 +9,7 @@ import docker
 from sqlalchemy import select
 
 from app import containers
-from app.buildlog import BuildLog
+from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine
 from tests import lab

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from app import livestatus
-from app.buildlog import BuildLog
+from app.deploys import livestatus
+from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment
 from tests.conftest import make_app, make_project, make_user, team_of

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from app import pipeline
-from app.buildlog import BuildLog
+from app.deploys import pipeline
+from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment
 from tests.conftest import make_app, make_project, team_of

@@ -14,7 +14,7 @@ import docker
 import pytest
 from sqlalchemy import text
 
-from app import livestatus
+from app.deploys import livestatus
 from app.extensions import db
 from app.models import Deployment
 from tests import lab

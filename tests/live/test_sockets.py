@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import delete
 
-from app import livestatus
+from app.deploys import livestatus
 from app.extensions import db, redis
 from app.models import Deployment, Membership, Role, User
 from app.sockets import SLOTS_KEY

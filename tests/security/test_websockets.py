@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from simple_websocket.errors import ConnectionError as HandshakeRefused
 
-from app.buildlog import BuildLog
+from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Role
 from tests.livekit import receive, serving

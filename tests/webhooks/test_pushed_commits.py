@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from app import deploys, gitsrc, pipeline, webhooks
+from app import gitsrc, webhooks
+from app.deploys import control, pipeline
 from app.extensions import db
 from app.models import Deployment
 from tests import lab
@@ -59,7 +60,7 @@ def test_a_manual_deployment_gets_the_commit_details_from_git(app, git_server):
     _, work = servers.bare_repo(git_server.root, "manual")
     sha = servers.commit(work, {"README": "hello\n"}, MESSAGE)
     row = make_app(make_project(make_team()), git_url=f"{git_server.url}/manual.git")
-    dep = _clone_step(deploys.start_deploy(row, trigger="manual").id)
+    dep = _clone_step(control.start_deploy(row, trigger="manual").id)
     assert (dep.commit_sha, dep.commit_message, dep.commit_author) == (
         sha, "Fix the header", "Ada")  # fmt: skip
 

@@ -372,8 +372,8 @@ def test_concurrent_pushes_to_one_app_all_queue(app, hooked):
 
 
 def test_cancelling_an_already_cancelled_job_is_harmless(app):
-    from app import deploys
+    from app.deploys import control
 
     job = queue("deploy").enqueue("app.jobs.run_deployment", 1, job_id="deploy-x")
     job.cancel()
-    deploys._drop_job("deploy-x")  # no InvalidJobOperation
+    control._drop_job("deploy-x")  # no InvalidJobOperation

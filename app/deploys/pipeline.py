@@ -19,18 +19,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import (
-    buildlog,
-    catalog,
-    containers,
-    deploys,
-    envvars,
-    gitsrc,
-    livestatus,
-    names,
-    proxy,
-    repos,
-)
+from app import catalog, containers, envvars, gitsrc, names, proxy, repos
+from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
@@ -131,9 +121,9 @@ class _Run:
         self.new_containers: list[str] = []
         self.switched = False
         self.to_retire: list[int] = []
-        self.previous = deploys.current(self.app.id)
+        self.previous = control.current(self.app.id)
         self.redis = redis.client
-        self.cancel_key = deploys.CANCEL_KEY.format(deployment_id)
+        self.cancel_key = control.CANCEL_KEY.format(deployment_id)
 
     # -- state -------------------------------------------------------------
 
@@ -354,7 +344,7 @@ class _Run:
             select(Deployment.image_tag)
             .where(
                 Deployment.application_id == self.app.id,
-                Deployment.status.in_(deploys.ROLLBACK_STATUSES),
+                Deployment.status.in_(control.ROLLBACK_STATUSES),
                 Deployment.image_tag.is_not(None),
             )
             .order_by(Deployment.id.desc())
@@ -392,7 +382,7 @@ class _Run:
         # ``step`` stays: it says where the deployment stopped (the progress line).
         self.dep.finished_at = utcnow()
         db.session.commit()
-        redis.client.delete(deploys.CANCEL_KEY.format(self.dep.id))
+        redis.client.delete(control.CANCEL_KEY.format(self.dep.id))
         self.log.info(f"{status.value}: {reason}")
         self.log.flush()
         livestatus.publish(self.dep)

@@ -17,7 +17,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, update
 
-from app import audit, livestatus
+from app import audit
+from app.deploys import livestatus
 from app.extensions import db, queue, redis
 from app.models import Application, Deployment, DeploymentStatus, User
 from app.models.base import utcnow

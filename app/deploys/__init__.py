@@ -1,0 +1,1 @@
+"""Deployments: start, cancel, roll back; pipeline, reaper, routing, build log, live status."""
