@@ -173,7 +173,7 @@ class GitTokenForm(FlaskForm):
     user = StringField("User name", [Optional(), Length(max=100)], filters=[strip])
 
     def validate_user(self, field) -> None:
-        from app.repos import token_user
+        from app.sources.credentials import token_user
 
         try:
             field.data = token_user(field.data)

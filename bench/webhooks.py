@@ -80,9 +80,10 @@ REQUEST_TIMEOUT = 15
 
 def seed_apps() -> list[dict]:
     """20 git apps with auto-deploy and a webhook secret: [{id, token, secret, repo}]."""
-    from app import create_app, webhooks
+    from app import create_app
     from app.extensions import db
     from app.models import Application, Environment, Membership, Project, Team, User
+    from app.sources import webhooks
 
     flask_app = create_app()
     with flask_app.app_context():

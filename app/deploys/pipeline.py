@@ -19,11 +19,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import catalog, containers, envvars, gitsrc, names, proxy, repos
+from app import catalog, containers, envvars, names, proxy
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
+from app.sources import credentials, gitsrc
 
 log = logging.getLogger("slipway.pipeline")
 ALIVE_KEY = "slipway:deploy-alive:{}"
@@ -204,7 +205,7 @@ class _Run:
         try:
             # A webhook deployment builds the pushed commit (and the pushed tag).
             pushed = self.dep.commit_sha if self.dep.trigger == "webhook" else None
-            commit = repos.clone_for(
+            commit = credentials.clone_for(
                 self.app, self.dep.git_ref or self.app.git_branch or "", pushed, self.workdir,
                 allowed_hosts=tuple(self.cfg["GIT_ALLOWED_HOSTS"]),
                 timeout=self.cfg["CLONE_TIMEOUT_SECONDS"],

@@ -6,10 +6,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, audit, repos, webhooks
+from app import access, audit
 from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery
+from app.sources import credentials, webhooks
 
 bp = Blueprint("repos", __name__)
 DELIVERIES_SHOWN = 200
@@ -31,7 +32,7 @@ def _page(app: Application, settings_form=None, token_form=None, status: int = 2
         "repos/show.html",
         app=app,
         urls={p: webhook_url(app, p) for p in webhooks.PROVIDERS},
-        host_keys=repos.host_keys(app),
+        host_keys=credentials.host_keys(app),
         settings_form=settings_form,
         token_form=token_form or GitTokenForm(formdata=None),
     )
@@ -61,7 +62,7 @@ def rotate_secret(app_id: int):
 @bp.post("/apps/<int:app_id>/git/deploy-key")
 def generate_key(app_id: int):
     app = access.application(app_id, Role.developer)
-    repos.generate_deploy_key(app)
+    credentials.generate_deploy_key(app)
     db.session.commit()
     flash("New deploy key generated: add the public key to the repository.", "success")
     return _back(app, "deploy-key")
@@ -70,7 +71,7 @@ def generate_key(app_id: int):
 @bp.post("/apps/<int:app_id>/git/host-key/forget")
 def forget_host_key(app_id: int):
     app = access.application(app_id, Role.developer)
-    repos.forget_host_keys(app)
+    credentials.forget_host_keys(app)
     db.session.commit()
     flash("Pinned host key forgotten: the next clone pins the server's key.", "success")
     return _back(app, "deploy-key")
@@ -83,7 +84,7 @@ def set_token(app_id: int):
     if not form.validate():
         form.token.data = ""
         return _page(app, token_form=form, status=422)
-    repos.set_token(app, form.token.data, form.user.data or "")
+    credentials.set_token(app, form.token.data, form.user.data or "")
     db.session.commit()
     flash("Access token saved.", "success")
     return _back(app, "token")
@@ -92,7 +93,7 @@ def set_token(app_id: int):
 @bp.post("/apps/<int:app_id>/git/token/clear")
 def clear_token(app_id: int):
     app = access.application(app_id, Role.developer)
-    repos.set_token(app, "", "")
+    credentials.set_token(app, "", "")
     db.session.commit()
     flash("Access token removed.", "success")
     return _back(app, "token")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app import webhooks
+from app.sources import webhooks
 from app.web import error_json
 
 bp = Blueprint("webhooks", __name__)

@@ -18,9 +18,10 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from app import crypto, gitsrc, names, repos, webhooks
+from app import crypto, names
 from app.extensions import db, queue
 from app.models import AuditEvent, Deployment, Role
+from app.sources import credentials, gitsrc, webhooks
 from tests.conftest import RequestScopedClient, make_app, make_project, make_team
 from tests.security.test_secrets import _database_text, _every_get_page, _redis_text
 from tests.security.test_secrets import all_logs as all_logs  # a fixture, re-exported
@@ -299,7 +300,7 @@ def _record_git_calls(monkeypatch) -> list[tuple[list[str], dict]]:
 
     def recorded(real):
         def spawn(argv, *args, **kwargs):
-            if sys._getframe(1).f_globals.get("__name__") == "app.gitsrc":
+            if sys._getframe(1).f_globals.get("__name__") == "app.sources.gitsrc":
                 calls.append((list(argv), dict(kwargs.get("env") or {})))
             return real(argv, *args, **kwargs)
 
@@ -391,7 +392,9 @@ def test_a_hostile_branch_or_url_in_the_database_never_reaches_git(
     db.session.refresh(row)
     calls = _record_git_calls(monkeypatch)
     with pytest.raises(gitsrc.GitError):
-        repos.clone_for(row, row.git_branch, None, tmp_path / "out", allowed_hosts=("127.0.0.1",))
+        credentials.clone_for(
+            row, row.git_branch, None, tmp_path / "out", allowed_hosts=("127.0.0.1",)
+        )
     assert calls == [] and not marker.exists()
 
 
@@ -410,11 +413,11 @@ def test_webhook_secret_deploy_key_and_token_never_leave_the_server(
     row = team_a.application
     row.git_url, row.auto_deploy = REPO, True
     secret = webhooks.rotate_secret(row)
-    repos.generate_deploy_key(row)
+    credentials.generate_deploy_key(row)
     token = "ghp_CANARYtoken0123456789"
-    repos.set_token(row, token, "x-access-token")
+    credentials.set_token(row, token, "x-access-token")
     db.session.commit()
-    private = repos.credentials(row).ssh_private_key
+    private = credentials.git_credentials(row).ssh_private_key
     key_body = "".join(private.splitlines()[1:-1])[:40]
     body, headers = payloads.signed_request(
         "github", secret, payloads.github_push(REPO, "refs/heads/main", SHA)

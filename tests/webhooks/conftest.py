@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import webhooks
 from app.extensions import db
+from app.sources import webhooks
 from tests.conftest import make_app, make_project, make_team
 from tests.webhooks import payloads
 

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from sqlalchemy import select
 
-from app import gitsrc, repos
 from app.extensions import db
 from app.models import AuditEvent, Role
+from app.sources import credentials, gitsrc
 from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
 from tests.webhooks import servers
 
@@ -21,7 +21,7 @@ LOOPBACK = ("127.0.0.1",)
 def ssh_lab(app, tmp_path):
     """An app with a deploy key, and an sshd that serves its repository to that key only."""
     row = make_app(make_project(make_team()))
-    public = repos.generate_deploy_key(row)
+    public = credentials.generate_deploy_key(row)
     db.session.commit()
     bare, work = servers.bare_repo(tmp_path / "repos", "private")
     head = servers.commit(work, {"README": "secret sauce\n"}, "First")
@@ -34,15 +34,15 @@ def ssh_lab(app, tmp_path):
 
 def test_deploy_key_clones_and_pins_the_host_key(ssh_lab, tmp_path):
     row, sshd = ssh_lab["app"], ssh_lab["sshd"]
-    commit = repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
+    commit = credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
     assert commit.sha == ssh_lab["head"]
     assert (tmp_path / "out" / "README").read_text() == "secret sauce\n"
-    [key] = repos.host_keys(row)
+    [key] = credentials.host_keys(row)
     assert key.host == f"[127.0.0.1]:{sshd.port}" and key.key_type == "ssh-ed25519"
     assert key.fingerprint == sshd.fingerprint()
     assert db.session.scalar(select(AuditEvent.action).where(
         AuditEvent.action == "git_host_key.pinned")) is not None  # fmt: skip
-    again = repos.clone_for(row, "main", None, tmp_path / "again", allowed_hosts=LOOPBACK)
+    again = credentials.clone_for(row, "main", None, tmp_path / "again", allowed_hosts=LOOPBACK)
     assert again.sha == commit.sha
 
 
@@ -54,7 +54,7 @@ def test_the_git_settings_page_shows_the_fingerprint_pinned_by_the_first_clone(
     auth.login(make_user(row.project.team, Role.developer))
     before = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
     assert "None pinned yet" in before and "SHA256:" not in before
-    repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
+    credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
     page = client.get(f"/apps/{row.id}/git")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -74,10 +74,10 @@ def test_only_the_apps_deploy_key_can_read(ssh_lab, tmp_path):
     with pytest.raises(gitsrc.GitError):
         gitsrc.clone(row.git_url, "main", tmp_path / "nokey", allowed_hosts=LOOPBACK)
     other = make_app(make_project(make_team()), git_url=row.git_url)
-    repos.generate_deploy_key(other)
+    credentials.generate_deploy_key(other)
     db.session.commit()
     with pytest.raises(gitsrc.GitError):
-        repos.clone_for(other, "main", None, tmp_path / "otherkey", allowed_hosts=LOOPBACK)
+        credentials.clone_for(other, "main", None, tmp_path / "otherkey", allowed_hosts=LOOPBACK)
 
 
 def test_a_changed_host_key_fails_with_a_clear_error(ssh_lab, tmp_path):
@@ -88,13 +88,13 @@ def test_a_changed_host_key_fails_with_a_clear_error(ssh_lab, tmp_path):
     row.git_known_hosts = f"[127.0.0.1]:{sshd.port} {key_type} {blob}\n"
     db.session.commit()
     with pytest.raises(gitsrc.GitError, match="does not match the pinned"):
-        repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
+        credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK)
     assert row.git_known_hosts.split()[2] == blob  # still pinned to what it was
 
 
 def test_the_private_key_is_never_in_argv_or_output(ssh_lab, tmp_path, monkeypatch):
     row = ssh_lab["app"]
-    private = repos.credentials(row).ssh_private_key
+    private = credentials.git_credentials(row).ssh_private_key
     seen_argv, lines = [], []
     real_popen = subprocess.Popen
 
@@ -103,7 +103,7 @@ def test_the_private_key_is_never_in_argv_or_output(ssh_lab, tmp_path, monkeypat
         return real_popen(argv, *args, **kwargs)
 
     monkeypatch.setattr(gitsrc.subprocess, "Popen", spy)
-    repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK,
+    credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK,
                     on_line=lines.append)  # fmt: skip
     body = private.splitlines()[1]
     assert seen_argv and all(body not in " ".join(a) for a in seen_argv)
@@ -128,7 +128,7 @@ def test_https_token_reaches_the_server_and_nothing_else(app, token_server, tmp_
     assert token not in str(refused.value)
 
     row = make_app(make_project(make_team()), git_url=url)
-    repos.set_token(row, token, "oauth2")
+    credentials.set_token(row, token, "oauth2")
     db.session.commit()
     seen, lines = [], []
     real_popen = subprocess.Popen
@@ -138,7 +138,7 @@ def test_https_token_reaches_the_server_and_nothing_else(app, token_server, tmp_
         return real_popen(argv, *args, **kwargs)
 
     monkeypatch.setattr(gitsrc.subprocess, "Popen", spy)
-    commit = repos.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK,
+    commit = credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=LOOPBACK,
                              on_line=lines.append)  # fmt: skip
     assert commit.sha == head
     assert any(a.startswith("Basic ") and a == token_server.expected
@@ -148,10 +148,10 @@ def test_https_token_reaches_the_server_and_nothing_else(app, token_server, tmp_
         assert token not in env.get("GIT_ASKPASS", "") and token not in url
     assert all(token not in line for line in lines)
 
-    repos.set_token(row, "wrong-token", "oauth2")
+    credentials.set_token(row, "wrong-token", "oauth2")
     db.session.commit()
     with pytest.raises(gitsrc.GitError) as wrong:
-        repos.clone_for(row, "main", None, tmp_path / "wrong", allowed_hosts=LOOPBACK)
+        credentials.clone_for(row, "main", None, tmp_path / "wrong", allowed_hosts=LOOPBACK)
     assert "wrong-token" not in str(wrong.value)
 
 

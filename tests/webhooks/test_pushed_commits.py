@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from app import gitsrc, webhooks
 from app.deploys import control, pipeline
 from app.extensions import db
 from app.models import Deployment
+from app.sources import gitsrc, webhooks
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 from tests.webhooks import payloads, servers

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app import pushes, webhooks
 from app.extensions import db, queue
 from app.models import Deployment, WebhookDelivery
 from app.models.base import utcnow
+from app.sources import pushes, webhooks
 from tests.webhooks.conftest import REPO, SHA
 
 PROVIDERS = ["github", "gitlab", "gitea", "generic"]

@@ -123,7 +123,7 @@ def test_other_team_gets_404(client, auth, owner):
 
 
 def test_deliveries_list_says_why_and_escapes_what_the_sender_wrote(logged_in):
-    from app import webhooks
+    from app.sources import webhooks
     from tests.webhooks import payloads
 
     client, owner = logged_in
@@ -145,7 +145,7 @@ def test_deliveries_list_says_when_a_deploy_could_not_be_queued(logged_in, monke
     from redis.exceptions import ConnectionError as RedisConnectionError
     from rq import Queue
 
-    from app import webhooks
+    from app.sources import webhooks
     from tests.webhooks import payloads
 
     def refuse(self, *args, **kwargs):

@@ -7,9 +7,10 @@ import time
 
 from sqlalchemy import select
 
-from app import jobs, repos, webhooks
+from app import jobs
 from app.extensions import db
 from app.models import Deployment, WebhookDelivery
+from app.sources import credentials, webhooks
 from tests import lab
 from tests.conftest import RequestScopedClient, make_app, make_project, make_team
 from tests.deploy.conftest import _through_traefik
@@ -98,7 +99,7 @@ def test_a_delayed_webhook_deploys_its_own_commit_not_the_branch_head(app, infra
 
 def test_private_repository_over_ssh_deploys_with_the_apps_deploy_key(app, infra, tmp_path):
     row, secret = _hooked_app("ssh://root@127.0.0.1:22/placeholder.git")
-    public = repos.generate_deploy_key(row)
+    public = credentials.generate_deploy_key(row)
     bare, work = servers.bare_repo(tmp_path / "repos", "private-site")
     sha = servers.commit(work, lab.web_files("private"), "Private site")
     sshd = servers.Sshd(tmp_path / "sshd", bare, public)
@@ -112,6 +113,6 @@ def test_private_repository_over_ssh_deploys_with_the_apps_deploy_key(app, infra
         assert dep.status == "running", dep.error
         assert _through_traefik(infra, row).text == "hello from private\n"
         db.session.expire_all()
-        assert repos.host_keys(row)[0].fingerprint == sshd.fingerprint()
+        assert credentials.host_keys(row)[0].fingerprint == sshd.fingerprint()
     finally:
         sshd.stop()

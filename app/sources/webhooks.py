@@ -22,11 +22,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
-from app import audit, crypto, pushes
+from app import audit, crypto
 from app.deploys import control
 from app.extensions import db
 from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow
+from app.sources import pushes
 
 PROVIDERS = ("github", "gitlab", "gitea", "generic")
 SECRET_CONTEXT = "webhook_secret"

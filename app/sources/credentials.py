@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app import audit, crypto, gitsrc, names
+from app import audit, crypto, names
 from app.extensions import db
 from app.models import Application
+from app.sources import gitsrc
 
 KEY_CONTEXT = "deploy_key"
 TOKEN_CONTEXT = "git_token"
@@ -84,7 +85,7 @@ def host_keys(app: Application) -> list[HostKey]:
     return found
 
 
-def credentials(app: Application) -> gitsrc.Credentials:
+def git_credentials(app: Application) -> gitsrc.Credentials:
     """Decrypt what a clone of this app's repository needs (worker only)."""
     creds = gitsrc.Credentials(known_hosts=app.git_known_hosts or "")
     if app.deploy_key_private:
@@ -100,7 +101,7 @@ def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -
 
     ``options`` are passed to :func:`gitsrc.clone` (timeouts, callbacks, allow-list).
     """
-    creds = credentials(app)
+    creds = git_credentials(app)
     try:
         return gitsrc.clone(
             app.git_url or "", ref, dest, commit=commit, credentials=creds, **options
