@@ -12,11 +12,12 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from app import containers, metrics, proxy
+from app import metrics, proxy
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
+from app.runtime import containers
 
 log = logging.getLogger("slipway.jobs")
 _app: Flask | None = None

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 import psutil
 from sqlalchemy import delete, func, select
 
-from app import containers
 from app.extensions import db
 from app.models import Application, MetricSample, MetricScope
 from app.models.base import utcnow
+from app.runtime import containers
 
 log = logging.getLogger("slipway.metrics")
 

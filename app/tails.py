@@ -27,10 +27,11 @@ from collections.abc import Callable
 from flask import current_app
 from sqlalchemy import select
 
-from app import containers, logformat, runtimelogs
+from app import logformat, runtimelogs
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Deployment, DeploymentLogLine
+from app.runtime import containers
 from app.sockets import AccessWatch
 
 Send = Callable[[dict], None]

@@ -269,10 +269,10 @@ def measure_build(flask_app, ids: dict, base: str, cookies: str, tmp: Path) -> d
     """A real docker build printing BUILD_LINES lines into BuildLog, followed live."""
     from sqlalchemy import func, select
 
-    from app import containers
     from app.deploys.buildlog import BuildLog
     from app.extensions import db
     from app.models import DeploymentLogLine
+    from app.runtime import containers
 
     dep_id = new_deployment(flask_app, ids["tailed"], "building")
     context = tmp / "build"
@@ -334,7 +334,7 @@ def measure_build_latency(flask_app, ids: dict, base: str, cookies: str) -> list
 
 
 def start_app_container(flask_app, app_id: int, image: str, mode: str) -> int:
-    from app import containers
+    from app.runtime import containers
 
     dep_id = new_deployment(flask_app, app_id, "deploying")
     with flask_app.app_context():
@@ -400,7 +400,7 @@ def flood_window(flask_app, app_id: int, image: str, http, base: str, pid: int) 
     cpu_end = worker_cpu_seconds(pid)
     sampling.set()
     sampler.join()
-    from app import containers
+    from app.runtime import containers
 
     with flask_app.app_context():
         found = containers.containers_of(deployment_id=dep_id)

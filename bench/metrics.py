@@ -115,7 +115,8 @@ def seed_apps(count: int) -> list[int]:
 def bench_sampling(app_ids: list[int], rounds: int) -> dict:
     import docker
 
-    from app import containers, metrics
+    from app import metrics
+    from app.runtime import containers
 
     lab.ensure_base_image()
     client = docker.from_env()

@@ -19,11 +19,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import catalog, containers, envvars, names, proxy
+from app import catalog, envvars, names, proxy
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
+from app.runtime import containers
 from app.sources import credentials, gitsrc
 
 log = logging.getLogger("slipway.pipeline")

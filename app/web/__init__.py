@@ -8,9 +8,9 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from app import containers
 from app.extensions import csrf, db, login
 from app.models import Installation, User
+from app.runtime import containers
 
 # Endpoints reachable without a session. Everything else requires one: the check
 # is here, once, not a decorator someone can forget.

@@ -8,10 +8,10 @@ import time
 import docker
 from sqlalchemy import select
 
-from app import containers
 from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine
+from app.runtime import containers
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 
