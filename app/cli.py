@@ -17,6 +17,6 @@ def register(app: Flask) -> None:
     @app.cli.command("proxy-config")
     def proxy_config_command() -> None:
         """Write Traefik's static configuration; print its path."""
-        from app import proxy
+        from app.proxy import traefik
 
-        click.echo(proxy.write_static_config())
+        click.echo(traefik.write_static_config())

@@ -12,11 +12,12 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from app import metrics, proxy
+from app import metrics
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
+from app.proxy import traefik
 from app.runtime import containers
 
 log = logging.getLogger("slipway.jobs")
@@ -96,7 +97,7 @@ def _remove_unserving(deployment: Deployment) -> None:
         ids = containers.containers_of(deployment_id=deployment.id)
         if not ids:
             return
-        served = proxy.served_by(deployment.application_id) or set()
+        served = traefik.served_by(deployment.application_id) or set()
         port = deployment.application.container_port
         if any(f"http://{a}:{port}" in served for a in containers.addresses(ids)):
             return
@@ -124,7 +125,7 @@ def remove_app_resources(app_id: int) -> int:
     with _context():
         ids = containers.containers_of(app_id=app_id)
         containers.stop_and_remove(ids, timeout=current_app.config["STOP_TIMEOUT_SECONDS"])
-        proxy.remove_app_routes(app_id)
+        traefik.remove_app_routes(app_id)
         containers.prune_images(app_id, keep_tags=set())
         return len(ids)
 

@@ -309,12 +309,13 @@ def seed(git_url: str) -> None:
 
 
 def write_traefik_config() -> Path:
-    from app import create_app, proxy
+    from app import create_app
     from app.extensions import db
+    from app.proxy import traefik
 
     flask_app = create_app()
     with flask_app.app_context():
-        path = proxy.write_static_config()
+        path = traefik.write_static_config()
         db.engine.dispose()
     return path
 

@@ -19,11 +19,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import catalog, envvars, names, proxy
+from app import catalog, envvars, names
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
+from app.proxy import traefik
 from app.runtime import containers
 from app.sources import credentials, gitsrc
 
@@ -45,7 +46,7 @@ class HealthError(Exception):
 
 
 STEP_ERRORS = (
-    gitsrc.GitError, containers.ContainerError, proxy.ProxyError, HealthError, names.InvalidValue,
+    gitsrc.GitError, containers.ContainerError, traefik.ProxyError, HealthError, names.InvalidValue,
 )  # fmt: skip
 
 
@@ -301,8 +302,8 @@ class _Run:
         hosts += [d.host for d in self.app.domains]
         servers = [f"http://{r.address}:{self.app.container_port}" for r in replicas]
         self.switched = True
-        proxy.write_app_routes(self.app.id, hosts, servers)
-        proxy.wait_until_served(self.app.id, servers)
+        traefik.write_app_routes(self.app.id, hosts, servers)
+        traefik.wait_until_served(self.app.id, servers)
         self.log.info(f"routing {', '.join(hosts)} to the new version")
 
     def _finish(self) -> None:
@@ -367,13 +368,13 @@ class _Run:
 
     def _restore_routes(self) -> None:
         if self.previous is None:
-            proxy.remove_app_routes(self.app.id)
+            traefik.remove_app_routes(self.app.id)
             return
         ids = containers.containers_of(deployment_id=self.previous.id)
         servers = [f"http://{a}:{self.app.container_port}" for a in containers.addresses(ids)]
         hosts = [catalog.default_address(self.app, self.cfg["BASE_DOMAIN"])]
         hosts += [d.host for d in self.app.domains]
-        proxy.write_app_routes(self.app.id, hosts, servers)
+        traefik.write_app_routes(self.app.id, hosts, servers)
 
     def _end(self, status: DeploymentStatus, reason: str) -> None:
         db.session.rollback()

@@ -1,1 +1,1 @@
-"""The only package that talks to the Docker engine: images, versions and their endpoints, logs, stats."""
+"""The only package that talks to the Docker engine: images, versions, endpoints, logs, stats."""

@@ -9,10 +9,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from app import jobs, proxy
+from app import jobs
 from app.deploys import control
 from app.extensions import db
 from app.models import Application, Deployment, DeploymentLogLine
+from app.proxy import traefik
 from tests import lab
 from tests.conftest import make_app, make_project, make_team, running_app
 
@@ -37,12 +38,12 @@ def infra(tmp_path_factory, base_config):
         "STOP_TIMEOUT_SECONDS": 2,
     }
     with running_app(config):
-        static = proxy.write_static_config()
+        static = traefik.write_static_config()
         _start_app_ids_high()
-    traefik = lab.Traefik(static, root / "traefik.log")
-    traefik.wait_ready(config["PROXY_API_PORT"])
+    proxy = lab.Traefik(static, root / "traefik.log")
+    proxy.wait_ready(config["PROXY_API_PORT"])
     yield {"config": config, "git": server, "root": root}
-    traefik.stop()
+    proxy.stop()
     server.stop()
 
 

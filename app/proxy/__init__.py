@@ -1,0 +1,1 @@
+"""The proxy: Traefik's configuration (and, later, the certificates it serves)."""
