@@ -17,9 +17,10 @@ from flask import Blueprint, Response, current_app, g, render_template, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from app import access, logformat, sockets, tails
+from app import access
 from app.deploys import livestatus
 from app.extensions import db, sock
+from app.live import logformat, sockets, tails
 from app.runtime import containers
 from app.web import error_json, is_websocket
 

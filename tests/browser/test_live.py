@@ -22,8 +22,8 @@ from sqlalchemy import select
 from app import create_app
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
+from app.live.sockets import SLOTS_KEY
 from app.models import Application, Deployment, Project, User
-from app.sockets import SLOTS_KEY
 from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
 from tests.conftest import make_app, make_project, team_of

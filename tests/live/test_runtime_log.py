@@ -180,7 +180,7 @@ def test_no_running_deployment_says_so_and_waits(app, live_server, world):
 
 
 def test_two_tails_of_one_container_share_one_stream(app, live_server, engine, world):
-    from app.runtimelogs import ContainerFollow
+    from app.live.runtimelogs import ContainerFollow
 
     d1 = _run(engine, world["app_id"], SCRIPT_V1)
     _wait_for_output(engine, d1, b"ready")

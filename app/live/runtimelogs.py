@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 
-from app import logformat
+from app.live import logformat
 from app.runtime import containers
 
 LINE_BYTES = logformat.MAX_LINE + 100  # a longer line is cut before it is kept

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from flask import current_app
 from sqlalchemy import select
 
-from app import logformat, runtimelogs
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
+from app.live import logformat, runtimelogs
+from app.live.sockets import AccessWatch
 from app.models import Deployment, DeploymentLogLine
 from app.runtime import containers
-from app.sockets import AccessWatch
 
 Send = Callable[[dict], None]
 IsOpen = Callable[[], bool]
