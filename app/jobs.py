@@ -12,11 +12,11 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from app import metrics
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
 from app.models import ACTIVE_STATUSES, Deployment
 from app.models.base import utcnow
+from app.monitoring import metrics
 from app.proxy import traefik
 from app.runtime import containers
 

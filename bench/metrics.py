@@ -115,7 +115,7 @@ def seed_apps(count: int) -> list[int]:
 def bench_sampling(app_ids: list[int], rounds: int) -> dict:
     import docker
 
-    from app import metrics
+    from app.monitoring import metrics
     from app.runtime import containers
 
     lab.ensure_base_image()
@@ -170,10 +170,10 @@ def bench_sampling(app_ids: list[int], rounds: int) -> dict:
 def bench_retention() -> dict:
     from sqlalchemy import delete, func, insert, select
 
-    from app import metrics
     from app.extensions import db
     from app.models import MetricSample
     from app.models.base import utcnow
+    from app.monitoring import metrics
 
     db.session.execute(delete(MetricSample))
     db.session.commit()
@@ -211,10 +211,10 @@ def bench_retention() -> dict:
 def bench_scrape(app, app_ids: list[int], deployments: int, scrapes: int) -> dict:
     from sqlalchemy import insert
 
-    from app import prometheus
     from app.extensions import db
     from app.models import Deployment
     from app.models.base import utcnow
+    from app.monitoring import prometheus
 
     now = utcnow()
     statuses = ["running", "replaced", "replaced", "failed", "cancelled", "superseded"]

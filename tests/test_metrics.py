@@ -9,10 +9,11 @@ import docker
 import pytest
 from sqlalchemy import func, insert, select
 
-from app import jobs, metrics
+from app import jobs
 from app.extensions import db
 from app.models import MetricSample
 from app.models.base import utcnow
+from app.monitoring import metrics
 from app.runtime import containers
 from tests import lab
 from tests.conftest import make_app, make_project, make_team

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.extensions import db, queue, redis
 from app.models import Deployment
 from app.models.base import utcnow
-from app.prometheus import HTTP_KEY
+from app.monitoring.prometheus import HTTP_KEY
 from tests.conftest import RequestScopedClient, make_app, make_project, make_team, make_user
 from tests.conftest import running_app as running
 

@@ -17,9 +17,9 @@ from rq.worker import Worker
 from sqlalchemy import select
 
 from app import config as config_module
-from app import workers
 from app.extensions import db, queue, redis
 from app.models import AuditEvent, Role
+from app.monitoring import workers
 from tests.conftest import TEST_KEY, csrf_token, make_team, make_user
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, render_template, request
 from flask_login import current_user
 
-from app import access, metrics
+from app import access
+from app.monitoring import metrics
 from app.web import error_json
 
 bp = Blueprint("metrics", __name__)

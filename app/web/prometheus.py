@@ -12,7 +12,7 @@ import time
 
 from flask import Blueprint, Response, abort, current_app, g, request
 
-from app import prometheus
+from app.monitoring import prometheus
 
 bp = Blueprint("prometheus", __name__)
 

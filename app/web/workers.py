@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from app import access, audit, workers
+from app import access, audit
 from app.extensions import db
 from app.models.base import utcnow
+from app.monitoring import workers
 
 bp = Blueprint("workers", __name__)
 

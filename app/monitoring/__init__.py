@@ -1,0 +1,1 @@
+"""What the installation knows about itself: metric samples, Prometheus figures, the workers page."""
