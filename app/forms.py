@@ -28,7 +28,7 @@ from wtforms.validators import (
 )
 
 from app import names
-from app.envvars import parse_dotenv
+from app.projects.envvars import parse_dotenv
 
 
 def checked(rule: Callable[..., str], *args) -> Callable:

@@ -246,7 +246,7 @@ def seed(rng: random.Random) -> dict:
     """Bulk-insert the data set through the app's models; returns what the checks need."""
     from sqlalchemy import insert, text
 
-    from app import create_app, crypto, envvars
+    from app import create_app, crypto
     from app.extensions import db
     from app.models import (
         Application,
@@ -262,6 +262,7 @@ def seed(rng: random.Random) -> dict:
         Team,
         User,
     )
+    from app.projects import envvars
 
     flask_app = create_app()
     with flask_app.app_context():

@@ -19,11 +19,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import catalog, envvars, names
+from app import names
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
+from app.projects import catalog, envvars
 from app.proxy import traefik
 from app.runtime import containers
 from app.sources import credentials, gitsrc

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, audit, catalog, envvars
+from app import access, audit
 from app.extensions import db, queue
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
+from app.projects import catalog, envvars
 from app.web import is_htmx
 
 bp = Blueprint("apps", __name__)

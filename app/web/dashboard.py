@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from app import access, catalog
+from app import access
+from app.projects import catalog
 from app.web import is_htmx
 
 bp = Blueprint("dashboard", __name__)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from app import access, audit, catalog
+from app import access, audit
 from app.extensions import db
 from app.forms import ProjectForm
 from app.models import Application, Role
+from app.projects import catalog
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
 

@@ -6,9 +6,9 @@ import re
 
 from playwright.sync_api import expect
 
-from app import envvars
 from app.extensions import db
 from app.models import Application
+from app.projects import envvars
 from tests.browser.conftest import log_in, seed, shot
 
 SECRET = "sk_live_7f3a9c-never-show-me"

@@ -11,10 +11,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
-from app import envvars, jobs
+from app import jobs
 from app.deploys import control
 from app.extensions import db, queue, redis
 from app.models import Deployment, Role
+from app.projects import envvars
 from tests import lab
 from tests.conftest import csrf_token, make_app, make_project, make_team, make_user, team_of
 from tests.deploy.conftest import _deploy, _through_traefik, _web_app

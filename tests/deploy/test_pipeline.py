@@ -9,10 +9,11 @@ from pathlib import Path
 import docker
 import requests
 
-from app import envvars, jobs
+from app import jobs
 from app.deploys import control
 from app.extensions import db
 from app.models import Deployment
+from app.projects import envvars
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 from tests.deploy.conftest import _deploy, _host, _log, _names, _through_traefik, _web_app

@@ -137,7 +137,7 @@ class TeamWorld:
 
 
 def _build_team(label: str) -> TeamWorld:
-    from app import envvars
+    from app.projects import envvars
 
     team = make_team(f"{label}-team")
     user = make_user(team, Role.owner, email=f"{label}-owner@example.com")

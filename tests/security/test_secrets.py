@@ -18,9 +18,10 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import select, text
 
-from app import crypto, envvars
+from app import crypto
 from app.extensions import db
 from app.models import Application, Deployment, EnvVar, Role
+from app.projects import envvars
 from tests.conftest import TEST_KEY, csrf_token
 
 CANARY = "canary-7f3a9c1e-d0-not-leak"

@@ -14,10 +14,10 @@ import pytest
 from markupsafe import escape
 from sqlalchemy import select
 
-from app import envvars
 from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Application, Deployment, Project, Role, Team, User
+from app.projects import envvars
 from tests.conftest import PASSWORD, Auth, csrf_token, make_app, make_project, make_user
 
 PAYLOADS = [

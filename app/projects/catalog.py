@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from app import audit, envvars
+from app import audit
 from app.extensions import db
 from app.models import Application, Deployment, Environment, Project, Team
+from app.projects import envvars
 
 DEFAULT_ENVIRONMENT = "production"
 NOT_DEPLOYED = "not deployed"
