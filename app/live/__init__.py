@@ -1,1 +1,1 @@
-"""Live views' plumbing: log text to safe HTML, websocket rules and slots, tails, runtime-log fan-out."""
+"""Live views' plumbing: log text to safe HTML, websocket rules and slots, tails, log fan-out."""

@@ -1,1 +1,1 @@
-"""What the installation knows about itself: metric samples, Prometheus figures, the workers page."""
+"""What the installation knows of itself: metric samples, Prometheus figures, the workers page."""
