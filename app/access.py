@@ -152,7 +152,7 @@ def notification_channel(channel_id: int, needed: Role = Role.viewer):
 
 def require_own_database_owner(policy) -> None:
     """Slipway's own database holds every team's data: only the installation owner acts on it."""
-    from app.backups import is_installation_owner
+    from app.backups.runs import is_installation_owner
     from app.models import TargetType
 
     if policy.target_type == TargetType.slipway.value and not is_installation_owner(

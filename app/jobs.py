@@ -162,34 +162,34 @@ def maintain_metrics() -> list[int]:
 
 def run_backup(backup_id: int) -> str:
     """One backup run (``app.backups.run``)."""
-    from app import backups
+    from app.backups import runs
 
     with _context():
-        return backups.run(backup_id)
+        return runs.run(backup_id)
 
 
 def scheduled_backup(policy_id: int, slot: str) -> str:
     """The scheduler's nightly run of a policy for one time slot; a slot runs once."""
-    from app import backups
+    from app.backups import runs
 
     with _context():
-        backup = backups.row_for_slot(policy_id, slot)
+        backup = runs.row_for_slot(policy_id, slot)
         if backup is None:
             return "skipped"
-        return backups.run(backup.id)
+        return runs.run(backup.id)
 
 
 def reap_lost_backups() -> int:
     """Backups whose worker died end ``failed``; their multipart uploads are aborted."""
-    from app import backups
+    from app.backups import runs
 
     with _context():
-        return backups.reap_lost()
+        return runs.reap_lost()
 
 
 def run_restore(restore_id: int) -> str:
     """One restore or restore drill (``app.restores.run``)."""
-    from app import restores
+    from app.backups import restores
 
     with _context():
         return restores.run(restore_id)
@@ -197,7 +197,7 @@ def run_restore(restore_id: int) -> str:
 
 def start_monthly_drills() -> int:
     """Queue a restore drill of each policy's latest good backup."""
-    from app import restores
+    from app.backups import restores
 
     with _context():
         return restores.start_monthly_drills()

@@ -24,7 +24,7 @@ a scratch database, compares row counts, and drops it.
 
 Progress goes to stderr; the last stdout line is one JSON object with
 ``throughput_ratio`` (best Slipway MB/s ÷ best raw MB/s, dump bytes over wall
-time; Slipway's time is that of the ``backups.run`` call), the per-round ratios
+time; Slipway's time is that of the ``runs.run`` call), the per-round ratios
 and their median, the same against the raw pipeline with Slipway's S3 client
 (``throughput_ratio_same_s3_client``), ``worker_peak_rss_mb`` and
 ``restore_verified``.
@@ -158,7 +158,7 @@ def rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
 def slipway_round(env: dict, backup_id: int) -> tuple[float, int, float]:
     """Run app.backups.run in a child; returns (seconds, bytes, peak RSS MB).
 
-    The seconds are those of the ``backups.run`` call, timed in the child: the
+    The seconds are those of the ``runs.run`` call, timed in the child: the
     worker forks its work horse from a preloaded app, so a fresh interpreter's
     start-up and ``create_app`` are not part of a real backup.
     """
@@ -176,14 +176,15 @@ def slipway_round(env: dict, backup_id: int) -> tuple[float, int, float]:
 
 
 def child_backup(backup_id: int) -> None:
-    from app import backups, create_app
+    from app import create_app
+    from app.backups import runs
     from app.extensions import db
     from app.models import Backup
 
     app = create_app()
     with app.app_context():
         began = time.monotonic()
-        status = backups.run(backup_id)
+        status = runs.run(backup_id)
         seconds = time.monotonic() - began
         size = db.session.get(Backup, backup_id).size_bytes
     print(json.dumps({"status": status, "size": size, "seconds": seconds}))
@@ -193,7 +194,8 @@ def setup_state(env: dict, s3_url: str, bucket: str) -> None:
     os.environ.update(env)
     from flask_migrate import upgrade
 
-    from app import backups, create_app, crypto
+    from app import create_app, crypto
+    from app.backups import runs
     from app.extensions import db
     from app.models import BackupDestination, BackupPolicy, Team
 
@@ -206,14 +208,14 @@ def setup_state(env: dict, s3_url: str, bucket: str) -> None:
         dest = BackupDestination(
             team_id=team.id, name="moto", endpoint_url=s3_url, region="us-east-1",
             bucket=bucket, prefix="slipway", access_key_id="bench", path_style=True,
-            secret_access_key=crypto.encrypt("bench", context=backups.S3_SECRET),
+            secret_access_key=crypto.encrypt("bench", context=runs.S3_SECRET),
         )  # fmt: skip
         db.session.add(dest)
         db.session.flush()
         db.session.add(BackupPolicy(
             team_id=team.id, name="bench", target_type="postgres", destination_id=dest.id,
             database_url=f"postgresql://slipway@127.0.0.1:5432/{SOURCE}",
-            database_password=crypto.encrypt("slipway", context=backups.DB_PASSWORD),
+            database_password=crypto.encrypt("slipway", context=runs.DB_PASSWORD),
         ))  # fmt: skip
         db.session.commit()
     return app
@@ -239,7 +241,7 @@ def main() -> None:
         moto, s3_url = start_moto(tmp / "moto.log")
         env = child_env(tmp, args.redis_url)
         app = setup_state(env, s3_url, "bench")
-        from app import storage
+        from app.backups import storage
         from app.extensions import db
         from app.models import Backup, BackupPolicy, Restore
 
@@ -268,7 +270,7 @@ def main() -> None:
             rss.append(peak)
             say(f"Slipway round {n + 1}: {size / 1e6:.0f} MB in {seconds:.1f} s "
                 f"({size / 1e6 / seconds:.1f} MB/s), peak RSS {peak:.0f} MB")  # fmt: skip
-        from app import restores
+        from app.backups import restores
 
         with app.app_context():
             drill = Restore(team_id=policy.team_id, backup_id=backup_id, kind="drill")

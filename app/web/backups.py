@@ -22,8 +22,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, audit, backups, backupsetup, crypto, restores, storage
-from app.backupforms import DestinationForm, PolicyForm, RestoreForm
+from app import access, audit, crypto
+from app.backups import restores, runs, setup, storage
+from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
 from app.extensions import db
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
 from app.web import is_htmx
@@ -40,10 +41,10 @@ def _allowed() -> tuple[str, ...]:
 def index():
     team = access.current_team()
     access.require(team.id, Role.viewer)
-    backup_rows = backupsetup.recent_backups(team.id)
+    backup_rows = setup.recent_backups(team.id)
     context = {
         "backups": backup_rows,
-        "restores": backupsetup.recent_restores(team.id),
+        "restores": setup.recent_restores(team.id),
         "busy": any(b.status not in FINAL for b in backup_rows),
         "can_manage": access.can(team.id, Role.admin),
     }
@@ -51,9 +52,9 @@ def index():
         return render_template("backups/_list.html", **context)
     return render_template(
         "backups/index.html",
-        destinations=backupsetup.destinations(team.id),
-        policies=backupsetup.policies(team.id),
-        is_owner=backups.is_installation_owner(current_user.id),
+        destinations=setup.destinations(team.id),
+        policies=setup.policies(team.id),
+        is_owner=runs.is_installation_owner(current_user.id),
         **context,
     )
 
@@ -76,11 +77,11 @@ def destination_new_post():
     team = access.current_team()
     access.require(team.id, Role.admin)
     form = DestinationForm(allowed_hosts=_allowed())
-    if form.validate() and backupsetup.name_taken(BackupDestination, team.id, form.name.data):
+    if form.validate() and setup.name_taken(BackupDestination, team.id, form.name.data):
         form.name.errors.append("Your team already has a destination with this name.")
     if form.errors:
         return _destination_form_page(form, None, 422)
-    dest = backupsetup.save_destination(form, BackupDestination(team_id=team.id))
+    dest = setup.save_destination(form, BackupDestination(team_id=team.id))
     db.session.commit()
     flash(f"Destination {dest.name} saved. Test the connection next.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -96,13 +97,13 @@ def destination_edit_get(destination_id: int):
 def destination_edit_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
     form = DestinationForm(allowed_hosts=_allowed(), editing=True)
-    if form.validate() and backupsetup.name_taken(
+    if form.validate() and setup.name_taken(
         BackupDestination, dest.team_id, form.name.data, dest.id
     ):
         form.name.errors.append("Your team already has a destination with this name.")
     if form.errors:
         return _destination_form_page(form, dest, 422)
-    backupsetup.save_destination(form, dest)
+    setup.save_destination(form, dest)
     db.session.commit()
     flash("Destination saved.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -112,7 +113,7 @@ def destination_edit_post(destination_id: int):
 def destination_test_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
     try:
-        steps = storage.probe(backups.s3_target(dest))  # SSRF-checked at use in storage
+        steps = storage.probe(runs.s3_target(dest))  # SSRF-checked at use in storage
     except crypto.SecretError as exc:
         steps = [("secret key", False, str(exc))]
     except storage.StorageError as exc:
@@ -152,8 +153,8 @@ def destination_delete_post(destination_id: int):
 
 def _policy_form(team_id: int, **kwargs) -> PolicyForm:
     form = PolicyForm(allowed_hosts=_allowed(),
-                      may_own=backups.is_installation_owner(current_user.id), **kwargs)  # fmt: skip
-    form.destination_id.choices = [(d.id, d.name) for d in backupsetup.destinations(team_id)]
+                      may_own=runs.is_installation_owner(current_user.id), **kwargs)  # fmt: skip
+    form.destination_id.choices = [(d.id, d.name) for d in setup.destinations(team_id)]
     return form
 
 
@@ -173,11 +174,11 @@ def policy_new_post():
     team = access.current_team()
     access.require(team.id, Role.admin)
     form = _policy_form(team.id)
-    if form.validate() and backupsetup.name_taken(BackupPolicy, team.id, form.name.data):
+    if form.validate() and setup.name_taken(BackupPolicy, team.id, form.name.data):
         form.name.errors.append("Your team already has a policy with this name.")
     if form.errors:
         return _policy_page(form, None, 422)
-    policy = backupsetup.save_policy(form, BackupPolicy(team_id=team.id))
+    policy = setup.save_policy(form, BackupPolicy(team_id=team.id))
     db.session.commit()
     flash(f"Policy {policy.name} saved; the scheduler picks it up within 30 s.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -195,7 +196,7 @@ def policy_edit_get(policy_id: int):
 def policy_edit_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
     form = _policy_form(policy.team_id, editing=True)
-    if form.validate() and backupsetup.name_taken(
+    if form.validate() and setup.name_taken(
         BackupPolicy, policy.team_id, form.name.data, policy.id
     ):
         form.name.errors.append("Your team already has a policy with this name.")
@@ -207,7 +208,7 @@ def policy_edit_post(policy_id: int):
         form.database_url.errors = ["Enter the database URL, password included."]
     if form.errors:
         return _policy_page(form, policy, 422)
-    backupsetup.save_policy(form, policy)
+    setup.save_policy(form, policy)
     db.session.commit()
     flash("Policy saved.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -238,7 +239,7 @@ def policy_delete_post(policy_id: int):
 @bp.post("/policies/<int:policy_id>/run")
 def policy_run_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     audit.record("backup.started", team_id=policy.team_id, target=backup, policy=policy.name)
     db.session.commit()
     flash(f"Backup #{backup.id} of {policy.name} queued.", "success")
@@ -248,7 +249,7 @@ def policy_run_post(policy_id: int):
 @bp.post("/policies/<int:policy_id>/drill")
 def policy_drill_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
-    latest = backups.latest_good(policy.id)
+    latest = runs.latest_good(policy.id)
     if latest is None:
         flash("This policy has no successful backup to drill yet.", "error")
         return redirect(url_for("backups.index"), 303)
@@ -269,7 +270,7 @@ def download(backup_id: int):
     if not backup.uploaded:
         abort(404, "This backup has no copy left (expired or failed).")
     try:
-        chunks = storage.iter_object(backups.s3_target(backup.policy.destination),
+        chunks = storage.iter_object(runs.s3_target(backup.policy.destination),
                                      backup.object_key)  # fmt: skip
     except (crypto.SecretError, storage.StorageError) as exc:
         abort(502, f"The backup could not be read from S3: {exc}.")

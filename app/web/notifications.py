@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from app import access, audit, backupsetup, notify
-from app.backupforms import EVENT_LABELS, ChannelForm
+from app import access, audit, notify
+from app.backups import setup
+from app.backups.forms import EVENT_LABELS, ChannelForm
 from app.extensions import db
 from app.models import NotificationChannel, Role
 
@@ -37,11 +38,11 @@ def create_post():
     team = access.current_team()
     access.require(team.id, Role.admin)
     form = ChannelForm(allowed_hosts=current_app.config["BACKUP_ALLOWED_HOSTS"])
-    if form.validate() and backupsetup.name_taken(NotificationChannel, team.id, form.name.data):
+    if form.validate() and setup.name_taken(NotificationChannel, team.id, form.name.data):
         form.name.errors.append("Your team already has a channel with this name.")
     if form.errors:
         return _page(form, 422)
-    channel = backupsetup.save_channel(form, NotificationChannel(team_id=team.id))
+    channel = setup.save_channel(form, NotificationChannel(team_id=team.id))
     db.session.commit()
     flash(f"Channel {channel.name} added.", "success")
     return redirect(url_for("notifications.index"), 303)

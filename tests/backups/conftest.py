@@ -21,7 +21,8 @@ import requests
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from app import backups, crypto, storage
+from app import crypto
+from app.backups import runs, storage
 from app.extensions import db, queue, redis
 from app.models import BackupDestination, BackupPolicy, Team
 from tests.conftest import RequestScopedClient, running_app
@@ -140,7 +141,7 @@ def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> Backup
     values = {
         "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",
         "bucket": bucket, "prefix": "slipway", "access_key_id": "testing",
-        "secret_access_key": crypto.encrypt("testing", context=backups.S3_SECRET),
+        "secret_access_key": crypto.encrypt("testing", context=runs.S3_SECRET),
         "path_style": True,
     } | fields  # fmt: skip
     dest = BackupDestination(team_id=team.id, **values)
@@ -159,7 +160,7 @@ def make_policy(team: Team, dest: BackupDestination, url: str | None, **fields) 
         values |= {
             "target_type": "postgres",
             "database_url": stored,
-            "database_password": crypto.encrypt(password, context=backups.DB_PASSWORD)
+            "database_password": crypto.encrypt(password, context=runs.DB_PASSWORD)
             if password else None,
         }  # fmt: skip
     policy = BackupPolicy(team_id=team.id, destination_id=dest.id, **(values | fields))
@@ -242,4 +243,4 @@ def encrypted_with_a_retired_key(plaintext: str, context: str) -> str:
 
 
 def target_of(dest: BackupDestination) -> storage.S3Target:
-    return backups.s3_target(dest)
+    return runs.s3_target(dest)

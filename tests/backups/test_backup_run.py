@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 from psycopg import sql
 
-from app import backups, dumps, names, storage
+from app import names
+from app.backups import dumps, runs, storage
 from app.extensions import db
 from app.models import Backup
 from tests.backups.conftest import make_destination, make_policy, target_of, work
@@ -35,7 +36,7 @@ def test_a_postgres_backup_streams_to_a_local_file_and_s3_and_is_verified(
     dest = make_destination(team, moto.url, bucket)
     policy = make_policy(team, dest, src.url)
 
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
 
     db.session.expire_all()
@@ -68,7 +69,7 @@ def test_the_database_password_goes_to_pg_dump_in_the_environment_never_in_argv(
         return real(argv, *args, **kwargs)
 
     monkeypatch.setattr(dumps.subprocess, "Popen", recording)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     assert db.session.get(Backup, backup.id).status == "succeeded"
@@ -83,7 +84,7 @@ def test_slipways_own_database_is_backed_up(app, moto, bucket):
     """SQLite through the online backup API; PostgreSQL through pg_dump (whichever runs)."""
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), None)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)
@@ -103,7 +104,7 @@ def test_a_dump_failure_ends_failed_with_the_reason_and_aborts_the_upload(
     team = make_team()
     dest = make_destination(team, moto.url, bucket)
     policy = make_policy(team, dest, src.url.replace(src.name, src.name + "_missing"))
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)
@@ -138,7 +139,7 @@ def test_a_password_with_url_special_characters_reaches_pg_dump_decoded(
         url = f"postgresql://{role}:{quote(AWKWARD_PASSWORD, safe='')}@127.0.0.1:5432/{src.name}"
         team = make_team()
         policy = make_policy(team, make_destination(team, moto.url, bucket), url)
-        backup = backups.start_now(policy)
+        backup = runs.start_now(policy)
         work("backup")
         db.session.expire_all()
         backup = db.session.get(Backup, backup.id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from app import backups, retention, storage
+from app.backups import retention, runs, storage
 from app.config import ROOT
 from app.extensions import db
 from app.models import Backup
@@ -47,7 +47,7 @@ def test_s3_going_down_mid_upload_keeps_the_local_file_and_fails_with_the_reason
             moto.stop()
 
     monkeypatch.setattr(storage.MultipartUpload, "add", add_then_die)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     try:
         work("backup")
         failed = _reload(backup.id)
@@ -61,10 +61,10 @@ def test_s3_going_down_mid_upload_keeps_the_local_file_and_fails_with_the_reason
     assert failed.upload_id  # S3 was down: the abort is left for the reaper
     # The S3 server lost its state on restart: make the bucket again, then recover.
     storage.client(target_of(dest)).create_bucket(Bucket=bucket)
-    backups.reap_lost()
+    runs.reap_lost()
     assert _reload(backup.id).upload_id is None
     monkeypatch.setattr(storage.MultipartUpload, "add", real_add)
-    again = backups.start_now(policy)
+    again = runs.start_now(policy)
     work("backup")
     assert _reload(again.id).status == "succeeded"
 
@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
     policy = make_policy(team, dest, src.url)
     blocker = psycopg.connect(src.url)
     blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump will wait here
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     worker = subprocess.Popen(
         [sys.executable, str(ROOT / "worker.py"), "--queues", "backup"],
         env=_worker_env(app, tmp_path), start_new_session=True,
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             row = _reload(backup.id)
-            if row.status == "running" and row.upload_id and backups.is_alive(row.id):
+            if row.status == "running" and row.upload_id and runs.is_alive(row.id):
                 break
             time.sleep(0.2)
         else:
@@ -140,13 +140,13 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
         blocker.rollback()
         blocker.close()
     time.sleep(2.5)  # the heartbeat key (TTL 2 s here) expires
-    assert not backups.is_alive(backup.id)
-    assert backups.reap_lost(grace=timedelta(0)) == 1
+    assert not runs.is_alive(backup.id)
+    assert runs.reap_lost(grace=timedelta(0)) == 1
     lost = _reload(backup.id)
     assert lost.status == "failed" and "worker lost" in lost.error
     assert lost.upload_id is None
     assert storage.open_uploads(target_of(dest)) == []
-    again = backups.start_now(policy)
+    again = runs.start_now(policy)
     work("backup")
     assert _reload(again.id).status == "succeeded"
 
@@ -156,12 +156,12 @@ def test_retention_never_deletes_the_last_good_backup(app, moto, bucket, source_
     team = make_team()
     dest = make_destination(team, moto.url, bucket)
     policy = make_policy(team, dest, src.url, keep_local_days=0, keep_daily=0, keep_weekly=0)
-    first = backups.start_now(policy)
+    first = runs.start_now(policy)
     work("backup")
     first = _reload(first.id)
     first.started_at = utcnow() - timedelta(days=3)
     db.session.commit()
-    second = backups.start_now(policy)
+    second = runs.start_now(policy)
     work("backup")
     first, second = _reload(first.id), _reload(second.id)
     assert second.status == "succeeded"
@@ -197,7 +197,7 @@ def _good_backups(policy, count: int) -> list[Backup]:
     """
     made = []
     for n in range(count):
-        backup = backups.start_now(policy)
+        backup = runs.start_now(policy)
         work("backup")
         backup = _reload(backup.id)
         assert backup.status == "succeeded", backup.error
@@ -236,7 +236,7 @@ def test_an_s3_failure_in_retention_keeps_every_row_true_and_the_backup_good(
         real_delete(target, key, **kwargs)
 
     monkeypatch.setattr(storage, "delete", delete_then_fail)
-    newest = backups.start_now(policy)
+    newest = runs.start_now(policy)
     work("backup")
     newest = _reload(newest.id)
     assert newest.status == "succeeded" and newest.error is None
@@ -257,7 +257,7 @@ def test_a_failed_run_prunes_nothing(app, moto, bucket, source_db):
     policy.keep_local_days = policy.keep_daily = policy.keep_weekly = 0
     policy.database_url = policy.database_url.replace(src.name, src.name + "_missing")
     db.session.commit()
-    failed = backups.start_now(policy)
+    failed = runs.start_now(policy)
     work("backup")
     assert _reload(failed.id).status == "failed"
     for b in old:
@@ -275,7 +275,7 @@ def test_an_object_that_fails_its_check_is_deleted_and_the_row_says_so(
     dest = make_destination(team, moto.url, bucket)
     policy = make_policy(team, dest, src.url)
     monkeypatch.setattr(storage, "multipart_etag", lambda md5s: '"0123456789abcdef-1"')
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     backup = _reload(backup.id)
     assert backup.status == "failed" and "does not match what was sent" in backup.error

@@ -11,7 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from app import backups, crypto, notify
+from app import crypto, notify
+from app.backups import runs
 from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
 from tests.backups.conftest import free_port, make_destination, make_policy, work
@@ -81,7 +82,7 @@ def _channel(team, kind, events=("backup.failed",), url=None, name=None, **setti
 def _failed_backup(moto, bucket, team):
     url = "postgresql://nobody@127.0.0.1:5432/slipway_bk_does_not_exist"
     policy = make_policy(team, make_destination(team, moto.url, bucket), url)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)
@@ -123,7 +124,7 @@ def test_a_backup_whose_worker_was_lost_tells_the_team_too(app, moto, bucket, ho
                   started_at=utcnow() - timedelta(minutes=5))  # fmt: skip
     db.session.add(lost)
     db.session.commit()
-    assert backups.reap_lost() == 1
+    assert runs.reap_lost() == 1
     work("default")
     (sent,) = hooks.received
     assert sent["event"] == "backup.failed" and f"Backup #{lost.id}" in sent["text"]

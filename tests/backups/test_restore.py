@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import backups, restores
+from app.backups import restores, runs
 from app.extensions import db, queue
 from app.models import Backup, NotificationChannel, Restore
 from tests.backups.conftest import SourceDb, make_destination, make_policy, work
@@ -15,7 +15,7 @@ def _backed_up(moto, bucket, source_db, rows=200):
     src = source_db(rows=rows)
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), src.url)
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from rq.job import Job
 
-from app import backups, jobs, scheduler
+from app import jobs, scheduler
+from app.backups import runs
 from app.extensions import db, queue, redis
 from app.models import Backup
 from tests.backups.conftest import make_destination, make_policy
@@ -157,7 +158,7 @@ def test_a_slot_that_already_ran_is_not_caught_up(app, moto, bucket, source_db):
     policy = _policy(moto, bucket, source_db(rows=5).url, cron="* * * * *")
     app.config["TIMEZONE"] = "UTC"
     slot = scheduler.slot_of(datetime.now(UTC).replace(second=0, microsecond=0))
-    backups.row_for_slot(policy.id, slot)
+    runs.row_for_slot(policy.id, slot)
     built = scheduler.build(app)
     built.start()
     try:

@@ -11,7 +11,7 @@ import zlib
 from datetime import timedelta
 from pathlib import Path
 
-from app import backups, dumps, restores, retention, storage
+from app.backups import dumps, restores, retention, runs, storage
 from app.extensions import db, redis
 from app.models import Backup, BackupPolicy, Restore, Role
 from app.models.base import utcnow
@@ -36,7 +36,7 @@ def test_secrets_never_reach_pages_jobs_logs_or_backup_metadata(
             "csrf_token": token, "name": "dd", "endpoint_url": moto.url, "region": "us-east-1",
             "bucket": bucket, "prefix": "", "access_key_id": "testing",
             "secret_access_key": S3_CANARY, "path_style": "y"}).status_code == 303  # fmt: skip
-        dest_id = db.session.query(backups.BackupDestination).one().id
+        dest_id = db.session.query(runs.BackupDestination).one().id
         url = f"postgresql://{role}:{DB_CANARY}@127.0.0.1:5432/{src.name}"
         assert client.post("/backups/policies/new", data={
             "csrf_token": token, "name": "pp", "target_type": "postgres", "database_url": url,
@@ -81,7 +81,7 @@ def test_a_hostile_database_url_written_into_the_database_runs_no_command(
     policy.target_type = "postgres"
     policy.database_url = f"postgresql://u@127.0.0.1:5432/-x;touch {marker}"
     db.session.commit()
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)
@@ -96,7 +96,7 @@ def test_a_database_host_that_became_internal_is_refused_at_use(app, moto, bucke
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), source_db(rows=1).url)
     app.config["BACKUP_ALLOWED_HOSTS"] = ()  # allow-listed when saved; not any more
-    backup = backups.start_now(policy)
+    backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     backup = db.session.get(Backup, backup.id)
@@ -121,7 +121,7 @@ def test_an_s3_endpoint_that_resolves_internally_is_refused_at_every_use(
     policy = make_policy(team, dest, src.url)
     good = []
     for days_ago in (3, 0):
-        backup = backups.start_now(policy)
+        backup = runs.start_now(policy)
         work("backup")
         db.session.expire_all()
         backup = db.session.get(Backup, backup.id)
@@ -134,7 +134,7 @@ def test_an_s3_endpoint_that_resolves_internally_is_refused_at_every_use(
     db.session.commit()
     before = moto.requests_for(bucket)
 
-    run = backups.start_now(policy)
+    run = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
     run = db.session.get(Backup, run.id)
@@ -147,7 +147,7 @@ def test_an_s3_endpoint_that_resolves_internally_is_refused_at_every_use(
     db.session.expire_all()
     restore = db.session.get(Restore, restore.id)
     assert restore.status == "failed" and "internal address" in restore.error
-    assert not dumps.database_exists(backups.source_of(policy), copy)
+    assert not dumps.database_exists(runs.source_of(policy), copy)
 
     assert Auth(client).login(user).status_code == 303
     download = client.get(f"/backups/{good[1].id}/download")
@@ -162,7 +162,7 @@ def test_an_s3_endpoint_that_resolves_internally_is_refused_at_every_use(
     run = db.session.get(Backup, run.id)
     run.upload_id = "an-upload-left-open"
     db.session.commit()
-    backups.reap_lost()
+    runs.reap_lost()
     db.session.expire_all()
     assert db.session.get(Backup, run.id).upload_id == "an-upload-left-open"  # not aborted
 

@@ -165,20 +165,21 @@ def _backup_objects(team: Team, label: str) -> dict:
 
     from flask import current_app
 
-    from app import backups, crypto, notify
+    from app import crypto, notify
+    from app.backups import runs
     from app.models import Backup, BackupDestination, BackupPolicy, NotificationChannel, Restore
 
     dest = BackupDestination(
         team_id=team.id, name=f"{label}-dest", endpoint_url=f"https://s3.{label}.example.com",
         bucket=f"{label}-bucket", prefix=f"{label}-prefix", access_key_id=f"{label}-key-id",
-        secret_access_key=crypto.encrypt(f"{label}-s3-secret", context=backups.S3_SECRET),
+        secret_access_key=crypto.encrypt(f"{label}-s3-secret", context=runs.S3_SECRET),
     )  # fmt: skip
     db.session.add(dest)
     db.session.flush()
     policy = BackupPolicy(
         team_id=team.id, name=f"{label}-policy", target_type="postgres", destination_id=dest.id,
         database_url=f"postgresql://app@db.{label}.example.com:5432/{label}_db",
-        database_password=crypto.encrypt(f"{label}-db-password", context=backups.DB_PASSWORD),
+        database_password=crypto.encrypt(f"{label}-db-password", context=runs.DB_PASSWORD),
     )  # fmt: skip
     db.session.add(policy)
     db.session.flush()

@@ -21,7 +21,8 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import crypto, dumps, names, notify, storage
+from app import crypto, names, notify
+from app.backups import dumps, storage
 from app.extensions import db, queue, redis
 from app.models import (
     Backup,
@@ -183,7 +184,7 @@ def run(backup_id: int) -> str:
         heartbeat.stop()
     db.session.refresh(backup)
     if backup.status == BackupStatus.succeeded.value:
-        from app import retention
+        from app.backups import retention
 
         try:
             retention.prune(backup.policy)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import audit, backups, crypto, notify
+from app import audit, crypto, notify
+from app.backups import runs
 from app.extensions import db
 from app.models import (
     Backup,
@@ -58,9 +59,7 @@ def save_destination(form, dest: BackupDestination) -> BackupDestination:
                   "path_style"):  # fmt: skip
         setattr(dest, field, getattr(form, field).data)
     if form.secret_access_key.data:
-        dest.secret_access_key = crypto.encrypt(
-            form.secret_access_key.data, context=backups.S3_SECRET
-        )
+        dest.secret_access_key = crypto.encrypt(form.secret_access_key.data, context=runs.S3_SECRET)
     db.session.add(dest)
     db.session.flush()
     audit.record("backup_destination.saved", team_id=dest.team_id, target=dest, name=dest.name)
@@ -76,7 +75,7 @@ def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
     elif form.parsed_url is not None:
         policy.database_url, password = form.parsed_url
         policy.database_password = (
-            crypto.encrypt(password, context=backups.DB_PASSWORD) if password else None
+            crypto.encrypt(password, context=runs.DB_PASSWORD) if password else None
         )
     db.session.add(policy)
     db.session.flush()

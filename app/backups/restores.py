@@ -18,7 +18,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import backups, crypto, dumps, notify, storage
+from app import crypto, notify
+from app.backups import dumps, runs, storage
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -52,7 +53,7 @@ def start_monthly_drills() -> int:
     """One drill per enabled policy that has a good backup (the scheduler's monthly job)."""
     count = 0
     for policy in db.session.scalars(select(BackupPolicy).where(BackupPolicy.enabled)):
-        latest = backups.latest_good(policy.id)
+        latest = runs.latest_good(policy.id)
         if latest is not None:
             start(latest, kind="drill", target_database=None, user_id=None)
             count += 1
@@ -102,7 +103,7 @@ class _Restore:
         self.fetched = dumps.scratch_file(Path(current_app.config["BACKUPS_DIR"]), ".restore")
         self.note(f"downloading s3://{b.bucket}/{b.object_key}", commit=True)
         with open(self.fetched, "wb") as out:
-            digest = storage.download(backups.s3_target(self.policy.destination), b.object_key, out)
+            digest = storage.download(runs.s3_target(self.policy.destination), b.object_key, out)
         if digest != b.sha256:
             raise RestoreError(f"the downloaded object's SHA-256 {digest} does not match the "
                                f"recorded {b.sha256}. Refusing to restore.")  # fmt: skip
@@ -115,13 +116,13 @@ class _Restore:
         db.session.commit()
         began = time.monotonic()
         try:
-            source = backups.source_of(self.policy)
+            source = runs.source_of(self.policy)
             dump = self.fetch()
             if isinstance(source, str):
                 self._sqlite(dump)
             else:
                 self._postgres(source, dump)
-        except (RestoreError, dumps.DumpError, storage.StorageError, backups.BackupError,
+        except (RestoreError, dumps.DumpError, storage.StorageError, runs.BackupError,
                 crypto.SecretError, OSError) as exc:  # fmt: skip
             r.status, r.error = BackupStatus.failed.value, str(exc)[:2000]
             self.note(f"failed: {str(exc)[:200]}")
