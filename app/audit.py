@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from flask import has_request_context, request
@@ -11,8 +12,48 @@ from app.extensions import db
 from app.models import AuditEvent
 
 
+class Action(StrEnum):
+    """Every action the audit trail records: the one list, so pages, filters and the API
+    name the same things (the stored value is the string)."""
+
+    APP_CREATED = "app.created"
+    APP_DELETED = "app.deleted"
+    APP_GIT_SETTINGS_UPDATED = "app.git_settings_updated"
+    APP_UPDATED = "app.updated"
+    BACKUP_RESTORE_STARTED = "backup.restore_started"
+    BACKUP_STARTED = "backup.started"
+    BACKUP_DESTINATION_DELETED = "backup_destination.deleted"
+    BACKUP_DESTINATION_SAVED = "backup_destination.saved"
+    BACKUP_POLICY_DELETED = "backup_policy.deleted"
+    BACKUP_POLICY_SAVED = "backup_policy.saved"
+    DEPLOY_CANCEL_REQUESTED = "deploy.cancel_requested"
+    DEPLOY_CANCELLED = "deploy.cancelled"
+    DEPLOY_STARTED = "deploy.started"
+    DEPLOY_KEY_GENERATED = "deploy_key.generated"
+    ENV_DELETED = "env.deleted"
+    ENV_SET = "env.set"
+    GIT_HOST_KEY_FORGOTTEN = "git_host_key.forgotten"
+    GIT_HOST_KEY_PINNED = "git_host_key.pinned"
+    GIT_TOKEN_CLEARED = "git_token.cleared"
+    GIT_TOKEN_SET = "git_token.set"
+    JOB_RETRIED = "job.retried"
+    LOGIN_FAILED = "login.failed"
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGOUT = "logout"
+    NOTIFICATION_CHANNEL_DELETED = "notification_channel.deleted"
+    NOTIFICATION_CHANNEL_SAVED = "notification_channel.saved"
+    PASSWORD_CHANGED = "password.changed"
+    PROJECT_CREATED = "project.created"
+    PROJECT_DELETED = "project.deleted"
+    PROJECT_UPDATED = "project.updated"
+    SESSIONS_REVOKED = "sessions.revoked"
+    SETUP_COMPLETED = "setup.completed"
+    WEBHOOK_REFUSED = "webhook.refused"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
+
+
 def record(
-    action: str,
+    action: Action,
     *,
     team_id: int | None = None,
     target: Any = None,
@@ -26,7 +67,7 @@ def record(
     if user_id is None and has_request_context() and current_user.is_authenticated:
         user_id = current_user.id
     event = AuditEvent(
-        action=action,
+        action=Action(action).value,  # an action outside the list is a bug: ValueError
         team_id=team_id,
         user_id=user_id,
         target_type=type(target).__name__.lower() if target is not None else None,

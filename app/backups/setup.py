@@ -62,7 +62,9 @@ def save_destination(form, dest: BackupDestination) -> BackupDestination:
         dest.secret_access_key = crypto.encrypt(form.secret_access_key.data, context=runs.S3_SECRET)
     db.session.add(dest)
     db.session.flush()
-    audit.record("backup_destination.saved", team_id=dest.team_id, target=dest, name=dest.name)
+    audit.record(
+        audit.Action.BACKUP_DESTINATION_SAVED, team_id=dest.team_id, target=dest, name=dest.name
+    )
     return dest
 
 
@@ -79,7 +81,9 @@ def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
         )
     db.session.add(policy)
     db.session.flush()
-    audit.record("backup_policy.saved", team_id=policy.team_id, target=policy, name=policy.name)
+    audit.record(
+        audit.Action.BACKUP_POLICY_SAVED, team_id=policy.team_id, target=policy, name=policy.name
+    )
     return policy
 
 
@@ -100,6 +104,6 @@ def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
         channel.secret = crypto.encrypt(form.url.data, context=notify.SECRET_CONTEXT)
     db.session.add(channel)
     db.session.flush()
-    audit.record("notification_channel.saved", team_id=channel.team_id, target=channel,
+    audit.record(audit.Action.NOTIFICATION_CHANNEL_SAVED, team_id=channel.team_id, target=channel,
                   name=channel.name)  # fmt: skip
     return channel

@@ -84,7 +84,8 @@ def start_deploy(
     db.session.flush()
     deployment.rq_job_id = f"deploy-{deployment.id}"
     audit.record(
-        "deploy.started", team_id=app.project.team_id, target=deployment, trigger=trigger,
+        audit.Action.DEPLOY_STARTED, team_id=app.project.team_id, target=deployment,
+        trigger=trigger,
         app=app.name,
     )  # fmt: skip
     if before_commit is not None:
@@ -119,7 +120,9 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
         ).rowcount  # fmt: skip
         if changed:
             _drop_job(deployment.rq_job_id)
-            audit.record("deploy.cancelled", target=deployment, user_id=user.id if user else None)
+            audit.record(
+                audit.Action.DEPLOY_CANCELLED, target=deployment, user_id=user.id if user else None
+            )
             db.session.commit()
             db.session.refresh(deployment)
             livestatus.publish(deployment)
@@ -128,7 +131,7 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     if deployment.status != DeploymentStatus.building.value:
         raise DeployError(f"A {deployment.status} deployment cannot be cancelled.")
     redis.client.set(CANCEL_KEY.format(deployment.id), "1", ex=3600)
-    audit.record("deploy.cancel_requested", target=deployment,
+    audit.record(audit.Action.DEPLOY_CANCEL_REQUESTED, target=deployment,
                   user_id=user.id if user else None)  # fmt: skip
     db.session.commit()
 

@@ -21,7 +21,7 @@ def create_project(team: Team, name: str, description: str) -> Project:
     project.environments.append(Environment(name=DEFAULT_ENVIRONMENT))
     db.session.add(project)
     db.session.flush()
-    audit.record("project.created", team_id=team.id, target=project, name=name)
+    audit.record(audit.Action.PROJECT_CREATED, team_id=team.id, target=project, name=name)
     return project
 
 

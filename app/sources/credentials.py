@@ -46,7 +46,7 @@ def generate_deploy_key(app: Application) -> str:
     )
     app.deploy_key_private = crypto.encrypt(private, context=KEY_CONTEXT)
     app.deploy_key_public = f"{public} slipway-app-{app.id}"
-    audit.record("deploy_key.generated", team_id=app.project.team_id, target=app)
+    audit.record(audit.Action.DEPLOY_KEY_GENERATED, team_id=app.project.team_id, target=app)
     return app.deploy_key_public
 
 
@@ -56,17 +56,17 @@ def set_token(app: Application, token: str, user: str) -> None:
     if token:
         app.git_token = crypto.encrypt(token, context=TOKEN_CONTEXT)
         app.git_token_user = user.strip() or "x-access-token"
-        audit.record("git_token.set", team_id=app.project.team_id, target=app)
+        audit.record(audit.Action.GIT_TOKEN_SET, team_id=app.project.team_id, target=app)
     else:
         app.git_token = None
         app.git_token_user = None
-        audit.record("git_token.cleared", team_id=app.project.team_id, target=app)
+        audit.record(audit.Action.GIT_TOKEN_CLEARED, team_id=app.project.team_id, target=app)
 
 
 def forget_host_keys(app: Application) -> None:
     """Unpin the SSH host key: the next clone pins whatever the server presents."""
     app.git_known_hosts = None
-    audit.record("git_host_key.forgotten", team_id=app.project.team_id, target=app)
+    audit.record(audit.Action.GIT_HOST_KEY_FORGOTTEN, team_id=app.project.team_id, target=app)
 
 
 def host_keys(app: Application) -> list[HostKey]:
@@ -109,7 +109,7 @@ def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -
     finally:
         if creds.known_hosts.strip() and creds.known_hosts != (app.git_known_hosts or ""):
             app.git_known_hosts = creds.known_hosts
-            audit.record("git_host_key.pinned", team_id=app.project.team_id, target=app,
+            audit.record(audit.Action.GIT_HOST_KEY_PINNED, team_id=app.project.team_id, target=app,
                           hosts=[k.host for k in host_keys(app)])  # fmt: skip
             db.session.commit()
 

@@ -90,7 +90,7 @@ def rotate_secret(app: Application) -> str:
     app.webhook_secret = crypto.encrypt(plaintext, context=SECRET_CONTEXT)
     if not app.webhook_token:
         app.webhook_token = new_token()
-    audit.record("webhook.secret_rotated", team_id=app.project.team_id, target=app)
+    audit.record(audit.Action.WEBHOOK_SECRET_ROTATED, team_id=app.project.team_id, target=app)
     return plaintext
 
 
@@ -132,7 +132,7 @@ def verify(app: Application, provider: str, headers: Mapping[str, str], body: by
 def refuse(app: Application | None, provider: str, reason: str) -> None:
     """Audit a refused delivery (with the source address, via ``audit``); nothing else."""
     audit.record(
-        "webhook.refused",
+        audit.Action.WEBHOOK_REFUSED,
         team_id=app.project.team_id if app else None,
         target=app,
         provider=provider,

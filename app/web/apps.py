@@ -59,7 +59,7 @@ def new_post(project_id: int):
     catalog.apply_app_form(app, form)
     db.session.add(app)
     db.session.flush()
-    audit.record("app.created", team_id=project.team_id, target=app, name=app.name)
+    audit.record(audit.Action.APP_CREATED, team_id=project.team_id, target=app, name=app.name)
     db.session.commit()
     flash(f"Application {app.name} created.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
@@ -134,7 +134,7 @@ def edit_post(app_id: int):
     if not ok or form.name.errors:
         return _render_form(form, app.project, app, status=422)
     catalog.apply_app_form(app, form)
-    audit.record("app.updated", team_id=app.project.team_id, target=app)
+    audit.record(audit.Action.APP_UPDATED, team_id=app.project.team_id, target=app)
     db.session.commit()
     flash("Application saved.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
@@ -160,7 +160,7 @@ def delete_get(app_id: int):
 def delete_post(app_id: int):
     app = access.application(app_id, Role.admin)
     project_id, team_id, name = app.project_id, app.project.team_id, app.name
-    audit.record("app.deleted", team_id=team_id, target=app, name=name)
+    audit.record(audit.Action.APP_DELETED, team_id=team_id, target=app, name=name)
     app_id = app.id
     db.session.delete(app)
     db.session.commit()
@@ -195,7 +195,7 @@ def env_add(app_id: int):
     if not form.validate():
         return _env_section(app, form, 422)
     envvars.set_var(app, form.key.data, form.value.data or "", secret=form.is_secret.data)
-    audit.record("env.set", team_id=app.project.team_id, target=app, key=form.key.data)
+    audit.record(audit.Action.ENV_SET, team_id=app.project.team_id, target=app, key=form.key.data)
     db.session.commit()
     return _env_section(app, EnvVarForm(formdata=None))
 
@@ -204,7 +204,7 @@ def env_add(app_id: int):
 def env_delete(app_id: int, var_id: int):
     app = access.application(app_id, Role.developer)
     var = access.env_var(app, var_id)
-    audit.record("env.deleted", team_id=app.project.team_id, target=app, key=var.key)
+    audit.record(audit.Action.ENV_DELETED, team_id=app.project.team_id, target=app, key=var.key)
     app.env_vars.remove(var)
     db.session.delete(var)
     db.session.commit()

@@ -78,7 +78,7 @@ def setup_post():
         db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
         # The fixed primary key makes a second, racing setup fail here.
         db.session.add(Installation(id=1, owner_id=user.id))
-        audit.record("setup.completed", team_id=team.id, user_id=user.id, target=user)
+        audit.record(audit.Action.SETUP_COMPLETED, team_id=team.id, user_id=user.id, target=user)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -115,7 +115,7 @@ def login_post():
     if user is None:
         burn_password_check(form.password.data)
     if user is None or not user.check_password(form.password.data):
-        audit.record("login.failed", email=email[:254])
+        audit.record(audit.Action.LOGIN_FAILED, email=email[:254])
         db.session.commit()
         form.password.errors = ["Wrong email or password."]
         return render_template("auth/login.html", form=form), 401
@@ -123,7 +123,7 @@ def login_post():
     session.clear()
     login_user(user)
     user.last_login_at = utcnow()
-    audit.record("login.succeeded", user_id=user.id, target=user)
+    audit.record(audit.Action.LOGIN_SUCCEEDED, user_id=user.id, target=user)
     db.session.commit()
     return redirect(safe_next(form.next.data), 303)
 
@@ -133,7 +133,7 @@ def logout_post():
     """Log out. The session version is bumped, so a copy of this cookie is dead too."""
     user = db.session.get(User, current_user.id)
     user.end_all_sessions()
-    audit.record("logout", target=user)
+    audit.record(audit.Action.LOGOUT, target=user)
     db.session.commit()
     logout_user()
     session.clear()

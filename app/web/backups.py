@@ -141,7 +141,9 @@ def destination_delete_post(destination_id: int):
     if db.session.query(BackupPolicy.id).filter_by(destination_id=dest.id).first():
         flash("A policy still uses this destination; change or delete it first.", "error")
         return redirect(url_for("backups.index"), 303)
-    audit.record("backup_destination.deleted", team_id=dest.team_id, target=dest, name=dest.name)
+    audit.record(
+        audit.Action.BACKUP_DESTINATION_DELETED, team_id=dest.team_id, target=dest, name=dest.name
+    )
     db.session.delete(dest)
     db.session.commit()
     flash(f"Destination {dest.name} deleted.", "success")
@@ -228,7 +230,7 @@ def policy_delete_get(policy_id: int):
 @bp.post("/policies/<int:policy_id>/delete")
 def policy_delete_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
-    audit.record("backup_policy.deleted", team_id=policy.team_id, target=policy,
+    audit.record(audit.Action.BACKUP_POLICY_DELETED, team_id=policy.team_id, target=policy,
                   name=policy.name)  # fmt: skip
     db.session.delete(policy)
     db.session.commit()
@@ -240,7 +242,9 @@ def policy_delete_post(policy_id: int):
 def policy_run_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
     backup = runs.start_now(policy)
-    audit.record("backup.started", team_id=policy.team_id, target=backup, policy=policy.name)
+    audit.record(
+        audit.Action.BACKUP_STARTED, team_id=policy.team_id, target=backup, policy=policy.name
+    )
     db.session.commit()
     flash(f"Backup #{backup.id} of {policy.name} queued.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -310,7 +314,7 @@ def restore_post(backup_id: int):
     target = form.new_database.data if form.mode.data == "new" else None
     restore = restores.start(backup, kind="restore", target_database=target,
                              user_id=current_user.id)  # fmt: skip
-    audit.record("backup.restore_started", team_id=backup.team_id, target=backup,
+    audit.record(audit.Action.BACKUP_RESTORE_STARTED, team_id=backup.team_id, target=backup,
                   into=target or "same database")  # fmt: skip
     db.session.commit()
     return redirect(url_for("backups.restore_show", restore_id=restore.id), 303)

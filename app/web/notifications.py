@@ -74,7 +74,7 @@ def delete_get(channel_id: int):
 @bp.post("/<int:channel_id>/delete")
 def delete_post(channel_id: int):
     channel = access.notification_channel(channel_id, Role.admin)
-    audit.record("notification_channel.deleted", team_id=channel.team_id, target=channel,
+    audit.record(audit.Action.NOTIFICATION_CHANNEL_DELETED, team_id=channel.team_id, target=channel,
                   name=channel.name)  # fmt: skip
     db.session.delete(channel)
     db.session.commit()

@@ -73,7 +73,7 @@ def edit_post(project_id: int):
     if form.errors:
         return render_template("projects/form.html", form=form, project=project), 422
     project.name, project.description = form.name.data, form.description.data or ""
-    audit.record("project.updated", team_id=project.team_id, target=project)
+    audit.record(audit.Action.PROJECT_UPDATED, team_id=project.team_id, target=project)
     db.session.commit()
     flash("Project saved.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
@@ -95,7 +95,9 @@ def delete_get(project_id: int):
 @bp.post("/<int:project_id>/delete")
 def delete_post(project_id: int):
     project = access.project(project_id, Role.admin)
-    audit.record("project.deleted", team_id=project.team_id, target=project, name=project.name)
+    audit.record(
+        audit.Action.PROJECT_DELETED, team_id=project.team_id, target=project, name=project.name
+    )
     db.session.delete(project)
     db.session.commit()
     flash(f"Project {project.name} deleted.", "success")

@@ -107,7 +107,7 @@ def save_settings(app_id: int):
         return _page(app, settings_form=form, status=422)
     app.watch_paths = form.watch_paths.data or ""
     app.deploy_tags = form.deploy_tags.data or None
-    audit.record("app.git_settings_updated", team_id=app.project.team_id, target=app)
+    audit.record(audit.Action.APP_GIT_SETTINGS_UPDATED, team_id=app.project.team_id, target=app)
     db.session.commit()
     flash("Push settings saved.", "success")
     return _back(app, "push")

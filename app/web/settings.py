@@ -26,7 +26,7 @@ def password_post():
         return render_template("settings/account.html", form=form), 422
     current_user.set_password(form.password.data)
     current_user.end_all_sessions()
-    audit.record("password.changed", target=current_user)
+    audit.record(audit.Action.PASSWORD_CHANGED, target=current_user)
     db.session.commit()
     # Other sessions are now dead; this one carries on with the new version.
     session.clear()
@@ -38,7 +38,7 @@ def password_post():
 @bp.post("/sessions/revoke")
 def sessions_revoke_post():
     current_user.end_all_sessions()
-    audit.record("sessions.revoked", target=current_user)
+    audit.record(audit.Action.SESSIONS_REVOKED, target=current_user)
     db.session.commit()
     session.clear()
     login_user(current_user)

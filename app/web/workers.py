@@ -28,7 +28,8 @@ def retry(job_id: str):
     if retried is None:
         abort(404, "No failed job with this id (it may have been retried already).")
     audit.record(
-        "job.retried", team_id=membership.team_id, job_id=retried.id, queue=retried.queue,
+        audit.Action.JOB_RETRIED, team_id=membership.team_id, job_id=retried.id,
+        queue=retried.queue,
         function=retried.function,
     )  # fmt: skip
     db.session.commit()
