@@ -28,6 +28,7 @@ from wtforms.validators import (
 )
 
 from app import names
+from app.projects.catalog import APP_FIELDS
 from app.projects.envvars import parse_dotenv
 
 
@@ -147,6 +148,13 @@ class ApplicationForm(FlaskForm):
                 field.errors = [*field.errors, str(exc)]
                 ok = False
         return ok
+
+    def values(self) -> dict:
+        """The validated settings as :func:`app.projects.catalog.create_app` takes them."""
+        values = {field: getattr(self, field).data for field in APP_FIELDS}
+        values["env"] = parse_dotenv(self.env_text.data or "")
+        values["secret_env"] = parse_dotenv(self.secret_env_text.data or "")
+        return values
 
 
 class EnvVarForm(FlaskForm):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
 from app import audit
-from app.extensions import db
-from app.models import Application, Deployment, Environment, Project, Team
+from app.extensions import db, queue
+from app.models import Application, Deployment, Environment, EnvVar, Project, Team
 from app.projects import envvars
 
 DEFAULT_ENVIRONMENT = "production"
@@ -16,12 +18,14 @@ NOT_DEPLOYED = "not deployed"
 
 
 def create_project(team: Team, name: str, description: str) -> Project:
-    """A project always starts with a ``production`` environment."""
+    """A new project, audited and committed; it always starts with a ``production``
+    environment."""
     project = Project(team_id=team.id, name=name, description=description or "")
     project.environments.append(Environment(name=DEFAULT_ENVIRONMENT))
     db.session.add(project)
     db.session.flush()
     audit.record(audit.Action.PROJECT_CREATED, team_id=team.id, target=project, name=name)
+    db.session.commit()
     return project
 
 
@@ -60,17 +64,90 @@ APP_FIELDS = (
 )
 
 
-def apply_app_form(app: Application, form) -> None:
-    """Copy validated form data onto ``app``; the fields of the other source are cleared."""
+def _apply(app: Application, values: Mapping[str, Any]) -> None:
+    """Copy validated values onto ``app``; the fields of the other source are cleared.
+
+    ``values`` holds :data:`APP_FIELDS` plus ``env`` (plain variables, replacing the
+    plain ones) and ``secret_env`` (secret variables, set or replaced one by one)."""
     for field in APP_FIELDS:
-        setattr(app, field, getattr(form, field).data)
+        setattr(app, field, values[field])
     if app.source_type == "image":
         app.git_url = app.git_branch = None
     else:
         app.image = None
-    envvars.replace_plain(app, envvars.parse_dotenv(form.env_text.data or ""))
-    for key, value in envvars.parse_dotenv(form.secret_env_text.data or "").items():
+    envvars.replace_plain(app, dict(values.get("env") or {}))
+    for key, value in (values.get("secret_env") or {}).items():
         envvars.set_var(app, key, value, secret=True)
+
+
+def create_app(project: Project, values: Mapping[str, Any]) -> Application:
+    """A new application in ``project``, audited and committed."""
+    app = Application(project_id=project.id)
+    _apply(app, values)
+    db.session.add(app)
+    db.session.flush()
+    audit.record(audit.Action.APP_CREATED, team_id=project.team_id, target=app, name=app.name)
+    db.session.commit()
+    return app
+
+
+def update_app(app: Application, values: Mapping[str, Any]) -> None:
+    """Change an application's settings, audited and committed."""
+    _apply(app, values)
+    audit.record(audit.Action.APP_UPDATED, team_id=app.project.team_id, target=app)
+    db.session.commit()
+
+
+def delete_app(app: Application) -> None:
+    """Delete the app's rows, then have the worker remove its containers, route and images.
+
+    The web never touches Docker; the job is keyed by the app id, so a second delete
+    request (or a retry) finds the same job rather than queueing another."""
+    app_id, name, team_id = app.id, app.name, app.project.team_id
+    audit.record(audit.Action.APP_DELETED, team_id=team_id, target=app, name=name)
+    db.session.delete(app)
+    db.session.commit()
+    _remove_resources([app_id])
+
+
+def _remove_resources(app_ids: list[int]) -> None:
+    for app_id in app_ids:
+        queue("default").enqueue(
+            "app.jobs.remove_app_resources", app_id, job_id=f"remove-app-{app_id}"
+        )
+
+
+def update_project(project: Project, name: str, description: str) -> None:
+    project.name, project.description = name, description or ""
+    audit.record(audit.Action.PROJECT_UPDATED, team_id=project.team_id, target=project)
+    db.session.commit()
+
+
+def delete_project(project: Project) -> None:
+    """Delete a project with its apps; each app's containers, route and images go too."""
+    app_ids = list(db.session.scalars(select(Application.id).where(
+        Application.project_id == project.id)))  # fmt: skip
+    audit.record(
+        audit.Action.PROJECT_DELETED, team_id=project.team_id, target=project,
+        name=project.name, apps=len(app_ids),
+    )  # fmt: skip
+    db.session.delete(project)
+    db.session.commit()
+    _remove_resources(app_ids)
+
+
+def set_env_var(app: Application, key: str, value: str, *, secret: bool) -> None:
+    """Add or replace one variable (the audit row names the key, never the value)."""
+    envvars.set_var(app, key, value, secret=secret)
+    audit.record(audit.Action.ENV_SET, team_id=app.project.team_id, target=app, key=key)
+    db.session.commit()
+
+
+def delete_env_var(app: Application, var: EnvVar) -> None:
+    audit.record(audit.Action.ENV_DELETED, team_id=app.project.team_id, target=app, key=var.key)
+    app.env_vars.remove(var)
+    db.session.delete(var)
+    db.session.commit()
 
 
 def latest_statuses(app_ids: list[int]) -> dict[int, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, audit
-from app.extensions import db, queue
+from app import access
+from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
 from app.projects import catalog, envvars
@@ -55,12 +55,7 @@ def new_post(project_id: int):
     _name_error(form, project)
     if not ok or form.name.errors:
         return _render_form(form, project, status=422)
-    app = Application(project_id=project.id)
-    catalog.apply_app_form(app, form)
-    db.session.add(app)
-    db.session.flush()
-    audit.record(audit.Action.APP_CREATED, team_id=project.team_id, target=app, name=app.name)
-    db.session.commit()
+    app = catalog.create_app(project, form.values())
     flash(f"Application {app.name} created.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
 
@@ -133,9 +128,7 @@ def edit_post(app_id: int):
     _name_error(form, app.project, exclude_id=app.id)
     if not ok or form.name.errors:
         return _render_form(form, app.project, app, status=422)
-    catalog.apply_app_form(app, form)
-    audit.record(audit.Action.APP_UPDATED, team_id=app.project.team_id, target=app)
-    db.session.commit()
+    catalog.update_app(app, form.values())
     flash("Application saved.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
 
@@ -159,13 +152,8 @@ def delete_get(app_id: int):
 @bp.post("/apps/<int:app_id>/delete")
 def delete_post(app_id: int):
     app = access.application(app_id, Role.admin)
-    project_id, team_id, name = app.project_id, app.project.team_id, app.name
-    audit.record(audit.Action.APP_DELETED, team_id=team_id, target=app, name=name)
-    app_id = app.id
-    db.session.delete(app)
-    db.session.commit()
-    # Containers, routes and images go in the worker: the web never touches Docker.
-    queue("default").enqueue("app.jobs.remove_app_resources", app_id, job_id=f"remove-app-{app_id}")
+    project_id, name = app.project_id, app.name
+    catalog.delete_app(app)
     flash(f"Application {name} deleted.", "success")
     return redirect(url_for("projects.show", project_id=project_id), 303)
 
@@ -194,9 +182,7 @@ def env_add(app_id: int):
     form = EnvVarForm()
     if not form.validate():
         return _env_section(app, form, 422)
-    envvars.set_var(app, form.key.data, form.value.data or "", secret=form.is_secret.data)
-    audit.record(audit.Action.ENV_SET, team_id=app.project.team_id, target=app, key=form.key.data)
-    db.session.commit()
+    catalog.set_env_var(app, form.key.data, form.value.data or "", secret=form.is_secret.data)
     return _env_section(app, EnvVarForm(formdata=None))
 
 
@@ -204,8 +190,5 @@ def env_add(app_id: int):
 def env_delete(app_id: int, var_id: int):
     app = access.application(app_id, Role.developer)
     var = access.env_var(app, var_id)
-    audit.record(audit.Action.ENV_DELETED, team_id=app.project.team_id, target=app, key=var.key)
-    app.env_vars.remove(var)
-    db.session.delete(var)
-    db.session.commit()
+    catalog.delete_env_var(app, var)
     return _env_section(app, EnvVarForm(formdata=None))

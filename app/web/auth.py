@@ -15,15 +15,11 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from app import audit
+from app.accounts import login, setup
 from app.extensions import db, limiter
 from app.forms import LoginForm, SetupForm
-from app.models import Installation, Membership, Role, Team, User
-from app.models.accounts import burn_password_check
-from app.models.base import utcnow
+from app.models import User
 from app.web import installed
 
 bp = Blueprint("auth", __name__)
@@ -69,19 +65,12 @@ def setup_post():
     form = SetupForm()
     if not form.validate():
         return render_template("auth/setup.html", form=form), 422
-    user = User(email=form.email.data, name=form.name.data)
-    user.set_password(form.password.data)
-    team = Team(name=form.team.data)
     try:
-        db.session.add_all([user, team])
-        db.session.flush()
-        db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
-        # The fixed primary key makes a second, racing setup fail here.
-        db.session.add(Installation(id=1, owner_id=user.id))
-        audit.record(audit.Action.SETUP_COMPLETED, team_id=team.id, user_id=user.id, target=user)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        user = setup.complete_setup(
+            email=form.email.data, name=form.name.data, password=form.password.data,
+            team_name=form.team.data,
+        )  # fmt: skip
+    except setup.AlreadySetUp:
         flash("Slipway has already been set up. Log in.", "error")
         return redirect(url_for("auth.login_get"))
     current_app.extensions["slipway_installed"] = True
@@ -110,31 +99,20 @@ def login_post():
     form = LoginForm()
     if not form.validate():
         return render_template("auth/login.html", form=form), 422
-    email = form.email.data.lower()
-    user = db.session.scalar(select(User).where(func.lower(User.email) == email))
+    user = login.check_login(form.email.data, form.password.data)
     if user is None:
-        burn_password_check(form.password.data)
-    if user is None or not user.check_password(form.password.data):
-        audit.record(audit.Action.LOGIN_FAILED, email=email[:254])
-        db.session.commit()
         form.password.errors = ["Wrong email or password."]
         return render_template("auth/login.html", form=form), 401
     # A fresh session: nothing from before login survives (no fixation).
     session.clear()
     login_user(user)
-    user.last_login_at = utcnow()
-    audit.record(audit.Action.LOGIN_SUCCEEDED, user_id=user.id, target=user)
-    db.session.commit()
     return redirect(safe_next(form.next.data), 303)
 
 
 @bp.post("/logout")
 def logout_post():
     """Log out. The session version is bumped, so a copy of this cookie is dead too."""
-    user = db.session.get(User, current_user.id)
-    user.end_all_sessions()
-    audit.record(audit.Action.LOGOUT, target=user)
-    db.session.commit()
+    login.log_out(db.session.get(User, current_user.id))
     logout_user()
     session.clear()
     return redirect(url_for("auth.login_get"), 303)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from app import access, audit
+from app import access
 from app.extensions import db
 from app.forms import ProjectForm
 from app.models import Application, Role
@@ -30,7 +30,6 @@ def new_post():
     if form.errors:
         return render_template("projects/form.html", form=form, project=None), 422
     project = catalog.create_project(team, form.name.data, form.description.data)
-    db.session.commit()
     flash(f"Project {project.name} created.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
 
@@ -72,9 +71,7 @@ def edit_post(project_id: int):
         form.name.errors.append("Your team already has a project with this name.")
     if form.errors:
         return render_template("projects/form.html", form=form, project=project), 422
-    project.name, project.description = form.name.data, form.description.data or ""
-    audit.record(audit.Action.PROJECT_UPDATED, team_id=project.team_id, target=project)
-    db.session.commit()
+    catalog.update_project(project, form.name.data, form.description.data)
     flash("Project saved.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
 
@@ -95,10 +92,7 @@ def delete_get(project_id: int):
 @bp.post("/<int:project_id>/delete")
 def delete_post(project_id: int):
     project = access.project(project_id, Role.admin)
-    audit.record(
-        audit.Action.PROJECT_DELETED, team_id=project.team_id, target=project, name=project.name
-    )
-    db.session.delete(project)
-    db.session.commit()
-    flash(f"Project {project.name} deleted.", "success")
+    name = project.name
+    catalog.delete_project(project)
+    flash(f"Project {name} deleted.", "success")
     return redirect(url_for("dashboard.index"), 303)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_user
 
-from app import audit
-from app.extensions import db
+from app.accounts import login
 from app.forms import PasswordForm
 
 bp = Blueprint("settings", __name__, url_prefix="/account")
@@ -24,10 +23,7 @@ def password_post():
         form.current.errors = ["That is not your current password."]
     if form.errors:
         return render_template("settings/account.html", form=form), 422
-    current_user.set_password(form.password.data)
-    current_user.end_all_sessions()
-    audit.record(audit.Action.PASSWORD_CHANGED, target=current_user)
-    db.session.commit()
+    login.change_password(current_user, form.password.data)
     # Other sessions are now dead; this one carries on with the new version.
     session.clear()
     login_user(current_user)
@@ -37,9 +33,7 @@ def password_post():
 
 @bp.post("/sessions/revoke")
 def sessions_revoke_post():
-    current_user.end_all_sessions()
-    audit.record(audit.Action.SESSIONS_REVOKED, target=current_user)
-    db.session.commit()
+    login.end_other_sessions(current_user)
     session.clear()
     login_user(current_user)
     flash("All your other sessions have been logged out.", "success")

@@ -1,0 +1,1 @@
+"""Accounts: first-run setup, signing in and out, passwords and sessions."""
