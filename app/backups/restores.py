@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from app import crypto, notify
+from app import audit, crypto, notify
 from app.backups import dumps, runs, storage
 from app.extensions import db, queue
 from app.models import (
@@ -39,10 +39,13 @@ class RestoreError(Exception):
 
 
 def start(backup: Backup, *, kind: str, target_database: str | None, user_id: int | None):
-    """Insert a queued restore (or drill) and enqueue its id."""
+    """Insert a queued restore (or drill) and enqueue its id; a restore is audited."""
     restore = Restore(team_id=backup.team_id, backup_id=backup.id, kind=kind,
                       target_database=target_database, user_id=user_id)  # fmt: skip
     db.session.add(restore)
+    if kind == "restore":
+        audit.record(audit.Action.BACKUP_RESTORE_STARTED, team_id=backup.team_id, target=backup,
+                     user_id=user_id, into=target_database or "same database")  # fmt: skip
     db.session.commit()
     queue("backup").enqueue("app.jobs.run_restore", restore.id, job_id=f"restore-{restore.id}",
                             failure_ttl=86400)  # fmt: skip

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import crypto, names, notify
+from app import audit, crypto, names, notify
 from app.backups import dumps, storage
 from app.extensions import db, queue, redis
 from app.models import (
@@ -112,11 +112,14 @@ def policy_dir(policy: BackupPolicy) -> Path:
 
 
 def start_now(policy: BackupPolicy) -> Backup:
-    """Insert a queued manual backup and enqueue its id; the caller commits nothing more."""
+    """Insert a queued manual backup (audited) and enqueue its id."""
     backup = Backup(team_id=policy.team_id, policy_id=policy.id, trigger="manual")
     db.session.add(backup)
     db.session.flush()
     backup.rq_job_id = f"backup-{backup.id}"
+    audit.record(
+        audit.Action.BACKUP_STARTED, team_id=policy.team_id, target=backup, policy=policy.name
+    )
     db.session.commit()
     queue("backup").enqueue(
         "app.jobs.run_backup", backup.id, job_id=backup.rq_job_id, failure_ttl=86400

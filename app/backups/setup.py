@@ -65,7 +65,23 @@ def save_destination(form, dest: BackupDestination) -> BackupDestination:
     audit.record(
         audit.Action.BACKUP_DESTINATION_SAVED, team_id=dest.team_id, target=dest, name=dest.name
     )
+    db.session.commit()
     return dest
+
+
+class InUse(Exception):
+    """The destination still has a policy that writes to it."""
+
+
+def delete_destination(dest: BackupDestination) -> None:
+    """Delete a destination no policy uses (its objects in S3 stay)."""
+    if db.session.scalar(select(BackupPolicy.id).where(BackupPolicy.destination_id == dest.id)):
+        raise InUse("A policy still uses this destination; change or delete it first.")
+    audit.record(
+        audit.Action.BACKUP_DESTINATION_DELETED, team_id=dest.team_id, target=dest, name=dest.name
+    )
+    db.session.delete(dest)
+    db.session.commit()
 
 
 def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
@@ -84,7 +100,18 @@ def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
     audit.record(
         audit.Action.BACKUP_POLICY_SAVED, team_id=policy.team_id, target=policy, name=policy.name
     )
+    db.session.commit()
     return policy
+
+
+def delete_policy(policy: BackupPolicy) -> None:
+    """Delete a policy: its schedule stops and its backup rows go; files and objects stay."""
+    audit.record(
+        audit.Action.BACKUP_POLICY_DELETED, team_id=policy.team_id, target=policy,
+        name=policy.name,
+    )  # fmt: skip
+    db.session.delete(policy)
+    db.session.commit()
 
 
 def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
@@ -106,4 +133,14 @@ def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
     db.session.flush()
     audit.record(audit.Action.NOTIFICATION_CHANNEL_SAVED, team_id=channel.team_id, target=channel,
                   name=channel.name)  # fmt: skip
+    db.session.commit()
     return channel
+
+
+def delete_channel(channel: NotificationChannel) -> None:
+    audit.record(
+        audit.Action.NOTIFICATION_CHANNEL_DELETED, team_id=channel.team_id, target=channel,
+        name=channel.name,
+    )  # fmt: skip
+    db.session.delete(channel)
+    db.session.commit()

@@ -22,7 +22,8 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from app.extensions import QUEUE_TIMEOUTS, queue, redis
+from app import audit
+from app.extensions import QUEUE_TIMEOUTS, db, queue, redis
 
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(:[^/\s@]*)?@")
@@ -162,8 +163,9 @@ def find_failed(job_id: str) -> tuple[str, Job] | None:
     return None
 
 
-def retry(job_id: str) -> FailedJob | None:
-    """Put a failed job back on its queue; None when it is not a failed job (any more)."""
+def retry(job_id: str, *, team_id: int | None = None) -> FailedJob | None:
+    """Put a failed job back on its queue (audited under ``team_id``); None when it is not
+    a failed job (any more)."""
     found = find_failed(job_id)
     if found is None:
         return None
@@ -173,4 +175,9 @@ def retry(job_id: str) -> FailedJob | None:
         FailedJobRegistry(queue=queue(name)).requeue(job)
     except InvalidJobOperation:
         return None  # someone else retried it first
+    audit.record(
+        audit.Action.JOB_RETRIED, team_id=team_id, job_id=info.id, queue=info.queue,
+        function=info.function,
+    )  # fmt: skip
+    db.session.commit()
     return info

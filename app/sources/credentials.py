@@ -47,6 +47,7 @@ def generate_deploy_key(app: Application) -> str:
     app.deploy_key_private = crypto.encrypt(private, context=KEY_CONTEXT)
     app.deploy_key_public = f"{public} slipway-app-{app.id}"
     audit.record(audit.Action.DEPLOY_KEY_GENERATED, team_id=app.project.team_id, target=app)
+    db.session.commit()
     return app.deploy_key_public
 
 
@@ -61,12 +62,22 @@ def set_token(app: Application, token: str, user: str) -> None:
         app.git_token = None
         app.git_token_user = None
         audit.record(audit.Action.GIT_TOKEN_CLEARED, team_id=app.project.team_id, target=app)
+    db.session.commit()
+
+
+def save_push_settings(app: Application, watch_paths: str, deploy_tags: str | None) -> None:
+    """Which pushes deploy: watched paths and the tag pattern (see ``sources.pushes``)."""
+    app.watch_paths = watch_paths or ""
+    app.deploy_tags = deploy_tags or None
+    audit.record(audit.Action.APP_GIT_SETTINGS_UPDATED, team_id=app.project.team_id, target=app)
+    db.session.commit()
 
 
 def forget_host_keys(app: Application) -> None:
     """Unpin the SSH host key: the next clone pins whatever the server presents."""
     app.git_known_hosts = None
     audit.record(audit.Action.GIT_HOST_KEY_FORGOTTEN, team_id=app.project.team_id, target=app)
+    db.session.commit()
 
 
 def host_keys(app: Application) -> list[HostKey]:

@@ -91,6 +91,7 @@ def rotate_secret(app: Application) -> str:
     if not app.webhook_token:
         app.webhook_token = new_token()
     audit.record(audit.Action.WEBHOOK_SECRET_ROTATED, team_id=app.project.team_id, target=app)
+    db.session.commit()
     return plaintext
 
 

@@ -22,10 +22,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, audit, crypto
+from app import access, crypto
 from app.backups import restores, runs, setup, storage
 from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
-from app.extensions import db
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
 from app.web import is_htmx
 
@@ -82,7 +81,6 @@ def destination_new_post():
     if form.errors:
         return _destination_form_page(form, None, 422)
     dest = setup.save_destination(form, BackupDestination(team_id=team.id))
-    db.session.commit()
     flash(f"Destination {dest.name} saved. Test the connection next.", "success")
     return redirect(url_for("backups.index"), 303)
 
@@ -104,7 +102,6 @@ def destination_edit_post(destination_id: int):
     if form.errors:
         return _destination_form_page(form, dest, 422)
     setup.save_destination(form, dest)
-    db.session.commit()
     flash("Destination saved.", "success")
     return redirect(url_for("backups.index"), 303)
 
@@ -138,15 +135,13 @@ def destination_delete_get(destination_id: int):
 @bp.post("/destinations/<int:destination_id>/delete")
 def destination_delete_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
-    if db.session.query(BackupPolicy.id).filter_by(destination_id=dest.id).first():
-        flash("A policy still uses this destination; change or delete it first.", "error")
+    name = dest.name
+    try:
+        setup.delete_destination(dest)
+    except setup.InUse as exc:
+        flash(str(exc), "error")
         return redirect(url_for("backups.index"), 303)
-    audit.record(
-        audit.Action.BACKUP_DESTINATION_DELETED, team_id=dest.team_id, target=dest, name=dest.name
-    )
-    db.session.delete(dest)
-    db.session.commit()
-    flash(f"Destination {dest.name} deleted.", "success")
+    flash(f"Destination {name} deleted.", "success")
     return redirect(url_for("backups.index"), 303)
 
 
@@ -181,7 +176,6 @@ def policy_new_post():
     if form.errors:
         return _policy_page(form, None, 422)
     policy = setup.save_policy(form, BackupPolicy(team_id=team.id))
-    db.session.commit()
     flash(f"Policy {policy.name} saved; the scheduler picks it up within 30 s.", "success")
     return redirect(url_for("backups.index"), 303)
 
@@ -211,7 +205,6 @@ def policy_edit_post(policy_id: int):
     if form.errors:
         return _policy_page(form, policy, 422)
     setup.save_policy(form, policy)
-    db.session.commit()
     flash("Policy saved.", "success")
     return redirect(url_for("backups.index"), 303)
 
@@ -230,11 +223,9 @@ def policy_delete_get(policy_id: int):
 @bp.post("/policies/<int:policy_id>/delete")
 def policy_delete_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
-    audit.record(audit.Action.BACKUP_POLICY_DELETED, team_id=policy.team_id, target=policy,
-                  name=policy.name)  # fmt: skip
-    db.session.delete(policy)
-    db.session.commit()
-    flash(f"Policy {policy.name} deleted.", "success")
+    name = policy.name
+    setup.delete_policy(policy)
+    flash(f"Policy {name} deleted.", "success")
     return redirect(url_for("backups.index"), 303)
 
 
@@ -242,10 +233,6 @@ def policy_delete_post(policy_id: int):
 def policy_run_post(policy_id: int):
     policy = access.backup_policy(policy_id, Role.admin)
     backup = runs.start_now(policy)
-    audit.record(
-        audit.Action.BACKUP_STARTED, team_id=policy.team_id, target=backup, policy=policy.name
-    )
-    db.session.commit()
     flash(f"Backup #{backup.id} of {policy.name} queued.", "success")
     return redirect(url_for("backups.index"), 303)
 
@@ -314,9 +301,6 @@ def restore_post(backup_id: int):
     target = form.new_database.data if form.mode.data == "new" else None
     restore = restores.start(backup, kind="restore", target_database=target,
                              user_id=current_user.id)  # fmt: skip
-    audit.record(audit.Action.BACKUP_RESTORE_STARTED, team_id=backup.team_id, target=backup,
-                  into=target or "same database")  # fmt: skip
-    db.session.commit()
     return redirect(url_for("backups.restore_show", restore_id=restore.id), 303)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from app import access, audit, notify
+from app import access, notify
 from app.backups import setup
 from app.backups.forms import EVENT_LABELS, ChannelForm
 from app.extensions import db
@@ -43,7 +43,6 @@ def create_post():
     if form.errors:
         return _page(form, 422)
     channel = setup.save_channel(form, NotificationChannel(team_id=team.id))
-    db.session.commit()
     flash(f"Channel {channel.name} added.", "success")
     return redirect(url_for("notifications.index"), 303)
 
@@ -74,9 +73,7 @@ def delete_get(channel_id: int):
 @bp.post("/<int:channel_id>/delete")
 def delete_post(channel_id: int):
     channel = access.notification_channel(channel_id, Role.admin)
-    audit.record(audit.Action.NOTIFICATION_CHANNEL_DELETED, team_id=channel.team_id, target=channel,
-                  name=channel.name)  # fmt: skip
-    db.session.delete(channel)
-    db.session.commit()
-    flash(f"Channel {channel.name} deleted.", "success")
+    name = channel.name
+    setup.delete_channel(channel)
+    flash(f"Channel {name} deleted.", "success")
     return redirect(url_for("notifications.index"), 303)

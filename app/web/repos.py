@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access, audit
+from app import access
 from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery
@@ -52,7 +52,6 @@ def show(app_id: int):
 def rotate_secret(app_id: int):
     app = access.application(app_id, Role.developer)
     secret = webhooks.rotate_secret(app)
-    db.session.commit()
     # Shown once, in this response only; afterwards the page shows it masked.
     return render_template(
         "repos/secret.html", app=app, secret=secret, url=webhook_url(app, "github")
@@ -63,7 +62,6 @@ def rotate_secret(app_id: int):
 def generate_key(app_id: int):
     app = access.application(app_id, Role.developer)
     credentials.generate_deploy_key(app)
-    db.session.commit()
     flash("New deploy key generated: add the public key to the repository.", "success")
     return _back(app, "deploy-key")
 
@@ -72,7 +70,6 @@ def generate_key(app_id: int):
 def forget_host_key(app_id: int):
     app = access.application(app_id, Role.developer)
     credentials.forget_host_keys(app)
-    db.session.commit()
     flash("Pinned host key forgotten: the next clone pins the server's key.", "success")
     return _back(app, "deploy-key")
 
@@ -85,7 +82,6 @@ def set_token(app_id: int):
         form.token.data = ""
         return _page(app, token_form=form, status=422)
     credentials.set_token(app, form.token.data, form.user.data or "")
-    db.session.commit()
     flash("Access token saved.", "success")
     return _back(app, "token")
 
@@ -94,7 +90,6 @@ def set_token(app_id: int):
 def clear_token(app_id: int):
     app = access.application(app_id, Role.developer)
     credentials.set_token(app, "", "")
-    db.session.commit()
     flash("Access token removed.", "success")
     return _back(app, "token")
 
@@ -105,10 +100,7 @@ def save_settings(app_id: int):
     form = GitSettingsForm()
     if not form.validate():
         return _page(app, settings_form=form, status=422)
-    app.watch_paths = form.watch_paths.data or ""
-    app.deploy_tags = form.deploy_tags.data or None
-    audit.record(audit.Action.APP_GIT_SETTINGS_UPDATED, team_id=app.project.team_id, target=app)
-    db.session.commit()
+    credentials.save_push_settings(app, form.watch_paths.data, form.deploy_tags.data)
     flash("Push settings saved.", "success")
     return _back(app, "push")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from app import access, audit
-from app.extensions import db
+from app import access
 from app.models.base import utcnow
 from app.monitoring import workers
 
@@ -24,14 +23,8 @@ def index():
 @bp.post("/workers/failed/<job_id>/retry")
 def retry(job_id: str):
     membership = access.installation_admin()
-    retried = workers.retry(job_id)
+    retried = workers.retry(job_id, team_id=membership.team_id)
     if retried is None:
         abort(404, "No failed job with this id (it may have been retried already).")
-    audit.record(
-        audit.Action.JOB_RETRIED, team_id=membership.team_id, job_id=retried.id,
-        queue=retried.queue,
-        function=retried.function,
-    )  # fmt: skip
-    db.session.commit()
     flash(f"Job {retried.id} is queued again.", "success")
     return redirect(url_for("workers.index"), 303)
