@@ -7,17 +7,14 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from app import access
-from app.deploys import control
+from app.deploys import control, progress
 from app.extensions import db
-from app.models import Deployment, DeploymentLogLine, DeploymentStatus, DeployStep, Role
+from app.models import Deployment, DeploymentLogLine, Role
 from app.web import is_htmx
 
 bp = Blueprint("deployments", __name__)
 PAGE_SIZE = 50
 LOG_LIMIT = 5000
-STEPS = [step.value for step in DeployStep]
-STEP_MARK = "── "  # how the pipeline logs the start of each step ("── build")
-SERVED = (DeploymentStatus.running.value, DeploymentStatus.replaced.value)
 
 
 @bp.post("/apps/<int:app_id>/deploy")
@@ -63,55 +60,11 @@ def _log_lines(deployment_id: int) -> list[DeploymentLogLine]:
     return list(reversed(newest))
 
 
-def _stopped_at(deployment: Deployment) -> str | None:
-    """The step a finished deployment was in when it stopped.
-
-    The pipeline keeps ``step`` on a deployment that fails or is cancelled.
-    Rows that ended before it did have none; for them the last ``── <step>``
-    line the pipeline logged (stream ``slipway``, which build output cannot
-    use) says where it stopped.
-    """
-    if deployment.step in STEPS:
-        return deployment.step
-    text = db.session.scalar(
-        select(DeploymentLogLine.text)
-        .where(
-            DeploymentLogLine.deployment_id == deployment.id,
-            DeploymentLogLine.stream == "slipway",
-            DeploymentLogLine.text.in_([STEP_MARK + step for step in STEPS]),
-        )
-        .order_by(DeploymentLogLine.seq.desc())
-        .limit(1)
-    )
-    return text[len(STEP_MARK) :] if text else None
-
-
-def progress(deployment: Deployment) -> list[tuple[str, str]]:
-    """The progress line as ``(step, state)``; state is done, current, failed or pending.
-
-    While a deployment runs, its step is current. A served one (running, or
-    replaced since) shows every step done; one that ended otherwise shows the
-    steps before the one it stopped in as done and that one as failed. Nothing
-    to show (queued, or stopped before the first step): an empty list.
-    """
-    if deployment.status in SERVED:
-        return [(step, "done") for step in STEPS]
-    at = deployment.step if not deployment.is_final else _stopped_at(deployment)
-    if at not in STEPS:
-        return []
-    here = "current" if not deployment.is_final else "failed"
-    index = STEPS.index(at)
-    return [
-        (step, "done" if i < index else here if i == index else "pending")
-        for i, step in enumerate(STEPS)
-    ]
-
-
 @bp.get("/deployments/<int:deployment_id>")
 def show(deployment_id: int):
     deployment = access.deployment(deployment_id)
     can_deploy = access.can(deployment.application.project.team_id, Role.developer)
-    steps = progress(deployment)
+    steps = progress.steps(deployment)
     if is_htmx():
         return render_template(
             "deployments/_status.html", deployment=deployment, can_deploy=can_deploy, steps=steps

@@ -130,7 +130,7 @@ def test_a_failed_pipeline_run_marks_the_step_it_stopped_in(app, logged_in, tmp_
 
 def test_a_cancelled_deployment_marks_where_it_was_cancelled(logged_in):
     client, user = logged_in
-    dep_id = _deployment(user, "cancelled", logged=["clone", "build", "start"])
+    dep_id = _deployment(user, "cancelled", step="start", logged=["clone", "build", "start"])
     found = steps_of(_fragment(client, dep_id))
     assert [i["class"] for i in found.items] == ["done", "done", "failed", "pending", "pending"]
     assert found.items[2]["current"] == "step"
@@ -138,9 +138,10 @@ def test_a_cancelled_deployment_marks_where_it_was_cancelled(logged_in):
 
 
 def test_a_build_printing_a_step_mark_cannot_move_the_line(logged_in):
-    """Only Slipway's own log lines count: build output that looks like a mark does not."""
+    """The line is read from the row's step, never from the log: build output that
+    looks like the pipeline's step mark changes nothing."""
     client, user = logged_in
-    dep_id = _deployment(user, "failed", logged=["clone"])
+    dep_id = _deployment(user, "failed", step="clone", logged=["clone"])
     log = BuildLog(dep_id)
     log.line("── switch")  # printed by the build (stdout)
     log.line("── health", stream="container")
