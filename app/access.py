@@ -102,7 +102,7 @@ def deployment(deployment_id: int, needed: Role = Role.viewer) -> Deployment:
     return found
 
 
-# ---- backups and notifications (issue 6) -------------------------------------
+# ---- backups and notifications ----------------------------------------------
 
 
 def _team_object(model, object_id: int, needed: Role):

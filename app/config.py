@@ -134,7 +134,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
-        # Backups (issue 6): local copies live here; S3 endpoints, notification URLs
+        # Backups: local copies live here; S3 endpoints, notification URLs
         # and registered databases on these hosts are allowed although internal.
         "BACKUPS_DIR": _env("BACKUPS_DIR", str(data_dir / "backups")),
         "BACKUP_ALLOWED_HOSTS": tuple(

@@ -229,7 +229,7 @@ def git_host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
-# ---- backups (issue 6) ------------------------------------------------------
+# ---- backups --------------------------------------------------------------
 
 S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -341,7 +341,7 @@ def cron(value: str) -> str:
     return value
 
 
-# ---- git integration (issue 5) ---------------------------------------------
+# ---- git integration ------------------------------------------------------
 
 WATCH_PATH_RE = re.compile(r"^[A-Za-z0-9_.*?][A-Za-z0-9._/*?-]*$")
 TAG_PATTERN_RE = re.compile(r"^[A-Za-z0-9_*?][A-Za-z0-9._/*?+-]*$")

@@ -16,7 +16,7 @@ Rounds alternate (``--rounds``, 2 by default):
 - raw with Slipway's S3 client (``storage.client``: checksums only where required,
   as many S3-compatible services need) into ``upload_fileobj``: the same pipeline
   with the same S3 options, so the ratio to it is Slipway's own overhead;
-- Slipway: ``app.backups.run`` in a child process (as in the worker): pg_dump
+- Slipway: ``app.backups.runs.run`` in a child process (as in the worker): pg_dump
   through a SHA-256 into the local file and the multipart upload, verification,
   row counts. The child's resident memory (VmRSS, /proc, every 20 ms) is sampled.
 Then a restore drill of the last Slipway backup (``app.restores``) restores it into
@@ -156,7 +156,7 @@ def rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
 
 
 def slipway_round(env: dict, backup_id: int) -> tuple[float, int, float]:
-    """Run app.backups.run in a child; returns (seconds, bytes, peak RSS MB).
+    """Run app.backups.runs.run in a child; returns (seconds, bytes, peak RSS MB).
 
     The seconds are those of the ``runs.run`` call, timed in the child: the
     worker forks its work horse from a preloaded app, so a fresh interpreter's

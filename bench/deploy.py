@@ -7,7 +7,7 @@ Everything runs on loopback, on real services: a smart-HTTP git server
 (created if missing, its ``public`` schema wiped, dropped at the end), Redis DB 12
 on 127.0.0.1:6379 (``--redis-url``; flushed at start, and at the end if the bench's
 sentinel key shows nobody else flushed it meanwhile: a foreign flush stops the run),
-the real migrations, Traefik on the static config ``app.proxy.write_static_config()``
+the real migrations, Traefik on the static config ``app.proxy.traefik.write_static_config()``
 writes, a real gunicorn serving ``wsgi:app`` and a real ``worker.py`` subprocess, all
 on the same ``SLIPWAY_*`` environment.
 
@@ -74,7 +74,7 @@ PORT = 8000
 RAW_REPO = "slipway-bench-raw"  # image repository and container-name prefix of the raw pipeline
 RAW_LABEL = "slipway-bench=raw"
 RAW_NETWORK = "slipway-bench-raw"
-LOCK_KEY = "slipway:deploy-lock:{}"  # app.pipeline.LOCK_KEY
+LOCK_KEY = "slipway:deploy-lock:{}"  # app.deploys.pipeline.LOCK_KEY
 SENTINEL_KEY = "slipway-bench-deploy:sentinel"  # gone = someone else flushed our Redis DB
 # A cached RUN step before the COPY of the changing file, as in a real app
 # (dependencies installed, then the source copied).

@@ -7,10 +7,10 @@ One gunicorn web worker (gthread, 16 threads, as ``make run`` runs it but with o
 worker so every socket and page lands in the same process) on a fresh data
 directory (SQLite, or a wiped PostgreSQL database whose name contains ``bench``),
 a private Redis, and the real Docker engine. Containers and images are built and
-started through ``app.containers`` with the busybox base image of ``tests/lab.py``.
+started through ``app.runtime.containers`` with the busybox base image of ``tests/lab.py``.
 
 1. ``build_lines_lost``: a real ``docker build`` whose RUN step prints 5,000
-   numbered lines, fed to ``app.buildlog.BuildLog`` as the pipeline does, while a
+   numbered lines, fed to ``app.deploys.buildlog.BuildLog`` as the pipeline does, while a
    websocket follows that deployment's log. Lost = printed − stored (and printed −
    received by the socket, ``build_lines_lost_live``).
 2. ``line_latency_p95_ms``: a container prints a line every 100 ms; latency = the

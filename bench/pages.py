@@ -47,7 +47,7 @@ APPS_PER_PROJECT = 10
 DEPLOYS_PER_APP = 100
 REQUESTS = 200
 WARMUP = 15
-ENGINE_STATUS_KEY = "slipway:engine-status"  # app.containers.ENGINE_STATUS_KEY
+ENGINE_STATUS_KEY = "slipway:engine-status"  # app.runtime.containers.ENGINE_STATUS_KEY
 
 MIGRATE_TIMEOUT = 180
 START_TIMEOUT = 30

@@ -3,7 +3,7 @@
 A button, the API, a webhook or a rollback calls :func:`start_deploy`, which
 inserts a ``queued`` row, supersedes older queued rows of the same app, and
 enqueues the row's id on the ``deploy`` queue. The request returns at once;
-``app.pipeline`` does the work in the worker.
+``app.deploys.pipeline`` does the work in the worker.
 """
 
 from __future__ import annotations

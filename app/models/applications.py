@@ -48,9 +48,9 @@ class Application(Timestamped, Base):
     cpu_limit: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False))
     memory_limit_mb: Mapped[int | None] = mapped_column(Integer)
     auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
-    webhook_secret: Mapped[str | None] = mapped_column(Text)  # ciphertext (app.secrets)
-    # Git integration (app/webhooks.py, app/gitcreds.py). The token names the app in
-    # its webhook URL; it is not the secret that signs deliveries.
+    webhook_secret: Mapped[str | None] = mapped_column(Text)  # ciphertext (app.crypto)
+    # Git integration (app/sources/webhooks.py, app/sources/credentials.py). The token
+    # names the app in its webhook URL; it is not the secret that signs deliveries.
     webhook_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     watch_paths: Mapped[str] = mapped_column(Text, default="", server_default="")  # globs
     deploy_tags: Mapped[str | None] = mapped_column(String(255))  # tag glob; None = never
@@ -89,7 +89,7 @@ class EnvVar(Timestamped, Base):
     )
     key: Mapped[str] = mapped_column(String(255))
     # Exactly one of these is set: plain text for ordinary values, AES-GCM
-    # ciphertext (app.secrets) for secret ones.
+    # ciphertext (app.crypto) for secret ones.
     value: Mapped[str | None] = mapped_column(Text)
     secret_value: Mapped[str | None] = mapped_column(Text)
     is_secret: Mapped[bool] = mapped_column(Boolean, default=False)

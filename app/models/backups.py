@@ -50,7 +50,7 @@ class BackupDestination(Timestamped, Base):
     bucket: Mapped[str] = mapped_column(String(63))
     prefix: Mapped[str] = mapped_column(String(200), default="")
     access_key_id: Mapped[str] = mapped_column(String(200))
-    secret_access_key: Mapped[str] = mapped_column(Text)  # ciphertext (app.secrets)
+    secret_access_key: Mapped[str] = mapped_column(Text)  # ciphertext (app.crypto)
     path_style: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

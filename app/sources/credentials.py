@@ -1,8 +1,8 @@
 """An app's repository access: deploy keys, HTTPS tokens, pinned SSH host keys.
 
 The private half of a deploy key and the token are stored AES-GCM encrypted
-(``app.secrets``); they are decrypted only in the worker, for one clone, and
-handed to ``app.gitsrc`` as :class:`gitsrc.Credentials`. The SSH host key is
+(``app.crypto``); they are decrypted only in the worker, for one clone, and
+handed to ``app.sources.gitsrc`` as :class:`gitsrc.Credentials`. The SSH host key is
 pinned on first use: the first clone records it, later clones refuse another.
 """
 

@@ -4,7 +4,7 @@ Every socket is authorised before the handshake, like any request: the request
 guard wants a session, then :func:`_before_handshake` checks ``Origin`` and looks
 the object up through ``access`` (another team's object is a 404, so no socket
 is ever opened for it). The handler then counts the socket against the user's
-cap, removes its database session and streams (``app.tails``).
+cap, removes its database session and streams (``app.live.tails``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The web server is gunicorn (as in production) with the real Docker engine; the
 deploy itself runs the real pipeline (git server, ``docker build``, Traefik from
 ``tests/deploy``) in a thread of the test process, as the RQ worker would.
 The tests after it need no Docker: they change rows and publish the status
-events themselves (``app.livestatus``, as the pipeline does), on the shared server.
+events themselves (``app.deploys.livestatus``, as the pipeline does), on the shared server.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class TeamWorld:
     plain_var: EnvVar
     secret_var: EnvVar
     deployment: Deployment
-    backup_objects: dict | None = None  # issue 6: destination, policy, backup, restore, channel
+    backup_objects: dict | None = None  # destination, policy, backup, restore, channel
 
     def ids(self) -> dict[str, int | str]:
         """Values for the URL rules' arguments, naming this team's objects."""

@@ -294,7 +294,7 @@ def test_the_ssh_command_quotes_every_path(tmp_path):
 
 
 def _record_git_calls(monkeypatch) -> list[tuple[list[str], dict]]:
-    """Every subprocess ``app.gitsrc`` starts, as (argv, environment); it still runs."""
+    """Every subprocess ``app.sources.gitsrc`` starts, as (argv, environment); it still runs."""
     calls: list[tuple[list[str], dict]] = []
     real_popen, real_run = subprocess.Popen, subprocess.run
 
