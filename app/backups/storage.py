@@ -342,14 +342,6 @@ def download(target: S3Target, key: str, out: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def presigned_url(target: S3Target, key: str, seconds: int = 900) -> str:
-    """A GET URL valid for at most 15 minutes."""
-    return client(target).generate_presigned_url(
-        "get_object", Params={"Bucket": target.bucket, "Key": key},
-        ExpiresIn=min(seconds, 900),
-    )  # fmt: skip
-
-
 def delete(target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0) -> None:
     """Delete an object, retrying like the upload does (deleting a missing key succeeds)."""
     s3 = client(target)

@@ -58,10 +58,6 @@ def events_of(deployments: Iterable[Deployment]) -> list[dict]:
     ]
 
 
-def event_of(deployment: Deployment) -> dict:
-    return events_of([deployment])[0]
-
-
 def publish(deployments: Deployment | Iterable[Deployment]) -> None:
     """Tell live pages about these deployments' current status (after the commit).
 
