@@ -1,0 +1,103 @@
+"""The deployment reaper: deployments whose worker died end ``failed``.
+
+The scheduler runs it every few seconds (``app.jobs.reap_lost_deployments``). A
+deployment is lost when its queued job vanished from Redis, or when its pipeline
+stopped refreshing the heartbeat key. Half-started containers of a lost
+deployment are removed, unless Traefik routes to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+
+from app.deploys import livestatus, pipeline
+from app.extensions import db, redis
+from app.models import ACTIVE_STATUSES, Deployment
+from app.models.base import utcnow
+from app.proxy import traefik
+from app.runtime import containers
+
+log = logging.getLogger("slipway.reaper")
+
+# A deployment younger than this is never reaped (its job may be starting).
+LOST_GRACE = timedelta(seconds=30)
+
+
+def _queued_job_exists(job_id: str | None) -> bool:
+    if not job_id:
+        return False
+    try:
+        job = Job.fetch(job_id, connection=redis.client, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in (
+        JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED
+    )  # fmt: skip
+
+
+def _is_lost(deployment: Deployment, cutoff: datetime) -> bool:
+    created = deployment.created_at
+    if created.tzinfo is None:  # SQLite returns naive UTC
+        created = created.replace(tzinfo=cutoff.tzinfo)
+    if created > cutoff:
+        return False
+    if deployment.status == "queued":
+        return not _queued_job_exists(deployment.rq_job_id)
+    # building / deploying: the pipeline's heartbeat says whether it is still alive.
+    return not pipeline.is_alive(deployment.id)
+
+
+def reap_lost_deployments() -> int:
+    """Mark deployments whose worker died (no heartbeat) or whose job vanished as failed.
+
+    Their half-started containers are removed, unless Traefik routes to them.
+    Returns how many were marked, so the scheduler log says what it did.
+    """
+    cutoff = utcnow() - LOST_GRACE
+    lost = [
+        d for d in db.session.scalars(
+            select(Deployment).where(Deployment.status.in_([s.value for s in ACTIVE_STATUSES]))
+        )
+        if _is_lost(d, cutoff)
+    ]  # fmt: skip
+    for deployment in lost:
+        deployment.mark_failed("worker lost: its job is no longer running")
+        log.warning("deployment %s: worker lost, marked failed", deployment.id)
+    db.session.commit()
+    livestatus.publish(lost)
+    for deployment in lost:
+        _remove_unserving(deployment)
+    return len(lost)
+
+
+def _remove_unserving(deployment: Deployment) -> None:
+    try:
+        ids = containers.containers_of(deployment_id=deployment.id)
+        if not ids:
+            return
+        served = traefik.served_by(deployment.application_id) or set()
+        port = deployment.application.container_port
+        if any(f"http://{a}:{port}" in served for a in containers.addresses(ids)):
+            return
+        containers.stop_and_remove(ids, timeout=2)
+    except Exception:  # noqa: BLE001 - Docker or Traefik away: the next pass retries
+        log.warning("could not clean up deployment %s", deployment.id)
+
+
+def remove_app_resources(app_id: int) -> int:
+    """After an app is deleted: its containers, its route file and its images.
+
+    Returns how many containers were removed.
+    """
+    ids = containers.containers_of(app_id=app_id)
+    containers.stop_and_remove(ids, timeout=current_app.config["STOP_TIMEOUT_SECONDS"])
+    traefik.remove_app_routes(app_id)
+    containers.prune_images(app_id, keep_tags=set())
+    return len(ids)
