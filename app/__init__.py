@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
@@ -27,6 +26,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.web import register
 
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():  # the engine exists now; it has not connected yet
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(config_module.ROOT / "migrations"))
     login.init_app(app)
     csrf.init_app(app)
@@ -38,12 +40,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-@event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL and foreign keys for the embedded SQLite default; other drivers untouched."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.close()
+    """WAL, foreign keys and a busy timeout on every connection of the app's own SQLite
+    engine (bound in :func:`create_app`; other engines in the process are left alone)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

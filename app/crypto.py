@@ -45,7 +45,3 @@ def decrypt(token: str, *, context: str) -> str:
         return AESGCM(key).decrypt(raw[:12], raw[12:], context.encode()).decode()
     except (InvalidTag, ValueError) as exc:  # binascii.Error and a short nonce are ValueErrors
         raise SecretError("ciphertext failed authentication") from exc
-
-
-def key_id_of(token: str) -> str:
-    return token.partition(":")[0]

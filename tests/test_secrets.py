@@ -50,7 +50,7 @@ def test_rotation_new_key_encrypts_old_key_still_decrypts(app):
     )
     try:
         assert crypto.decrypt(old, context="c") == "before rotation"
-        assert crypto.key_id_of(crypto.encrypt("after", context="c")) == "k2"
+        assert crypto.encrypt("after", context="c").partition(":")[0] == "k2"
     finally:
         app.config["ENCRYPTION_KEYS"] = old_keys
 

@@ -295,13 +295,6 @@ def abort(target: S3Target, key: str, upload_id: str) -> None:
         raise StorageError(f"aborting the upload failed: {describe(exc)}") from None
 
 
-def open_uploads(target: S3Target) -> list[tuple[str, str]]:
-    """(key, upload id) of the multipart uploads still open under the prefix."""
-    s3 = client(target)
-    found = s3.list_multipart_uploads(Bucket=target.bucket, Prefix=target.prefix)
-    return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
-
-
 def head(
     target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0
 ) -> tuple[int, str]:

@@ -137,6 +137,13 @@ def _target(endpoint: str, bucket: str, prefix: str = "") -> storage.S3Target:
     return storage.S3Target(endpoint, "us-east-1", bucket, prefix, "testing", "testing", True, 5)
 
 
+def open_uploads(target: storage.S3Target) -> list[tuple[str, str]]:
+    """(key, upload id) of the multipart uploads still open under the prefix."""
+    s3 = storage.client(target)
+    found = s3.list_multipart_uploads(Bucket=target.bucket, Prefix=target.prefix)
+    return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
+
+
 def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> BackupDestination:
     values = {
         "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",

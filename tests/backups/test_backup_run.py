@@ -14,7 +14,7 @@ from app import names
 from app.backups import dumps, runs, storage
 from app.extensions import db
 from app.models import Backup
-from tests.backups.conftest import make_destination, make_policy, target_of, work
+from tests.backups.conftest import make_destination, make_policy, open_uploads, target_of, work
 from tests.conftest import make_team
 
 
@@ -52,7 +52,7 @@ def test_a_postgres_backup_streams_to_a_local_file_and_s3_and_is_verified(
     assert backup.uploaded and backup.upload_id is None
     assert backup.row_counts == {"public.items": 4000, "public.notes": 2}
     assert backup.duration_seconds > 0 and backup.finished_at is not None
-    assert storage.open_uploads(target_of(dest)) == []
+    assert open_uploads(target_of(dest)) == []
 
 
 def test_the_database_password_goes_to_pg_dump_in_the_environment_never_in_argv(
@@ -110,7 +110,7 @@ def test_a_dump_failure_ends_failed_with_the_reason_and_aborts_the_upload(
     backup = db.session.get(Backup, backup.id)
     assert backup.status == "failed"
     assert "does not exist" in backup.error
-    assert storage.open_uploads(target_of(dest)) == []
+    assert open_uploads(target_of(dest)) == []
 
 
 # Every character that means something in a URL, and a literal percent sign.

@@ -19,7 +19,7 @@ from app.config import ROOT
 from app.extensions import db
 from app.models import Backup
 from app.models.base import utcnow
-from tests.backups.conftest import make_destination, make_policy, target_of, work
+from tests.backups.conftest import make_destination, make_policy, open_uploads, target_of, work
 from tests.conftest import TEST_KEY, make_team
 
 
@@ -131,7 +131,7 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
             time.sleep(0.2)
         else:
             raise AssertionError("the worker never started the backup")
-        assert storage.open_uploads(target_of(dest)) != []
+        assert open_uploads(target_of(dest)) != []
         _kill_all(worker.pid)  # worker, work horse and pg_dump: as if the box lost power
         worker.wait(timeout=10)
     finally:
@@ -145,7 +145,7 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_row_and_no_open_upload(
     lost = _reload(backup.id)
     assert lost.status == "failed" and "worker lost" in lost.error
     assert lost.upload_id is None
-    assert storage.open_uploads(target_of(dest)) == []
+    assert open_uploads(target_of(dest)) == []
     again = runs.start_now(policy)
     work("backup")
     assert _reload(again.id).status == "succeeded"
@@ -281,4 +281,4 @@ def test_an_object_that_fails_its_check_is_deleted_and_the_row_says_so(
     assert backup.status == "failed" and "does not match what was sent" in backup.error
     assert "deleted from the bucket" in backup.error
     assert not backup.uploaded and Path(backup.local_path).exists()  # the local copy stays
-    assert _keys(dest) == [] and storage.open_uploads(target_of(dest)) == []
+    assert _keys(dest) == [] and open_uploads(target_of(dest)) == []

@@ -264,7 +264,7 @@ def test_the_keys_are_not_in_the_database(app, team_a, build_team):
             text("SELECT secret_value FROM env_vars WHERE secret_value IS NOT NULL")
         ).scalars()
         for token in tokens:
-            assert crypto.key_id_of(token) == key_id
+            assert token.partition(":")[0] == key_id
             assert key_b64 not in token
 
 
