@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app import audit, crypto, names, notify
 from app.backups import dumps, storage
 from app.extensions import db, queue, redis
+from app.heartbeat import Heartbeat
 from app.models import (
     Backup,
     BackupDestination,
@@ -150,26 +150,6 @@ def row_for_slot(policy_id: int, slot: str) -> Backup | None:
 # ---- the run --------------------------------------------------------------
 
 
-class _Heartbeat(threading.Thread):
-    def __init__(self, backup_id: int, ttl: int):
-        super().__init__(daemon=True)
-        self.key, self.ttl = ALIVE_KEY.format(backup_id), ttl
-        self.client = redis.client
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.client.set(self.key, "1", ex=self.ttl)
-            except Exception:  # noqa: BLE001 - a missed beat must not kill the backup
-                log.warning("heartbeat failed for %s", self.key)
-            self.stopped.wait(max(self.ttl / 4, 0.2))
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.client.delete(self.key)
-
-
 def is_alive(backup_id: int) -> bool:
     return bool(redis.client.exists(ALIVE_KEY.format(backup_id)))
 
@@ -179,7 +159,8 @@ def run(backup_id: int) -> str:
     backup = db.session.get(Backup, backup_id)
     if backup is None or backup.status != BackupStatus.queued.value:
         return backup.status if backup else "missing"
-    heartbeat = _Heartbeat(backup_id, current_app.config["BACKUP_ALIVE_TTL"])
+    ttl = current_app.config["BACKUP_ALIVE_TTL"]
+    heartbeat = Heartbeat(ALIVE_KEY.format(backup_id), ttl, interval=max(ttl / 4, 0.2))
     heartbeat.start()
     try:
         _Run(backup).execute()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sqlalchemy import select, update
 from app import names
 from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
+from app.heartbeat import Heartbeat
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
 from app.projects import catalog, envvars
@@ -51,30 +51,6 @@ STEP_ERRORS = (
 )  # fmt: skip
 
 
-class _Heartbeat(threading.Thread):
-    """Refreshes the alive key while the pipeline runs; the reaper watches it."""
-
-    def __init__(self, deployment_id: int, lock):
-        super().__init__(daemon=True)
-        self.key = ALIVE_KEY.format(deployment_id)
-        self.client = redis.client
-        self.lock = lock
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.client.set(self.key, "1", ex=ALIVE_TTL)
-                self.lock.extend(LOCK_TTL, replace_ttl=True)
-            except Exception:  # noqa: BLE001 - a missed beat must not kill the deploy
-                log.warning("heartbeat failed for %s", self.key)
-            self.stopped.wait(5)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.client.delete(self.key)
-
-
 def is_alive(deployment_id: int) -> bool:
     return bool(redis.client.exists(ALIVE_KEY.format(deployment_id)))
 
@@ -94,7 +70,10 @@ def run(deployment_id: int) -> str:
         db.session.commit()
         livestatus.publish(deployment)
         return deployment.status
-    heartbeat = _Heartbeat(deployment_id, lock)
+    heartbeat = Heartbeat(
+        ALIVE_KEY.format(deployment_id), ALIVE_TTL, interval=5,
+        also=lambda: lock.extend(LOCK_TTL, replace_ttl=True),
+    )  # fmt: skip
     heartbeat.start()
     runner = None
     try:
