@@ -1,0 +1,187 @@
+"""Images: building from a checkout, pulling, and pruning an app's old builds."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from docker.errors import APIError, DockerException, ImageNotFound
+from flask import current_app
+
+from app.runtime.engine import LABEL_APP, ContainerError, client
+from app.runtime.engine import explain as _explain
+
+
+def image_tag(app_id: int, deployment_id: int) -> str:
+    return f"slipway/app-{app_id}:d{deployment_id}"
+
+
+def build_image(
+    context: Path,
+    dockerfile: Path,
+    tag: str,
+    labels: dict[str, str],
+    *,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> str:
+    """Build ``tag`` from ``context``; stream output lines; return the image id.
+
+    The build runs with a memory cap and a timeout. A watcher polls
+    ``should_stop`` and the deadline even while the build prints nothing; to
+    stop, it shuts the API connection down, and the engine then abandons the
+    build and removes its intermediate container.
+    """
+    cfg = current_app.config
+    timeout = cfg["BUILD_TIMEOUT_SECONDS"]
+    engine = client(timeout=timeout)
+    responses: list = []
+    engine.api.hooks["response"].append(lambda response, *a, **k: responses.append(response))
+    memory = cfg["BUILD_MEMORY_MB"] * 1024 * 1024
+    reason: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.25):
+            if should_stop():
+                reason.append("stopped")
+            elif time.monotonic() > deadline:
+                reason.append(f"the build took longer than {timeout} s")
+            if reason:
+                _abort(responses)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        dockerfile_arg = (
+            str(dockerfile.relative_to(context)) if context in dockerfile.parents
+            else str(dockerfile)
+        )  # fmt: skip
+        stream = engine.api.build(
+            path=str(context), dockerfile=dockerfile_arg, tag=tag, labels=labels, rm=True,
+            forcerm=True, pull=False, decode=True, nocache=False,
+            container_limits={"memory": memory, "memswap": memory},
+        )  # fmt: skip
+        image_id = None
+        lines = _BuildLines(on_line)
+        for chunk in stream:
+            lines.feed(chunk)
+            if "error" in chunk:
+                raise ContainerError(f"the build failed: {chunk['error'].strip()}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        lines.close()
+        if reason:
+            raise ContainerError(reason[0])
+        return image_id or engine.images.get(tag).id
+    except ContainerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cut connection surfaces as many types
+        if reason:
+            raise ContainerError(reason[0]) from None
+        raise ContainerError(f"the build failed: {_explain(exc)}") from None
+    finally:
+        done.set()
+        engine.close()
+
+
+def _abort(responses: list) -> None:
+    """Shut the socket of the streaming build response; the blocked read then fails."""
+    for response in responses:
+        connection = getattr(response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _BuildLines:
+    """Build output to lines. The engine forwards a RUN step's output in arbitrary
+    pieces, so a ``stream`` chunk may end mid-line: the rest waits for the next one."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        self.on_line = on_line
+        self.partial = ""
+
+    def feed(self, chunk: dict) -> None:
+        if "stream" not in chunk:
+            for line in _chunk_lines(chunk):
+                self.on_line(line)
+            return
+        *complete, self.partial = (self.partial + (chunk["stream"] or "")).split("\n")
+        for line in complete:
+            if line.strip():
+                self.on_line(line.rstrip())
+
+    def close(self) -> None:
+        if self.partial.strip():
+            self.on_line(self.partial.rstrip())
+        self.partial = ""
+
+
+def _chunk_lines(chunk: dict) -> Iterator[str]:
+    text = chunk.get("stream") or chunk.get("status") or ""
+    if chunk.get("progress"):
+        text = f"{text} {chunk['progress']}"
+    for line in text.splitlines():
+        if line.strip():
+            yield line.rstrip()
+
+
+def ensure_image(ref: str, on_line: Callable[[str], None]) -> str:
+    """Use a local image, or pull it; returns the image id."""
+    engine = client(timeout=600)
+    try:
+        try:
+            return engine.images.get(ref).id
+        except ImageNotFound:
+            pass
+        on_line(f"pulling {ref}")
+        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        for chunk in engine.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+            for line in _chunk_lines(chunk):
+                on_line(line)
+            if "error" in chunk:
+                raise ContainerError(f"pulling {ref} failed: {chunk['error']}")
+        return engine.images.get(ref).id
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"pulling {ref} failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+def image_exists(ref: str) -> bool:
+    engine = client(timeout=30)
+    try:
+        engine.images.get(ref)
+        return True
+    except ImageNotFound:
+        return False
+    finally:
+        engine.close()
+
+
+def prune_images(app_id: int, keep_tags: set[str]) -> list[str]:
+    """Remove this app's Slipway-built images except ``keep_tags``; returns removed tags."""
+    engine = client(timeout=120)
+    removed = []
+    try:
+        for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
+            tags = [t for t in image.tags if t.startswith(f"slipway/app-{app_id}:")]
+            if not tags or set(tags) & keep_tags:
+                continue
+            try:
+                engine.images.remove(image.id, force=False, noprune=False)
+                removed.extend(tags)
+            except APIError:
+                continue  # still used by a container; a later cleanup takes it
+    finally:
+        engine.close()
+    return removed

@@ -1,0 +1,51 @@
+"""Resource figures of running app containers (the monitoring samples read them)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from flask import current_app
+
+from app.runtime.engine import LABEL_APP, client
+
+
+def running_app_containers() -> dict[str, int]:
+    """{container id: app id} of every running Slipway app container."""
+    engine = client(timeout=30)
+    try:
+        found = engine.api.containers(filters={"label": LABEL_APP, "status": "running"})
+    finally:
+        engine.close()
+    return {c["Id"]: int(c["Labels"][LABEL_APP]) for c in found if c["Labels"][LABEL_APP].isdigit()}
+
+
+def raw_stats(container_ids: list[str], workers: int = 32) -> dict[str, dict]:
+    """Docker's stats document per container, asked for concurrently.
+
+    Each answer takes the engine about a second (it waits for a second CPU
+    reading to fill ``precpu_stats``), so they are asked in parallel. A
+    container that stopped or vanished since it was listed is left out.
+    """
+    if not container_ids:
+        return {}
+    size = max(1, min(workers, len(container_ids)))
+    cfg = current_app.config
+    engine = docker.APIClient(
+        base_url=cfg["DOCKER_HOST"], version=cfg["DOCKER_API_VERSION"], timeout=10,
+        max_pool_size=size,
+    )  # fmt: skip
+
+    def one(cid: str) -> tuple[str, dict | None]:
+        try:
+            return cid, engine.stats(cid, stream=False)
+        except (NotFound, APIError, DockerException, OSError):
+            return cid, None
+
+    try:
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            answers = list(pool.map(one, container_ids))
+    finally:
+        engine.close()
+    return {cid: doc for cid, doc in answers if doc and doc.get("read", "").startswith("2")}

@@ -1,0 +1,167 @@
+"""Versions of an app: its containers on the slipway network, their state and stop.
+
+Containers get a fixed set of options: users choose the image, env, port and
+limits, never privileges, mounts, networks, capabilities, devices or labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from app.runtime.engine import (
+    LABEL_APP,
+    LABEL_DEPLOYMENT,
+    LABEL_REPLICA,
+    NETWORK,
+    ContainerError,
+    client,
+)
+from app.runtime.engine import explain as _explain
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    name: str
+    address: str  # IP on the slipway network
+
+
+def ensure_network(engine: docker.DockerClient) -> None:
+    if not engine.networks.list(names=[NETWORK]):
+        try:
+            engine.networks.create(NETWORK, driver="bridge", labels={"slipway": "1"})
+        except APIError:
+            if not engine.networks.list(names=[NETWORK]):
+                raise
+
+
+def start_replicas(
+    *,
+    app_id: int,
+    deployment_id: int,
+    image: str,
+    env: dict[str, str],
+    count: int,
+    cpu_limit: float | None,
+    memory_limit_mb: int | None,
+) -> list[Replica]:
+    """Start ``count`` containers of ``image`` on the slipway network."""
+    engine = client(timeout=120)
+    replicas = []
+    try:
+        ensure_network(engine)
+        for index in range(count):
+            container = engine.containers.run(
+                image,
+                detach=True,
+                name=f"slipway-a{app_id}-d{deployment_id}-r{index}",
+                environment=env,
+                labels={
+                    LABEL_APP: str(app_id),
+                    LABEL_DEPLOYMENT: str(deployment_id),
+                    LABEL_REPLICA: str(index),
+                },
+                network=NETWORK,
+                restart_policy={"Name": "unless-stopped"},
+                mem_limit=f"{memory_limit_mb}m" if memory_limit_mb else None,
+                nano_cpus=int(cpu_limit * 1e9) if cpu_limit else None,
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            )
+            container.reload()
+            address = container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+            replicas.append(Replica(container.id, container.name, address))
+        return replicas
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"starting the container failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    running: bool
+    restarts: int
+    exit_code: int | None
+    detail: str
+
+
+def replica_state(container_id: str) -> ReplicaState:
+    engine = client(timeout=30)
+    try:
+        container = engine.containers.get(container_id)
+        state = container.attrs["State"]
+        return ReplicaState(
+            running=bool(state.get("Running")) and not state.get("Restarting"),
+            restarts=int(container.attrs.get("RestartCount", 0)),
+            exit_code=state.get("ExitCode"),
+            detail=state.get("Error") or state.get("Status", ""),
+        )
+    except NotFound:
+        return ReplicaState(False, 0, None, "the container is gone")
+    finally:
+        engine.close()
+
+
+def replica_logs(container_id: str, tail: int = 20) -> list[str]:
+    engine = client(timeout=30)
+    try:
+        raw = engine.containers.get(container_id).logs(tail=tail)
+        return raw.decode("utf-8", "replace").splitlines()
+    except (NotFound, APIError):
+        return []
+    finally:
+        engine.close()
+
+
+def containers_of(*, app_id: int | None = None, deployment_id: int | None = None) -> list[str]:
+    """Ids of Slipway containers of an app or a deployment, running or not."""
+    label = (
+        f"{LABEL_DEPLOYMENT}={deployment_id}" if deployment_id is not None
+        else f"{LABEL_APP}={app_id}"
+    )  # fmt: skip
+    engine = client(timeout=30)
+    try:
+        return [c.id for c in engine.containers.list(all=True, filters={"label": label})]
+    finally:
+        engine.close()
+
+
+def addresses(container_ids: list[str]) -> list[str]:
+    engine = client(timeout=30)
+    try:
+        result = []
+        for cid in container_ids:
+            networks = engine.containers.get(cid).attrs["NetworkSettings"]["Networks"]
+            result.append(networks[NETWORK]["IPAddress"])
+        return result
+    finally:
+        engine.close()
+
+
+def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
+    """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), then remove."""
+    engine = client(timeout=timeout + 30)
+    try:
+        for cid in container_ids:
+            try:
+                container = engine.containers.get(cid)
+            except NotFound:
+                continue
+            labels = container.labels or {}
+            if LABEL_APP not in labels:
+                continue  # never touch what Slipway did not start
+            try:
+                container.stop(timeout=timeout)
+            except APIError:
+                pass
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+    finally:
+        engine.close()
