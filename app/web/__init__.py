@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Flask, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import csrf, db, login
-from app.models import Installation, User
-from app.runtime import containers
+from app.models import User
+from app.web import templating
+from app.web.htmx import error_json, installed, is_htmx, is_websocket, wants_json
 
 # Endpoints reachable without a session. Everything else requires one: the check
 # is here, once, not a decorator someone can forget.
@@ -34,14 +34,6 @@ CSP = (
 )
 
 
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or (request.accept_mimetypes.best == "application/json")
-
-
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 @login.user_loader
 def load_user(login_id: str) -> User | None:
     """The login id is ``<user id>:<session version>``; a bumped version ends old sessions."""
@@ -52,10 +44,6 @@ def load_user(login_id: str) -> User | None:
     if user is None or user.session_version != int(version):
         return None
     return user
-
-
-def is_websocket() -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 @login.unauthorized_handler
@@ -69,19 +57,6 @@ def unauthorized():
     if is_htmx():
         return "", 401, {"HX-Redirect": login_url}
     return redirect(login_url)
-
-
-def error_json(status: int, code: str, message: str, details: dict | None = None):
-    return jsonify({"error": {"code": code, "message": message, "details": details or {}}})
-
-
-def installed() -> bool:
-    """Whether first-run setup has happened; once true, remembered for the process."""
-    if current_app.extensions.get("slipway_installed"):
-        return True
-    done = db.session.scalar(select(Installation.id)) is not None
-    current_app.extensions["slipway_installed"] = done
-    return done
 
 
 def _guard():
@@ -155,10 +130,4 @@ def register(app: Flask) -> None:
     app.before_request(_guard)
     app.after_request(_headers)
     _errors(app)
-
-    @app.context_processor
-    def inject():
-        def engine():
-            return containers.engine_status()
-
-        return {"engine_status": engine, "is_htmx": is_htmx()}
+    templating.register(app)

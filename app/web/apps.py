@@ -10,7 +10,7 @@ from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
 from app.projects import catalog, envvars
-from app.web import is_htmx
+from app.web.htmx import is_htmx
 
 bp = Blueprint("apps", __name__)
 RECENT_DEPLOYMENTS = 20  # on the app page; the rest are on its deployments list

@@ -20,7 +20,7 @@ from app.accounts import login, setup
 from app.extensions import db, limiter
 from app.forms import LoginForm, SetupForm
 from app.models import User
-from app.web import installed
+from app.web.htmx import installed
 
 bp = Blueprint("auth", __name__)
 

@@ -26,7 +26,7 @@ from app import access, crypto
 from app.backups import restores, runs, setup, storage
 from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
-from app.web import is_htmx
+from app.web.htmx import is_htmx
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
 FINAL = {BackupStatus.succeeded.value, BackupStatus.failed.value}

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, render_template
 
 from app import access
 from app.projects import catalog
-from app.web import is_htmx
+from app.web.htmx import is_htmx
 
 bp = Blueprint("dashboard", __name__)
 

@@ -10,7 +10,7 @@ from app import access
 from app.deploys import control, progress
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine, Role
-from app.web import is_htmx
+from app.web.htmx import is_htmx
 
 bp = Blueprint("deployments", __name__)
 PAGE_SIZE = 50

@@ -20,25 +20,13 @@ from redis.exceptions import RedisError
 from app import access
 from app.deploys import livestatus
 from app.extensions import db, sock
-from app.live import logformat, sockets, tails
+from app.live import sockets, tails
 from app.runtime import containers
-from app.web import error_json, is_websocket
+from app.web.htmx import error_json, is_websocket
 
 bp = Blueprint("live", __name__)
 log = logging.getLogger("slipway.live")
 DOWNLOAD_LINES = 5000
-
-
-@bp.app_template_filter("log_html")
-def log_html(text: str):
-    """A log line as HTML: escaped, then ANSI colours as classes (app.logformat)."""
-    return logformat.to_html(text)
-
-
-@bp.app_template_global("live_since")
-def live_since() -> str:
-    """The newest status event id, so a page's socket misses nothing after render."""
-    return livestatus.last_id()
 
 
 # ---- pages ------------------------------------------------------------------

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, render_template, request
-from flask_login import current_user
 
 from app import access
 from app.monitoring import metrics
-from app.web import error_json
+from app.web.htmx import error_json
 
 bp = Blueprint("metrics", __name__)
 
@@ -25,17 +24,6 @@ def _json(app_id: int | None):
         message = "Unknown range: choose hour, day or week."
         return error_json(400, "bad_range", message, {"range": ["hour", "day", "week"]}), 400
     return jsonify(metrics.series(app_id, name))
-
-
-@bp.app_template_filter("bytes")
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return "–"
 
 
 @bp.get("/apps/<int:app_id>/metrics")
@@ -70,11 +58,3 @@ def server_page():
 def server_series():
     access.installation_admin()
     return _json(None)
-
-
-@bp.app_context_processor
-def _nav():
-    def is_installation_admin() -> bool:
-        return current_user.is_authenticated and access.is_installation_admin()
-
-    return {"is_installation_admin": is_installation_admin}

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.sources import webhooks
-from app.web import error_json
+from app.web.htmx import error_json
 
 bp = Blueprint("webhooks", __name__)
 
