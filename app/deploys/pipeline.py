@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from flask import current_app
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
 from app import names
@@ -83,8 +84,11 @@ def run(deployment_id: int) -> str:
         heartbeat.stop()
         try:
             lock.release()
-        except Exception:  # noqa: BLE001 - the lock may have expired
-            pass
+        except LockError:
+            pass  # it expired (a long stall): another run may hold it now, and keeps it
+        except RedisError:
+            log.warning("deployment %s: the app lock could not be released; it expires "
+                        "by itself within %s s", deployment_id, LOCK_TTL)  # fmt: skip
     # Draining and stopping the old version happens after the lock is released:
     # the next deployment of this app need not wait for it.
     runner.retire_previous()
