@@ -11,7 +11,22 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Application, Deployment, EnvVar, Membership, Project, Role, Team
+from app.models import (
+    Application,
+    Backup,
+    BackupDestination,
+    BackupPolicy,
+    Deployment,
+    EnvVar,
+    Installation,
+    Membership,
+    NotificationChannel,
+    Project,
+    Restore,
+    Role,
+    TargetType,
+    Team,
+)
 
 
 def memberships() -> list[Membership]:
@@ -114,15 +129,11 @@ def _team_object(model, object_id: int, needed: Role):
 
 
 def backup_destination(destination_id: int, needed: Role = Role.viewer):
-    from app.models import BackupDestination
-
     return _team_object(BackupDestination, destination_id, needed)
 
 
 def backup_policy(policy_id: int, needed: Role = Role.viewer):
     """A policy; acting on one that backs up Slipway's own database needs the installation owner."""
-    from app.models import BackupPolicy
-
     policy = _team_object(BackupPolicy, policy_id, needed)
     if needed != Role.viewer:
         require_own_database_owner(policy)
@@ -130,8 +141,6 @@ def backup_policy(policy_id: int, needed: Role = Role.viewer):
 
 
 def backup(backup_id: int, needed: Role = Role.viewer):
-    from app.models import Backup
-
     found = _team_object(Backup, backup_id, needed)
     if needed != Role.viewer:
         require_own_database_owner(found.policy)
@@ -139,22 +148,21 @@ def backup(backup_id: int, needed: Role = Role.viewer):
 
 
 def restore(restore_id: int, needed: Role = Role.viewer):
-    from app.models import Restore
-
     return _team_object(Restore, restore_id, needed)
 
 
 def notification_channel(channel_id: int, needed: Role = Role.viewer):
-    from app.models import NotificationChannel
-
     return _team_object(NotificationChannel, channel_id, needed)
+
+
+def is_installation_owner(user_id: int) -> bool:
+    """Slipway's own database holds every team's data: only the installation owner backs it up."""
+    owner = db.session.scalar(select(Installation.owner_id).where(Installation.id == 1))
+    return owner is not None and owner == user_id
 
 
 def require_own_database_owner(policy) -> None:
     """Slipway's own database holds every team's data: only the installation owner acts on it."""
-    from app.backups.runs import is_installation_owner
-    from app.models import TargetType
-
     if policy.target_type == TargetType.slipway.value and not is_installation_owner(
         current_user.id
     ):

@@ -181,9 +181,7 @@ class GitTokenForm(FlaskForm):
     user = StringField("User name", [Optional(), Length(max=100)], filters=[strip])
 
     def validate_user(self, field) -> None:
-        from app.sources.credentials import token_user
-
         try:
-            field.data = token_user(field.data)
+            field.data = names.token_user(field.data)
         except names.InvalidValue as exc:
             raise ValidationError(str(exc)) from None

@@ -408,3 +408,11 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(pattern[i]))
             i += 1
     return re.compile("".join(out) + r"\Z")
+
+
+def token_user(value: str | None) -> str:
+    """The user name sent with an HTTPS token (GitLab wants ``oauth2`` or any name)."""
+    value = (value or "").strip()
+    if value and not SSH_USER_RE.fullmatch(value):
+        raise InvalidValue("Use letters, digits, '.', '_' and '-' only.")
+    return value[:100]

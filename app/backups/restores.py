@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app import audit, crypto, notify
-from app.backups import dumps, runs, storage
+from app.backups import dumps, runs, storage, targets
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -106,7 +106,7 @@ class _Restore:
         self.fetched = dumps.scratch_file(Path(current_app.config["BACKUPS_DIR"]), ".restore")
         self.note(f"downloading s3://{b.bucket}/{b.object_key}", commit=True)
         with open(self.fetched, "wb") as out:
-            digest = storage.download(runs.s3_target(self.policy.destination), b.object_key, out)
+            digest = storage.download(targets.s3_target(self.policy.destination), b.object_key, out)
         if digest != b.sha256:
             raise RestoreError(f"the downloaded object's SHA-256 {digest} does not match the "
                                f"recorded {b.sha256}. Refusing to restore.")  # fmt: skip

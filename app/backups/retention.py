@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app import crypto
-from app.backups import runs, storage
+from app.backups import storage, targets
 from app.extensions import db
 from app.models import Backup, BackupPolicy
 from app.models.base import utcnow
@@ -86,7 +86,7 @@ def prune(policy: BackupPolicy) -> None:
         return
     cfg = current_app.config
     try:
-        target = runs.s3_target(policy.destination)
+        target = targets.s3_target(policy.destination)
         for b in doomed:
             storage.delete(target, b.object_key, retries=cfg["S3_RETRIES"],
                            base_delay=cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip

@@ -21,15 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, crypto, names, notify
-from app.backups import dumps, storage
+from app.access import is_installation_owner  # noqa: F401 - app.web.backups calls it here
+from app.backups import dumps, retention, storage
+from app.backups.targets import s3_target
 from app.extensions import db, queue, redis
 from app.heartbeat import Heartbeat
 from app.models import (
     Backup,
-    BackupDestination,
     BackupPolicy,
     BackupStatus,
-    Installation,
     NotificationEvent,
     TargetType,
 )
@@ -37,7 +37,6 @@ from app.models.base import utcnow
 
 log = logging.getLogger("slipway.backups")
 ALIVE_KEY = "slipway:backup-alive:{}"
-S3_SECRET = "backup-destination-secret"
 DB_PASSWORD = "backup-database-password"
 READ_CHUNK = 1 << 20
 
@@ -49,34 +48,8 @@ class BackupError(Exception):
 # ---- targets --------------------------------------------------------------
 
 
-def s3_target(dest: BackupDestination) -> storage.S3Target:
-    """The destination with its secret decrypted (worker, Test connection, downloads).
-
-    A secret stored under an encryption key that was rotated away raises
-    :class:`crypto.SecretError` with a message a person can act on.
-    """
-    try:
-        secret = crypto.decrypt(dest.secret_access_key, context=S3_SECRET)
-    except crypto.SecretError:
-        raise crypto.SecretError(
-            "the secret key cannot be decrypted (the encryption key it was stored with is no "
-            f"longer configured); enter it again on the edit page of destination {dest.name}"
-        ) from None
-    return storage.S3Target(
-        endpoint_url=dest.endpoint_url, region=dest.region, bucket=dest.bucket,
-        prefix=dest.prefix, access_key_id=dest.access_key_id, secret_access_key=secret,
-        path_style=dest.path_style, timeout=current_app.config["S3_TIMEOUT_SECONDS"],
-    )  # fmt: skip
-
-
 def allowed_hosts() -> tuple[str, ...]:
     return current_app.config["BACKUP_ALLOWED_HOSTS"]
-
-
-def is_installation_owner(user_id: int) -> bool:
-    """Slipway's own database holds every team's data: only the installation owner backs it up."""
-    owner = db.session.scalar(select(Installation.owner_id).where(Installation.id == 1))
-    return owner is not None and owner == user_id
 
 
 def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
@@ -168,8 +141,6 @@ def run(backup_id: int) -> str:
         heartbeat.stop()
     db.session.refresh(backup)
     if backup.status == BackupStatus.succeeded.value:
-        from app.backups import retention
-
         try:
             retention.prune(backup.policy)
         except Exception:  # noqa: BLE001 - retention trouble never fails a good backup

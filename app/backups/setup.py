@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app import audit, crypto, notify
-from app.backups import runs
+from app.backups import runs, targets
 from app.extensions import db
 from app.models import (
     Backup,
@@ -59,7 +59,9 @@ def save_destination(form, dest: BackupDestination) -> BackupDestination:
                   "path_style"):  # fmt: skip
         setattr(dest, field, getattr(form, field).data)
     if form.secret_access_key.data:
-        dest.secret_access_key = crypto.encrypt(form.secret_access_key.data, context=runs.S3_SECRET)
+        dest.secret_access_key = crypto.encrypt(
+            form.secret_access_key.data, context=targets.S3_SECRET
+        )
     db.session.add(dest)
     db.session.flush()
     audit.record(

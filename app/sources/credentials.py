@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app import audit, crypto, names
+from app import audit, crypto
 from app.extensions import db
 from app.models import Application
 from app.sources import gitsrc
@@ -123,11 +123,3 @@ def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -
             audit.record(audit.Action.GIT_HOST_KEY_PINNED, team_id=app.project.team_id, target=app,
                           hosts=[k.host for k in host_keys(app)])  # fmt: skip
             db.session.commit()
-
-
-def token_user(value: str | None) -> str:
-    """The user name sent with an HTTPS token (GitLab wants ``oauth2`` or any name)."""
-    value = (value or "").strip()
-    if value and not names.SSH_USER_RE.fullmatch(value):
-        raise names.InvalidValue("Use letters, digits, '.', '_' and '-' only.")
-    return value[:100]

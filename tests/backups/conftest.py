@@ -22,7 +22,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import crypto
-from app.backups import runs, storage
+from app.backups import runs, storage, targets
 from app.extensions import db, queue, redis
 from app.models import BackupDestination, BackupPolicy, Team
 from tests.conftest import RequestScopedClient, running_app
@@ -148,7 +148,7 @@ def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> Backup
     values = {
         "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",
         "bucket": bucket, "prefix": "slipway", "access_key_id": "testing",
-        "secret_access_key": crypto.encrypt("testing", context=runs.S3_SECRET),
+        "secret_access_key": crypto.encrypt("testing", context=targets.S3_SECRET),
         "path_style": True,
     } | fields  # fmt: skip
     dest = BackupDestination(team_id=team.id, **values)

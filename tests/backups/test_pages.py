@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app import notify
-from app.backups import runs
+from app.backups import runs, targets
 from app.extensions import db
 from app.models import (
     Backup,
@@ -117,7 +117,7 @@ def test_test_connection_with_an_undecryptable_secret_says_so_and_changes_nothin
     app, client, admin, moto, bucket
 ):
     """A secret key stored under an encryption key that was rotated away: a plain answer, no 500."""
-    sealed = encrypted_with_a_retired_key("testing", runs.S3_SECRET)
+    sealed = encrypted_with_a_retired_key("testing", targets.S3_SECRET)
     dest = make_destination(_team(admin), moto.url, bucket, secret_access_key=sealed)
     before = moto.requests_for(bucket)
     token = csrf_token(client, "/backups/")
@@ -143,7 +143,7 @@ def test_a_download_from_s3_with_an_undecryptable_secret_says_so(
     backup = db.session.query(Backup).one()
     assert backup.status == "succeeded" and backup.uploaded
     Path(backup.local_path).unlink()  # the download has to come from S3
-    dest.secret_access_key = encrypted_with_a_retired_key("testing", runs.S3_SECRET)
+    dest.secret_access_key = encrypted_with_a_retired_key("testing", targets.S3_SECRET)
     db.session.commit()
     response = client.get(f"/backups/{backup.id}/download")
     assert response.status_code == 502

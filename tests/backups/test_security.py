@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.backups import dumps, restores, retention, runs, storage
 from app.extensions import db, redis
-from app.models import Backup, BackupPolicy, Restore, Role
+from app.models import Backup, BackupDestination, BackupPolicy, Restore, Role
 from app.models.base import utcnow
 from tests.backups.conftest import make_destination, make_policy, target_of, work
 from tests.conftest import Auth, csrf_token, make_user, team_of
@@ -36,7 +36,7 @@ def test_secrets_never_reach_pages_jobs_logs_or_backup_metadata(
             "csrf_token": token, "name": "dd", "endpoint_url": moto.url, "region": "us-east-1",
             "bucket": bucket, "prefix": "", "access_key_id": "testing",
             "secret_access_key": S3_CANARY, "path_style": "y"}).status_code == 303  # fmt: skip
-        dest_id = db.session.query(runs.BackupDestination).one().id
+        dest_id = db.session.query(BackupDestination).one().id
         url = f"postgresql://{role}:{DB_CANARY}@127.0.0.1:5432/{src.name}"
         assert client.post("/backups/policies/new", data={
             "csrf_token": token, "name": "pp", "target_type": "postgres", "database_url": url,

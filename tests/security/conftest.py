@@ -166,13 +166,13 @@ def _backup_objects(team: Team, label: str) -> dict:
     from flask import current_app
 
     from app import crypto, notify
-    from app.backups import runs
+    from app.backups import runs, targets
     from app.models import Backup, BackupDestination, BackupPolicy, NotificationChannel, Restore
 
     dest = BackupDestination(
         team_id=team.id, name=f"{label}-dest", endpoint_url=f"https://s3.{label}.example.com",
         bucket=f"{label}-bucket", prefix=f"{label}-prefix", access_key_id=f"{label}-key-id",
-        secret_access_key=crypto.encrypt(f"{label}-s3-secret", context=runs.S3_SECRET),
+        secret_access_key=crypto.encrypt(f"{label}-s3-secret", context=targets.S3_SECRET),
     )  # fmt: skip
     db.session.add(dest)
     db.session.flush()
