@@ -12,15 +12,25 @@ from app.extensions import db
 from app.models import Deployment
 from app.models.base import utcnow
 from app.monitoring import metrics
+from app.runtime import containers
 
 log = logging.getLogger("slipway.jobs")
 _app: Flask | None = None
 
 
 def bind(app: Flask) -> None:
-    """``worker.py`` preloads the app before forking; jobs run inside its context."""
+    """``worker.py`` preloads the app before forking; jobs run inside its context.
+
+    Binding is the worker's start-up, so the engine's unlabelled Slipway objects
+    are adopted here, once (``app.runtime.installation``). A test app skips that
+    unless its config sets ``ADOPT_UNLABELLED``: a test run must not claim the
+    objects of the installation it shares the engine with.
+    """
     global _app
     _app = app
+    if app.config.get("ADOPT_UNLABELLED", not app.testing):
+        with app.app_context():
+            containers.adopt_unlabelled()
 
 
 def _context():
@@ -88,7 +98,7 @@ def maintain_metrics() -> list[int]:
         return list(metrics.maintain())
 
 
-# ---- backups (issue 6) ---------------------------------------------------------
+# ---- backups ---------------------------------------------------------------------
 
 
 def run_backup(backup_id: int) -> str:

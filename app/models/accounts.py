@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 
 from argon2 import PasswordHasher
@@ -77,14 +78,26 @@ def burn_password_check(password: str) -> None:
         pass
 
 
+def new_installation_id() -> str:
+    """A random id for a new installation: 12 hex characters (48 bits)."""
+    return secrets.token_hex(6)
+
+
 class Installation(Timestamped, Base):
-    """A single row, written by first-run setup; its fixed key makes setup happen once."""
+    """A single row, written by first-run setup; its fixed key makes setup happen once.
+
+    ``installation_id`` is made with the row. Every container, image, network and
+    volume this installation creates carries it as the ``slipway.installation``
+    label, so that two installations on one Docker engine never act on each
+    other's objects (``app.runtime.installation``).
+    """
 
     __tablename__ = "installation"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    installation_id: Mapped[str] = mapped_column(String(32), default=new_installation_id)
 
 
 class Team(Timestamped, Base):

@@ -20,6 +20,7 @@ from app.runtime.engine import (
     probe_engine,
 )
 from app.runtime.images import build_image, ensure_image, image_exists, image_tag, prune_images
+from app.runtime.installation import LABEL_INSTALLATION, adopt_unlabelled, owns
 from app.runtime.logs import LogStream, follow_logs, recent_logs, replicas_of
 from app.runtime.stats import raw_stats, running_app_containers
 from app.runtime.versions import (
@@ -35,7 +36,8 @@ from app.runtime.versions import (
 )
 
 __all__ = [
-    "ENGINE_STATUS_KEY", "LABEL_APP", "LABEL_DEPLOYMENT", "LABEL_REPLICA", "NETWORK",
+    "ENGINE_STATUS_KEY", "LABEL_APP", "LABEL_DEPLOYMENT", "LABEL_INSTALLATION", "LABEL_REPLICA",
+    "NETWORK", "adopt_unlabelled", "owns",
     "ContainerError", "EngineStatus", "LogStream", "Replica", "ReplicaState",
     "addresses", "build_image", "client", "containers_of", "engine_status", "ensure_image",
     "ensure_network", "follow_logs", "image_exists", "image_tag", "probe_engine",

@@ -11,12 +11,23 @@ from pathlib import Path
 from docker.errors import APIError, DockerException, ImageNotFound
 from flask import current_app
 
+from app.runtime import installation
 from app.runtime.engine import LABEL_APP, ContainerError, client
 from app.runtime.engine import explain as _explain
 
 
 def image_tag(app_id: int, deployment_id: int) -> str:
-    return f"slipway/app-{app_id}:d{deployment_id}"
+    """The tag a deployment's build gets; it names the installation (ids overlap)."""
+    mine = installation.current_id()
+    repository = f"slipway/{mine}/app-{app_id}" if mine else f"slipway/app-{app_id}"
+    return f"{repository}:d{deployment_id}"
+
+
+def _is_app_tag(tag: str, app_id: int) -> bool:
+    """A tag :func:`image_tag` made for the app, now or before installations had ids."""
+    mine = installation.current_id()
+    prefixes = (f"slipway/app-{app_id}:",) + ((f"slipway/{mine}/app-{app_id}:",) if mine else ())
+    return tag.startswith(prefixes)
 
 
 def build_image(
@@ -30,6 +41,8 @@ def build_image(
 ) -> str:
     """Build ``tag`` from ``context``; stream output lines; return the image id.
 
+    The image carries ``labels`` and the installation label.
+
     The build runs with a memory cap and a timeout. A watcher polls
     ``should_stop`` and the deadline even while the build prints nothing; to
     stop, it shuts the API connection down, and the engine then abandons the
@@ -41,6 +54,7 @@ def build_image(
     responses: list = []
     engine.api.hooks["response"].append(lambda response, *a, **k: responses.append(response))
     memory = cfg["BUILD_MEMORY_MB"] * 1024 * 1024
+    labels = labels | installation.labels()
     reason: list[str] = []
     done = threading.Event()
 
@@ -169,12 +183,17 @@ def image_exists(ref: str) -> bool:
 
 
 def prune_images(app_id: int, keep_tags: set[str]) -> list[str]:
-    """Remove this app's Slipway-built images except ``keep_tags``; returns removed tags."""
+    """Remove this app's Slipway-built images except ``keep_tags``; returns removed tags.
+
+    Only this installation's images: another one's app of the same id is not ours.
+    """
     engine = client(timeout=120)
     removed = []
     try:
         for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
-            tags = [t for t in image.tags if t.startswith(f"slipway/app-{app_id}:")]
+            if not installation.owns(image.labels):
+                continue
+            tags = [t for t in image.tags if _is_app_tag(t, app_id)]
             if not tags or set(tags) & keep_tags:
                 continue
             try:

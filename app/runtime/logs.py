@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from docker.errors import DockerException, NotFound
 
+from app.runtime import installation
 from app.runtime.engine import LABEL_APP, LABEL_DEPLOYMENT, LABEL_REPLICA, ContainerError, client
 from app.runtime.engine import explain as _explain
 
@@ -93,7 +94,11 @@ def replicas_of(app_id: int, deployment_id: int) -> list[tuple[str, str]]:
             found = engine.containers.list(filters={"label": labels})
         except (DockerException, OSError) as exc:
             raise ContainerError(f"listing the containers failed: {_explain(exc)}") from None
-        pairs = [(c.id, f"r{(c.labels or {}).get(LABEL_REPLICA, '?')}") for c in found]
+        pairs = [
+            (c.id, f"r{(c.labels or {}).get(LABEL_REPLICA, '?')}")
+            for c in found
+            if installation.owns(c.labels)
+        ]
         return sorted(pairs, key=lambda pair: pair[1])
     finally:
         engine.close()

@@ -8,17 +8,22 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 from flask import current_app
 
+from app.runtime import installation
 from app.runtime.engine import LABEL_APP, client
 
 
 def running_app_containers() -> dict[str, int]:
-    """{container id: app id} of every running Slipway app container."""
+    """{container id: app id} of every running app container of this installation."""
     engine = client(timeout=30)
     try:
         found = engine.api.containers(filters={"label": LABEL_APP, "status": "running"})
     finally:
         engine.close()
-    return {c["Id"]: int(c["Labels"][LABEL_APP]) for c in found if c["Labels"][LABEL_APP].isdigit()}
+    return {
+        c["Id"]: int(c["Labels"][LABEL_APP])
+        for c in found
+        if c["Labels"][LABEL_APP].isdigit() and installation.owns(c["Labels"])
+    }
 
 
 def raw_stats(container_ids: list[str], workers: int = 32) -> dict[str, dict]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from app.runtime import installation
 from app.runtime.engine import (
     LABEL_APP,
     LABEL_DEPLOYMENT,
@@ -20,6 +21,7 @@ from app.runtime.engine import (
     client,
 )
 from app.runtime.engine import explain as _explain
+from app.runtime.installation import LABEL_INSTALLATION
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,16 @@ class Replica:
 
 
 def ensure_network(engine: docker.DockerClient) -> None:
+    """Create the slipway network if it is missing.
+
+    Installations on one engine share it (Traefik reaches every app container
+    through it): it carries the label of the installation that created it, and
+    no installation ever removes it.
+    """
     if not engine.networks.list(names=[NETWORK]):
         try:
-            engine.networks.create(NETWORK, driver="bridge", labels={"slipway": "1"})
+            labels = {"slipway": "1"} | installation.labels()
+            engine.networks.create(NETWORK, driver="bridge", labels=labels)
         except APIError:
             if not engine.networks.list(names=[NETWORK]):
                 raise
@@ -49,6 +58,9 @@ def start_replicas(
     memory_limit_mb: int | None,
 ) -> list[Replica]:
     """Start ``count`` containers of ``image`` on the slipway network."""
+    own = installation.labels()
+    # Names are unique on an engine and ids overlap between installations.
+    prefix = f"slipway-{own[LABEL_INSTALLATION]}-" if own else "slipway-"
     engine = client(timeout=120)
     replicas = []
     try:
@@ -57,13 +69,14 @@ def start_replicas(
             container = engine.containers.run(
                 image,
                 detach=True,
-                name=f"slipway-a{app_id}-d{deployment_id}-r{index}",
+                name=f"{prefix}a{app_id}-d{deployment_id}-r{index}",
                 environment=env,
                 labels={
                     LABEL_APP: str(app_id),
                     LABEL_DEPLOYMENT: str(deployment_id),
                     LABEL_REPLICA: str(index),
-                },
+                }
+                | own,
                 network=NETWORK,
                 restart_policy={"Name": "unless-stopped"},
                 mem_limit=f"{memory_limit_mb}m" if memory_limit_mb else None,
@@ -119,14 +132,15 @@ def replica_logs(container_id: str, tail: int = 20) -> list[str]:
 
 
 def containers_of(*, app_id: int | None = None, deployment_id: int | None = None) -> list[str]:
-    """Ids of Slipway containers of an app or a deployment, running or not."""
+    """Ids of this installation's containers of an app or a deployment, running or not."""
     label = (
         f"{LABEL_DEPLOYMENT}={deployment_id}" if deployment_id is not None
         else f"{LABEL_APP}={app_id}"
     )  # fmt: skip
     engine = client(timeout=30)
     try:
-        return [c.id for c in engine.containers.list(all=True, filters={"label": label})]
+        found = engine.containers.list(all=True, filters={"label": label})
+        return [c.id for c in found if installation.owns(c.labels)]
     finally:
         engine.close()
 
@@ -152,9 +166,8 @@ def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
                 container = engine.containers.get(cid)
             except NotFound:
                 continue
-            labels = container.labels or {}
-            if LABEL_APP not in labels:
-                continue  # never touch what Slipway did not start
+            if not installation.owns(container.labels):
+                continue  # never touch what this installation did not start
             try:
                 container.stop(timeout=timeout)
             except APIError:

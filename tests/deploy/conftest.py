@@ -12,10 +12,10 @@ from sqlalchemy import select
 from app import jobs
 from app.deploys import control
 from app.extensions import db
-from app.models import Application, Deployment, DeploymentLogLine
+from app.models import Application, Deployment, DeploymentLogLine, Installation
 from app.proxy import traefik
 from tests import lab
-from tests.conftest import make_app, make_project, make_team, running_app
+from tests.conftest import make_app, make_project, make_team, make_user, running_app
 
 
 @pytest.fixture(scope="session")
@@ -69,29 +69,41 @@ def _start_app_ids_high() -> None:
 
 @pytest.fixture
 def app(infra):
+    """The app of an installation that went through setup: it has an installation id."""
     with running_app(infra["config"]) as app:
+        make_user()
         jobs.bind(app)
         yield app
         app_ids = set(db.session.scalars(select(Application.id)))
-    _remove_slipway_resources(app_ids, Path(infra["config"]["PROXY_DIR"]) / "dynamic")
+        installation_id = db.session.scalar(select(Installation.installation_id))
+    dynamic = Path(infra["config"]["PROXY_DIR"]) / "dynamic"
+    _remove_slipway_resources(app_ids, installation_id, dynamic)
 
 
-def _remove_slipway_resources(app_ids: set[int], dynamic: Path):
+def _remove_slipway_resources(app_ids: set[int], installation_id: str, dynamic: Path):
     """Remove what this test's apps left behind, and nothing of anyone else's."""
     client = docker.from_env()
+    mine = f"slipway.installation={installation_id}"
     for app_id in app_ids:  # containers first: an image app may run another app's image
         for container in client.containers.list(
-            all=True, filters={"label": f"slipway.app={app_id}"}
+            all=True, filters={"label": [f"slipway.app={app_id}", mine]}
         ):
             container.remove(force=True)
     for app_id in app_ids:
-        for image in client.images.list(filters={"label": f"slipway.app={app_id}"}):
+        for image in client.images.list(filters={"label": [f"slipway.app={app_id}", mine]}):
             try:
                 client.images.remove(image.id, force=True)
             except docker.errors.APIError:
                 pass  # still used by something outside this test
         (dynamic / f"app-{app_id}.yml").unlink(missing_ok=True)
     client.close()
+
+
+def ours(*labels: str) -> dict:
+    """A Docker filter for this test installation's objects that carry ``labels``: another
+    installation on the engine (another test run) has apps and deployments of the same ids."""
+    installation_id = db.session.scalar(select(Installation.installation_id))
+    return {"label": [*labels, f"slipway.installation={installation_id}"]}
 
 
 _names = iter(range(1, 10_000))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import docker
@@ -14,11 +15,11 @@ from sqlalchemy import func, select
 from app import jobs
 from app.deploys import control
 from app.extensions import db, queue, redis
-from app.models import Deployment, Role
+from app.models import Deployment, Installation, Role
 from app.projects import envvars
 from tests import lab
 from tests.conftest import csrf_token, make_app, make_project, make_team, make_user, team_of
-from tests.deploy.conftest import _deploy, _through_traefik, _web_app
+from tests.deploy.conftest import _deploy, _through_traefik, _web_app, ours
 
 
 def _statuses(app_row) -> list[str]:
@@ -205,7 +206,7 @@ def test_hostile_values_in_the_database_cannot_run_commands(app, infra, repo, no
     assert deployment.status == "failed"
     assert deployment.error
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": f"slipway.app={app_row.id}"})
+    assert not client.containers.list(all=True, filters=ours(f"slipway.app={app_row.id}"))
     client.close()
 
 
@@ -307,8 +308,16 @@ def test_worker_killed_mid_deploy_is_reaped_and_old_version_keeps_serving(app, i
     )
     repo.commit({"Dockerfile": unhealthy}, "v2 unhealthy")
 
+    # The worker adopts the engine's unlabelled objects as it starts: with a claim of its own
+    # here, so that this test never takes them from the installation it shares the engine with.
+    claim = f"slipway-test-claim-{uuid.uuid4().hex}"
+    boot = (
+        "import sys, worker; from app.runtime import installation; "
+        f"installation.CLAIM_VOLUME = {claim!r}; "
+        "sys.argv = ['worker.py', '--queues', 'deploy']; worker.main()"
+    )
     worker = subprocess.Popen(
-        [sys.executable, "worker.py", "--queues", "deploy"],
+        [sys.executable, "-c", boot],
         env=_worker_env(infra["config"]), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -323,7 +332,7 @@ def test_worker_killed_mid_deploy_is_reaped_and_old_version_keeps_serving(app, i
             time.sleep(0.2)
         assert row.step == "health", row.status
         client = docker.from_env()
-        label = {"label": f"slipway.deployment={deployment.id}"}
+        label = ours(f"slipway.deployment={deployment.id}")
         assert client.containers.list(all=True, filters=label)  # half-started
         # The worker and its work horse (RQ puts the horse in its own session).
         for pid in [worker.pid, *_children(worker.pid)]:
@@ -345,6 +354,14 @@ def test_worker_killed_mid_deploy_is_reaped_and_old_version_keeps_serving(app, i
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+        engine = docker.from_env()
+        try:
+            claimed = engine.volumes.get(claim)
+            claimed.remove()
+        finally:
+            engine.close()
+    mine = db.session.scalar(select(Installation.installation_id))
+    assert claimed.attrs["Labels"]["slipway.installation"] == mine  # the worker's start adopted
     # The next deploy works.
     repo.commit(lab.web_files("v3"), "v3")
     assert _deploy(app_row).status == "running"

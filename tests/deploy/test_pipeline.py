@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
 
 import docker
 import requests
+from sqlalchemy import select
 
 from app import jobs
 from app.deploys import control
 from app.extensions import db
-from app.models import Deployment
+from app.models import Deployment, Installation
 from app.projects import envvars
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
-from tests.deploy.conftest import _deploy, _host, _log, _names, _through_traefik, _web_app
+from tests.deploy.conftest import (
+    _deploy,
+    _host,
+    _log,
+    _names,
+    _through_traefik,
+    _web_app,
+    ours,
+)
 
 CANARY = "canary-5c1d-build-secret"
 
@@ -33,7 +43,9 @@ def test_git_app_builds_deploys_and_answers_through_traefik(app, infra, repo):
     assert deployment.status == "running", deployment.error
     assert (deployment.commit_sha, deployment.commit_message) == (sha, "first version")
     assert deployment.commit_author == "Test Author"
-    assert deployment.image_tag == f"slipway/app-{app_row.id}:d{deployment.id}"
+    installation_id = db.session.scalar(select(Installation.installation_id))
+    assert re.fullmatch(r"[0-9a-f]{12}", installation_id)
+    assert deployment.image_tag == f"slipway/{installation_id}/app-{app_row.id}:d{deployment.id}"
     assert deployment.started_at and deployment.finished_at
     response = _through_traefik(infra, app_row)
     assert response.status_code == 200 and response.text == "hello from v1\n"
@@ -43,12 +55,18 @@ def test_git_app_builds_deploys_and_answers_through_traefik(app, infra, repo):
     assert "Step 1/" in log or "FROM" in log  # the docker build output itself
 
     client = docker.from_env()
-    (container,) = client.containers.list(filters={"label": f"slipway.deployment={deployment.id}"})
+    ours = [f"slipway.deployment={deployment.id}", f"slipway.installation={installation_id}"]
+    (container,) = client.containers.list(filters={"label": ours})
     host = container.attrs["HostConfig"]
     assert host["Privileged"] is False and not host.get("Binds") and not host.get("CapAdd")
     assert not host.get("Devices") and host["NetworkMode"] == "slipway"
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
-    assert set(container.labels) <= {"slipway.app", "slipway.deployment", "slipway.replica"}
+    assert container.labels["slipway.installation"] == installation_id
+    assert container.name.startswith(f"slipway-{installation_id}-a{app_row.id}-")
+    (image,) = client.images.list(filters={"label": ours})
+    assert image.labels["slipway.installation"] == installation_id
+    labels = {"slipway.app", "slipway.deployment", "slipway.replica", "slipway.installation"}
+    assert set(container.labels) <= labels
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert env["API_TOKEN"] == CANARY and env["GREETING"] == "hi" and env["PORT"] == "8000"
     client.close()
@@ -92,7 +110,7 @@ def test_redeploy_swaps_versions_without_a_failed_request(app, infra, repo):
     db.session.expire_all()
     assert db.session.get(Deployment, first.id).status == "replaced"
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": f"slipway.deployment={first.id}"})
+    assert not client.containers.list(all=True, filters=ours(f"slipway.deployment={first.id}"))
     client.close()
 
 
@@ -122,8 +140,7 @@ def test_crash_looping_container_fails_and_old_version_serves(app, infra, repo):
     assert "boom" in _log(failed.id)  # the container's last words are in the log
     assert _through_traefik(infra, app_row).text == "hello from v1\n"
     client = docker.from_env()
-    label = f"slipway.deployment={failed.id}"
-    assert not client.containers.list(all=True, filters={"label": label})
+    assert not client.containers.list(all=True, filters=ours(f"slipway.deployment={failed.id}"))
     client.close()
 
 
@@ -166,7 +183,7 @@ def test_only_the_last_five_successful_images_are_kept(app, infra, repo):
         repo.commit(lab.web_files(f"v{n}"), f"v{n}")
         tags.append(_deploy(app_row).image_tag)
     client = docker.from_env()
-    kept = {t for image in client.images.list(filters={"label": f"slipway.app={app_row.id}"})
+    kept = {t for image in client.images.list(filters=ours(f"slipway.app={app_row.id}"))
             for t in image.tags}  # fmt: skip
     client.close()
     assert kept == set(tags[1:])
@@ -232,7 +249,7 @@ def test_delete_app_removes_containers_route_and_images(app, infra, repo):
     db.session.commit()
     jobs.remove_app_resources(app_id)
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": f"slipway.app={app_id}"})
-    assert not client.images.list(filters={"label": f"slipway.app={app_id}"})
+    assert not client.containers.list(all=True, filters=ours(f"slipway.app={app_id}"))
+    assert not client.images.list(filters=ours(f"slipway.app={app_id}"))
     client.close()
     assert not Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_id}.yml").exists()
