@@ -9,7 +9,6 @@ where it is. A heartbeat key tells the reaper this run is alive.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import shutil
 import time
@@ -20,12 +19,12 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
 from app import names
-from app.deploys import buildlog, control, livestatus
+from app.deploys import buildlog, control, livestatus, routing
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
 from app.models import Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
-from app.projects import catalog, envvars
+from app.projects import envvars
 from app.proxy import traefik
 from app.runtime import containers
 from app.sources import credentials, gitsrc
@@ -232,25 +231,25 @@ class _Run:
         db.session.commit()
         return tag
 
-    def _start(self, image: str) -> list[containers.Replica]:
-        replicas = containers.start_replicas(
+    def _start(self, image: str) -> containers.Version:
+        version = containers.start_version(
             app_id=self.app.id, deployment_id=self.dep.id, image=image, env=self.env,
-            count=self.app.replicas, cpu_limit=self.app.cpu_limit,
-            memory_limit_mb=self.app.memory_limit_mb,
+            port=self.app.container_port, replicas=self.app.replicas,
+            cpu_limit=self.app.cpu_limit, memory_limit_mb=self.app.memory_limit_mb,
         )  # fmt: skip
-        self.new_containers = [r.id for r in replicas]
-        for r in replicas:
+        self.new_containers = version.container_ids
+        for r in version.replicas:
             self.log.info(f"started {r.name} at {r.address}")
-        return replicas
+        return version
 
-    def _health_gate(self, replicas: list[containers.Replica]) -> None:
+    def _health_gate(self, version: containers.Version) -> None:
         """Each replica answers 2xx on the health path, then stays up for the settle time."""
         path = names.health_path(self.app.health_check_path)
         deadline = time.monotonic() + self.cfg["HEALTH_TIMEOUT_SECONDS"]
-        for replica in replicas:
+        for replica in version.replicas:
             while True:
                 self._ensure_up(replica)
-                status = _probe(replica.address, self.app.container_port, path)
+                status = containers.probe(replica, path)
                 if status is not None and 200 <= status < 300:
                     self.log.info(f"{replica.name} answered {status} on {path}")
                     break
@@ -264,11 +263,11 @@ class _Run:
         settle_until = time.monotonic() + self.cfg["HEALTH_SETTLE_SECONDS"]
         self.log.info(f"waiting {self.cfg['HEALTH_SETTLE_SECONDS']:g} s for the version to settle")
         while time.monotonic() < settle_until:
-            for replica in replicas:
+            for replica in version.replicas:
                 self._ensure_up(replica)
             time.sleep(0.25)
-        for replica in replicas:
-            status = _probe(replica.address, self.app.container_port, path)
+        for replica in version.replicas:
+            status = containers.probe(replica, path)
             if status is None or not 200 <= status < 300:
                 raise HealthError(f"health check failed after settling: {replica.name}")
 
@@ -281,13 +280,10 @@ class _Run:
         code = f" with code {state.exit_code}" if state.exit_code is not None else ""
         raise HealthError(f"the container stopped{code} before it became healthy")
 
-    def _switch(self, replicas: list[containers.Replica]) -> None:
-        hosts = [catalog.default_address(self.app, self.cfg["BASE_DOMAIN"])]
-        hosts += [d.host for d in self.app.domains]
-        servers = [f"http://{r.address}:{self.app.container_port}" for r in replicas]
+    def _switch(self, version: containers.Version) -> None:
         self.switched = True
-        traefik.write_app_routes(self.app.id, hosts, servers)
-        traefik.wait_until_served(self.app.id, servers)
+        hosts = routing.route_to(self.app, version.endpoints)
+        traefik.wait_until_served(self.app.id, version.endpoints)
         self.log.info(f"routing {', '.join(hosts)} to the new version")
 
     def _finish(self) -> None:
@@ -320,8 +316,7 @@ class _Run:
         try:
             time.sleep(self.cfg["DRAIN_SECONDS"])
             for old_id in self.to_retire:
-                ids = containers.containers_of(deployment_id=old_id)
-                containers.stop_and_remove(ids, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
+                containers.stop_deployment(old_id, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
             self._prune_images()
         except Exception:  # noqa: BLE001 - the new version serves; cleanup is retried later
             log.exception("retiring the versions before deployment %s failed", self.dep.id)
@@ -354,11 +349,8 @@ class _Run:
         if self.previous is None:
             traefik.remove_app_routes(self.app.id)
             return
-        ids = containers.containers_of(deployment_id=self.previous.id)
-        servers = [f"http://{a}:{self.app.container_port}" for a in containers.addresses(ids)]
-        hosts = [catalog.default_address(self.app, self.cfg["BASE_DOMAIN"])]
-        hosts += [d.host for d in self.app.domains]
-        traefik.write_app_routes(self.app.id, hosts, servers)
+        previous = containers.find_version(self.previous.id, self.app.container_port)
+        routing.route_to(self.app, previous.endpoints)
 
     def _end(self, status: DeploymentStatus, reason: str) -> None:
         db.session.rollback()
@@ -373,14 +365,3 @@ class _Run:
         self.log.info(f"{status.value}: {reason}")
         self.log.flush()
         livestatus.publish(self.dep)
-
-
-def _probe(address: str, port: int, path: str) -> int | None:
-    conn = http.client.HTTPConnection(address, port, timeout=2)
-    try:
-        conn.request("GET", path, headers={"User-Agent": "slipway-health"})
-        return conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
-from app.models import ACTIVE_STATUSES, Deployment
+from app.models import ACTIVE_STATUSES, Deployment, DeploymentStatus
 from app.models.base import utcnow
 from app.proxy import traefik
 from app.runtime import containers
@@ -44,11 +44,9 @@ def _queued_job_exists(job_id: str | None) -> bool:
 
 def _is_lost(deployment: Deployment, cutoff: datetime) -> bool:
     created = deployment.created_at
-    if created.tzinfo is None:  # SQLite returns naive UTC
-        created = created.replace(tzinfo=cutoff.tzinfo)
     if created > cutoff:
         return False
-    if deployment.status == "queued":
+    if deployment.status == DeploymentStatus.queued:
         return not _queued_job_exists(deployment.rq_job_id)
     # building / deploying: the pipeline's heartbeat says whether it is still alive.
     return not pipeline.is_alive(deployment.id)
@@ -79,14 +77,14 @@ def reap_lost_deployments() -> int:
 
 def _remove_unserving(deployment: Deployment) -> None:
     try:
-        ids = containers.containers_of(deployment_id=deployment.id)
-        if not ids:
+        port = deployment.application.container_port
+        version = containers.find_version(deployment.id, port)
+        if not version.replicas:
             return
         served = traefik.served_by(deployment.application_id) or set()
-        port = deployment.application.container_port
-        if any(f"http://{a}:{port}" in served for a in containers.addresses(ids)):
+        if served & set(version.endpoints):
             return
-        containers.stop_and_remove(ids, timeout=2)
+        containers.stop_version(version, timeout=2)
     except Exception:  # noqa: BLE001 - Docker or Traefik away: the next pass retries
         log.warning("could not clean up deployment %s", deployment.id)
 

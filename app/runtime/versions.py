@@ -1,12 +1,19 @@
 """Versions of an app: its containers on the slipway network, their state and stop.
 
+The deploy pipeline starts a version (image, env, limits, replicas) and gets a
+:class:`Version` back: the replicas and the endpoints (``http://<ip>:<port>``)
+Traefik should route to. It asks this module for the version's health, logs
+and stop; nothing outside ``app.runtime`` speaks in container addresses.
+
 Containers get a fixed set of options: users choose the image, env, port and
 limits, never privileges, mounts, networks, capabilities, devices or labels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import http.client
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
@@ -28,7 +35,91 @@ from app.runtime.installation import LABEL_INSTALLATION
 class Replica:
     id: str
     name: str
-    address: str  # IP on the slipway network
+    address: str  # where it listens on the slipway network (the deploy log shows it)
+    endpoint: str = ""  # ``http://<address>:<port>``: what Traefik routes to
+
+
+@dataclass(frozen=True)
+class Version:
+    """A version of an app (one deployment) as it runs: its replicas and their endpoints."""
+
+    deployment_id: int
+    replicas: tuple[Replica, ...]
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The URLs Traefik should route to, one per replica."""
+        return [r.endpoint for r in self.replicas]
+
+    @property
+    def container_ids(self) -> list[str]:
+        return [r.id for r in self.replicas]
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"http://{address}:{port}"
+
+
+def start_version(
+    *,
+    app_id: int,
+    deployment_id: int,
+    image: str,
+    env: dict[str, str],
+    port: int,
+    replicas: int,
+    cpu_limit: float | None,
+    memory_limit_mb: int | None,
+) -> Version:
+    """Start ``replicas`` containers of ``image`` listening on ``port``; the handle says
+    where each answers."""
+    started = start_replicas(
+        app_id=app_id, deployment_id=deployment_id, image=image, env=env, count=replicas,
+        cpu_limit=cpu_limit, memory_limit_mb=memory_limit_mb,
+    )  # fmt: skip
+    with_endpoints = (replace(r, endpoint=_endpoint(r.address, port)) for r in started)
+    return Version(deployment_id, tuple(with_endpoints))
+
+
+def find_version(deployment_id: int, port: int) -> Version:
+    """The containers of a deployment that already runs (or ran), as a version handle."""
+    ids = containers_of(deployment_id=deployment_id)
+    engine = client(timeout=30)
+    try:
+        replicas = []
+        for cid in ids:
+            container = engine.containers.get(cid)
+            networks = container.attrs["NetworkSettings"]["Networks"]
+            if NETWORK not in networks:
+                raise ContainerError(f"{container.name} is not on the {NETWORK} network")
+            address = networks[NETWORK]["IPAddress"]
+            replicas.append(Replica(cid, container.name, address, _endpoint(address, port)))
+    finally:
+        engine.close()
+    return Version(deployment_id, tuple(replicas))
+
+
+def probe(replica: Replica, path: str) -> int | None:
+    """The HTTP status the replica answers on ``path`` (a health check), or None."""
+    url = urlsplit(replica.endpoint)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=2)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "slipway-health"})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def stop_version(version: Version, timeout: int = 10) -> None:
+    """Stop the version's containers gracefully, then remove them."""
+    stop_and_remove(version.container_ids, timeout=timeout)
+
+
+def stop_deployment(deployment_id: int, timeout: int = 10) -> None:
+    """Stop and remove whatever containers of a deployment this installation still has."""
+    stop_and_remove(containers_of(deployment_id=deployment_id), timeout=timeout)
 
 
 def ensure_network(engine: docker.DockerClient) -> None:
@@ -141,18 +232,6 @@ def containers_of(*, app_id: int | None = None, deployment_id: int | None = None
     try:
         found = engine.containers.list(all=True, filters={"label": label})
         return [c.id for c in found if installation.owns(c.labels)]
-    finally:
-        engine.close()
-
-
-def addresses(container_ids: list[str]) -> list[str]:
-    engine = client(timeout=30)
-    try:
-        result = []
-        for cid in container_ids:
-            networks = engine.containers.get(cid).attrs["NetworkSettings"]["Networks"]
-            result.append(networks[NETWORK]["IPAddress"])
-        return result
     finally:
         engine.close()
 
