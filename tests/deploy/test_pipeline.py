@@ -16,6 +16,7 @@ from app.deploys import control
 from app.extensions import db
 from app.models import Deployment, Installation
 from app.projects import envvars
+from app.proxy import traefik
 from tests import lab
 from tests.conftest import make_app, make_project, make_team
 from tests.deploy.conftest import (
@@ -253,3 +254,26 @@ def test_delete_app_removes_containers_route_and_images(app, infra, repo):
     assert not client.images.list(filters=ours(f"slipway.app={app_id}"))
     client.close()
     assert not Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_id}.yml").exists()
+
+
+def test_a_switch_traefik_never_loads_puts_the_old_version_back(app, infra, repo, monkeypatch):
+    """The route file points at the old version's endpoints again; the new version is gone."""
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo)
+    first = _deploy(app_row)
+    assert first.status == "running", first.error
+    route = Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_row.id}.yml")
+    before = route.read_text()
+
+    def never_loads(app_id, servers, timeout=15):
+        raise traefik.ProxyError("Traefik did not load the new route in time")
+
+    monkeypatch.setattr(traefik, "wait_until_served", never_loads)
+    repo.commit(lab.web_files("v2"), "v2")
+    second = _deploy(app_row)
+    assert second.status == "failed" and "did not load" in second.error
+    assert route.read_text() == before
+    assert _through_traefik(infra, app_row).text == "hello from v1\n"
+    client = docker.from_env()
+    assert not client.containers.list(all=True, filters=ours(f"slipway.deployment={second.id}"))
+    client.close()
