@@ -64,3 +64,39 @@ def test_migrating_leaves_the_apps_loggers_on(app):
     assert names  # the app's modules are imported and have their loggers
     disabled = [n for n in names if getattr(logging.getLogger(n), "disabled", False)]
     assert disabled == []
+
+
+def test_step_backfill_fills_in_where_old_final_rows_stopped(app):
+    """0006: a failed or cancelled row without a step gets the last step mark the
+    pipeline logged (stream ``slipway``); build output that looks like a mark, an
+    active row and a row with a step already are left as they are."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.models import Deployment, DeploymentLogLine
+    from tests.conftest import make_app, make_project, make_team
+
+    application = make_app(make_project(make_team()))
+    rows = {
+        "cancelled": Deployment(application_id=application.id, status="cancelled"),
+        "failed_fake": Deployment(application_id=application.id, status="failed"),
+        "building": Deployment(application_id=application.id, status="building"),
+        "kept": Deployment(application_id=application.id, status="failed", step="health"),
+    }
+    db.session.add_all(rows.values())
+    db.session.flush()
+    marks = [
+        ("cancelled", "slipway", "── clone"), ("cancelled", "slipway", "── build"),
+        ("cancelled", "stdout", "── switch"),
+        ("failed_fake", "stdout", "── health"), ("failed_fake", "container", "── start"),
+        ("building", "slipway", "── clone"), ("kept", "slipway", "── clone"),
+    ]  # fmt: skip
+    for seq, (name, stream, text) in enumerate(marks):
+        db.session.add(DeploymentLogLine(deployment_id=rows[name].id, seq=seq, stream=stream,
+                                         text=text))  # fmt: skip
+    db.session.commit()
+    ids = {name: row.id for name, row in rows.items()}
+    db.session.remove()
+    downgrade(revision="0005")
+    upgrade()
+    steps = {name: db.session.get(Deployment, i).step for name, i in ids.items()}
+    assert steps == {"cancelled": "build", "failed_fake": None, "building": None, "kept": "health"}
