@@ -26,6 +26,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _hosts(name: str) -> tuple[str, ...]:
+    return tuple(h.strip() for h in (_env(name, "") or "").split(",") if h.strip())
+
+
+# Earlier versions had one allow-list per use; they are read as aliases of
+# OUTBOUND_ALLOWED_HOSTS, in the environment and in test overrides alike.
+OUTBOUND_ALIASES = ("BACKUP_ALLOWED_HOSTS", "GIT_ALLOWED_HOSTS")
+
+
 def _read_or_create(path: Path, make: callable, production: bool, setting: str) -> str:
     """Read a generated secret from the data directory, creating it (mode 0600) once."""
     if path.exists():
@@ -116,11 +125,11 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # A fixed API version saves a round trip per client; "auto" asks the engine.
         "DOCKER_API_VERSION": _env("DOCKER_API_VERSION", "1.41"),
         "TRUSTED_PROXIES": int(_env("TRUSTED_PROXIES", "0")),
-        # Git hosts an admin allows although they are internal addresses; for these
+        # Hosts an admin allows although they are internal addresses, for every
+        # outbound use (git, S3 endpoints, databases, webhooks, SMTP); for these
         # hosts (only) plain http:// is accepted too, e.g. a git server on the LAN.
-        "GIT_ALLOWED_HOSTS": tuple(
-            h.strip() for h in (_env("GIT_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
-        ),
+        "OUTBOUND_ALLOWED_HOSTS": _hosts("OUTBOUND_ALLOWED_HOSTS")
+        + sum((_hosts(alias) for alias in OUTBOUND_ALIASES), ()),
         # Apps are served here through Traefik; only root may bind port 80.
         "HTTP_PORT": int(_env("HTTP_PORT", "80" if os.geteuid() == 0 else "8080")),
         "PROXY_API_PORT": int(_env("PROXY_API_PORT", "8099")),
@@ -134,12 +143,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
-        # Backups: local copies live here; S3 endpoints, notification URLs
-        # and registered databases on these hosts are allowed although internal.
+        # Backups: local copies live here.
         "BACKUPS_DIR": _env("BACKUPS_DIR", str(data_dir / "backups")),
-        "BACKUP_ALLOWED_HOSTS": tuple(
-            h.strip() for h in (_env("BACKUP_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
-        ),
         # Cron expressions of backup policies are read in this zone ("" = the server's).
         "TIMEZONE": _env("TIMEZONE", ""),
         "BACKUP_PART_MB": int(_env("BACKUP_PART_MB", "16")),  # 10,000 parts: 156 GiB
@@ -177,6 +182,13 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "METRICS_TOKEN": _env("METRICS_TOKEN", ""),
     }
     config.update({k: v for k, v in overrides.items() if k != "ENCRYPTION_KEYS_TEXT"})
+    outbound = dict.fromkeys(config["OUTBOUND_ALLOWED_HOSTS"])
+    for alias in OUTBOUND_ALIASES:
+        outbound.update(dict.fromkeys(overrides.get(alias, ())))
+    config["OUTBOUND_ALLOWED_HOSTS"] = tuple(outbound)
+    # The old keys stay readable, with the one list, for code not yet moved to it.
+    for alias in OUTBOUND_ALIASES:
+        config[alias] = config["OUTBOUND_ALLOWED_HOSTS"]
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
         # psycopg 3 is the driver we ship.

@@ -20,7 +20,7 @@ from urllib.error import URLError
 from flask import current_app
 from sqlalchemy import select
 
-from app import crypto, names
+from app import crypto, names, outbound
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -85,9 +85,10 @@ def message(what: str, object_id: int) -> tuple[str, str]:
 
 
 def check_host_at_use(host: str) -> None:
-    allowed = current_app.config["BACKUP_ALLOWED_HOSTS"]
-    if host not in allowed and names.resolves_internally(host):
-        raise DeliveryError(f"{host} resolves to an internal address; not sending there.")
+    try:
+        outbound.check_host(host)
+    except outbound.HostRefused as exc:
+        raise DeliveryError(f"{exc} Not sending there.") from None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -83,3 +83,23 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
     with app.app_context():
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_one_outbound_allow_list_with_the_old_settings_as_aliases(tmp_path, monkeypatch):
+    """SLIPWAY_BACKUP_/GIT_ALLOWED_HOSTS still count: their hosts join the one list."""
+    monkeypatch.setenv("SLIPWAY_OUTBOUND_ALLOWED_HOSTS", "git.lan, s3.lan")
+    monkeypatch.setenv("SLIPWAY_BACKUP_ALLOWED_HOSTS", "db.lan,s3.lan")
+    monkeypatch.setenv("SLIPWAY_GIT_ALLOWED_HOSTS", "gitea.lan")
+    loaded = config.load({"DATA_DIR": str(tmp_path)})
+    assert loaded["OUTBOUND_ALLOWED_HOSTS"] == ("git.lan", "s3.lan", "db.lan", "gitea.lan")
+    assert loaded["BACKUP_ALLOWED_HOSTS"] == loaded["OUTBOUND_ALLOWED_HOSTS"]
+    assert loaded["GIT_ALLOWED_HOSTS"] == loaded["OUTBOUND_ALLOWED_HOSTS"]
+
+
+def test_an_old_allow_list_key_in_overrides_feeds_the_outbound_list(tmp_path, monkeypatch):
+    for name in ("OUTBOUND", "BACKUP", "GIT"):
+        monkeypatch.delenv(f"SLIPWAY_{name}_ALLOWED_HOSTS", raising=False)
+    assert config.load({"DATA_DIR": str(tmp_path)})["OUTBOUND_ALLOWED_HOSTS"] == ()
+    loaded = config.load({"DATA_DIR": str(tmp_path), "GIT_ALLOWED_HOSTS": ("127.0.0.1",)})
+    assert loaded["OUTBOUND_ALLOWED_HOSTS"] == ("127.0.0.1",)
+    assert loaded["BACKUP_ALLOWED_HOSTS"] == ("127.0.0.1",)

@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import audit, crypto, names, notify
+from app import audit, crypto, names, notify, outbound
 from app.access import is_installation_owner  # noqa: F401 - app.web.backups calls it here
 from app.backups import dumps, retention, storage
 from app.backups.targets import s3_target
@@ -48,10 +48,6 @@ class BackupError(Exception):
 # ---- targets --------------------------------------------------------------
 
 
-def allowed_hosts() -> tuple[str, ...]:
-    return current_app.config["BACKUP_ALLOWED_HOSTS"]
-
-
 def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
     """A PostgreSQL connection to dump, or the path of Slipway's SQLite file."""
     if policy.target_type == TargetType.slipway.value:
@@ -69,9 +65,10 @@ def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
                 f"with is no longer configured); enter the URL again in policy {policy.name}"
             ) from None
     conn = dumps.PgConn.from_url(policy.database_url, password)
-    if conn.host not in allowed_hosts() and names.resolves_internally(conn.host):
-        raise BackupError(f"{conn.host} resolves to an internal address; an admin must "
-                          "allow-list it (SLIPWAY_BACKUP_ALLOWED_HOSTS).")  # fmt: skip
+    try:
+        outbound.check_host(conn.host)
+    except outbound.HostRefused as exc:
+        raise BackupError(str(exc)) from None
     return conn
 
 

@@ -26,9 +26,8 @@ from typing import Any, BinaryIO
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import current_app
 
-from app import names
+from app import names, outbound
 
 log = logging.getLogger("slipway.storage")
 PROBE_BODY = b"slipway probe\n"
@@ -58,9 +57,10 @@ class S3Target:
 
 def check_at_use(target: S3Target, allowed_hosts: tuple[str, ...]) -> None:
     """SSRF guard, again at use: the endpoint's host must not resolve internally."""
-    host = names.url_host(target.endpoint_url)
-    if host not in allowed_hosts and names.resolves_internally(host):
-        raise StorageError(f"{host} resolves to an internal address; an admin must allow-list it.")
+    try:
+        outbound.check_host(names.url_host(target.endpoint_url), allowed_hosts)
+    except outbound.HostRefused as exc:
+        raise StorageError(str(exc)) from None
 
 
 _session_lock = threading.Lock()
@@ -71,12 +71,12 @@ def client(target: S3Target):
     """An S3 client for ``target``; every S3 call of Slipway gets its client here.
 
     So this is where the SSRF check runs at use (SECURITY.md 13): an endpoint whose
-    host resolves internally and is not allow-listed (``BACKUP_ALLOWED_HOSTS``)
+    host resolves internally and is not allow-listed (``OUTBOUND_ALLOWED_HOSTS``)
     raises :class:`StorageError` before anything is sent.
     """
     # Per use, not cached: DNS can turn internal at any time, and one lookup is cheap next
     # to an S3 request (a multipart upload is one use: it takes its client once).
-    check_at_use(target, current_app.config["BACKUP_ALLOWED_HOSTS"])
+    check_at_use(target, outbound.allowed_hosts())
     return _client(target)
 
 

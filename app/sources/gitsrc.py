@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import names
+from app import names, outbound
 
 
 class GitError(Exception):
@@ -105,9 +105,10 @@ def _env() -> dict[str, str]:
 def check_url(url: str, allowed_hosts: tuple[str, ...]) -> str:
     """The URL rules of ``names.git_url`` plus where the host resolves to, now."""
     names.git_url(url, allowed_hosts)
-    host = names.git_host(url)
-    if host not in allowed_hosts and names.resolves_internally(host):
-        raise GitError(f"{host} resolves to an internal address; an admin must allow-list it.")
+    try:
+        outbound.check_host(names.git_host(url), allowed_hosts)
+    except outbound.HostRefused as exc:
+        raise GitError(str(exc)) from None
     return url
 
 

@@ -155,7 +155,7 @@ def test_an_internal_url_is_refused_at_use_unless_allow_listed(app, moto, bucket
     channel = _channel(team, "webhook", url=hooks.url)
     backup = _failed_backup(moto, bucket, team)
     hooks.received.clear()
-    app.config["BACKUP_ALLOWED_HOSTS"] = ()
+    app.config["OUTBOUND_ALLOWED_HOSTS"] = app.config["BACKUP_ALLOWED_HOSTS"] = ()
     assert notify.deliver(channel.id, "backup.failed", backup.id) == "failed"
     assert hooks.received == []
 

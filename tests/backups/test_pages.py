@@ -106,7 +106,8 @@ def test_test_connection_says_what_worked_and_what_failed(app, client, admin, mo
 
 def test_test_connection_refuses_an_internal_endpoint_at_use(app, client, admin, moto, bucket):
     dest = make_destination(_team(admin), moto.url, bucket)
-    app.config["BACKUP_ALLOWED_HOSTS"] = ()  # allowed when saved, no longer now
+    # allowed when saved, no longer now
+    app.config["OUTBOUND_ALLOWED_HOSTS"] = app.config["BACKUP_ALLOWED_HOSTS"] = ()
     token = csrf_token(client, "/backups/")
     text = client.post(f"/backups/destinations/{dest.id}/test",
                        data={"csrf_token": token}).get_data(as_text=True)  # fmt: skip
@@ -323,7 +324,7 @@ def test_notification_channels_keep_their_url_secret(app, client, admin):
     ],
 )
 def test_bad_channel_input_is_refused(app, client, admin, data, field):
-    app.config["BACKUP_ALLOWED_HOSTS"] = ()
+    app.config["OUTBOUND_ALLOWED_HOSTS"] = app.config["BACKUP_ALLOWED_HOSTS"] = ()
     token = csrf_token(client, "/notifications/")
     response = client.post("/notifications/", data={"csrf_token": token, "name": "ops",
                            "events": ["backup.failed"], **data})  # fmt: skip

@@ -95,7 +95,8 @@ def test_a_database_host_that_became_internal_is_refused_at_use(app, moto, bucke
 
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), source_db(rows=1).url)
-    app.config["BACKUP_ALLOWED_HOSTS"] = ()  # allow-listed when saved; not any more
+    # allow-listed when saved; not any more
+    app.config["OUTBOUND_ALLOWED_HOSTS"] = app.config["BACKUP_ALLOWED_HOSTS"] = ()
     backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
