@@ -9,7 +9,7 @@ whatever the settings say.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -25,16 +25,12 @@ log = logging.getLogger("slipway.retention")
 
 
 def _day(b: Backup) -> str:
-    return _aware(b.started_at or b.created_at).strftime("%Y-%m-%d")
+    return (b.started_at or b.created_at).strftime("%Y-%m-%d")
 
 
 def _week(b: Backup) -> str:
-    year, week, _ = _aware(b.started_at or b.created_at).isocalendar()
+    year, week, _ = (b.started_at or b.created_at).isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def to_keep_in_s3(good: list[Backup], daily: int, weekly: int) -> set[int]:
@@ -74,7 +70,7 @@ def prune(policy: BackupPolicy) -> None:
         select(Backup).where(Backup.policy_id == policy.id, Backup.local_path.is_not(None))
     ))  # fmt: skip
     for b in every:
-        if b.id != newest and _aware(b.started_at or b.created_at) < cutoff:
+        if b.id != newest and (b.started_at or b.created_at) < cutoff:
             # File, then row: only a crash between the two lines leaves a row naming a
             # gone file, and every reader checks that the file exists.
             Path(b.local_path).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -317,10 +317,8 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
     """
     cutoff = utcnow() - grace
     lost: list[Backup] = []
-    for b in db.session.scalars(select(Backup).where(Backup.status == "running")):
+    for b in db.session.scalars(select(Backup).where(Backup.status == BackupStatus.running.value)):
         started = b.started_at or b.created_at
-        if started.tzinfo is None:  # SQLite returns naive UTC
-            started = started.replace(tzinfo=UTC)
         if started > cutoff or is_alive(b.id):
             continue
         b.mark_failed("worker lost: the backup stopped without finishing")

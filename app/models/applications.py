@@ -6,7 +6,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     Numeric,
@@ -16,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import Base, Timestamped, utcnow
+from app.models.base import Base, Timestamped, UTCDateTime, utcnow
 from app.models.projects import Environment, Project
 
 
@@ -59,9 +58,7 @@ class Application(Timestamped, Base):
     git_known_hosts: Mapped[str | None] = mapped_column(Text)  # pinned on first use
     git_token: Mapped[str | None] = mapped_column(Text)  # ciphertext
     git_token_user: Mapped[str | None] = mapped_column(String(100))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     project: Mapped[Project] = relationship()
     environment: Mapped[Environment] = relationship()
@@ -93,9 +90,7 @@ class EnvVar(Timestamped, Base):
     value: Mapped[str | None] = mapped_column(Text)
     secret_value: Mapped[str | None] = mapped_column(Text)
     is_secret: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     application: Mapped[Application] = relationship(back_populates="env_vars")
 

@@ -11,7 +11,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import Base, BigId, Timestamped, utcnow
+from app.models.base import Base, BigId, Timestamped, UTCDateTime, utcnow
 
 
 class TargetType(enum.StrEnum):
@@ -76,9 +75,7 @@ class BackupPolicy(Timestamped, Base):
     keep_weekly: Mapped[int] = mapped_column(Integer, default=12)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # The scheduler compares this to what it scheduled: a change applies without a restart.
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     destination: Mapped[BackupDestination] = relationship()
 
@@ -99,8 +96,8 @@ class Backup(Timestamped, Base):
     trigger: Mapped[str] = mapped_column(String(20), default="schedule")
     status: Mapped[str] = mapped_column(String(20), default=BackupStatus.queued.value)
     error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
@@ -135,8 +132,8 @@ class Restore(Timestamped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     log: Mapped[str] = mapped_column(Text, default="")
     comparison: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -23,9 +24,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator):
+    """A timestamp that always comes back aware, in UTC, whatever the database.
+
+    PostgreSQL stores ``timestamptz`` and returns aware values; SQLite stores text
+    without a zone and returns naive ones. Values are written as UTC (a naive one
+    is taken to be UTC already) and read back with ``tzinfo=UTC``, so no caller
+    has to fix up naive datetimes. The DDL stays ``DateTime(timezone=True)``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        value = value.astimezone(UTC)
+        # SQLite would store the offset in the text, and compare text: keep it naive UTC.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
 class Timestamped:
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

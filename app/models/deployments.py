@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.accounts import User
 from app.models.applications import Application
-from app.models.base import Base, BigId, Timestamped, utcnow
+from app.models.base import Base, BigId, Timestamped, UTCDateTime, utcnow
 
 
 class DeploymentStatus(enum.StrEnum):
@@ -61,8 +61,8 @@ class Deployment(Timestamped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     application: Mapped[Application] = relationship()
     triggered_by: Mapped[User | None] = relationship()
@@ -91,6 +91,6 @@ class DeploymentLogLine(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stream: Mapped[str] = mapped_column(String(10), default="stdout")
     text: Mapped[str] = mapped_column(Text)

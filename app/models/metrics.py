@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId
+from app.models.base import Base, BigId, UTCDateTime
 
 
 class MetricScope(enum.StrEnum):
@@ -38,7 +38,7 @@ class MetricSample(Base):
     application_id: Mapped[int | None] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE")
     )
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
     resolution: Mapped[int] = mapped_column(Integer)
     containers: Mapped[int] = mapped_column(Integer, default=0)
     cpu_percent: Mapped[float | None] = mapped_column(Float)

@@ -184,9 +184,7 @@ def sample(now: datetime | None = None) -> int:
 
 
 def _epoch(ts: datetime) -> float:
-    if ts.tzinfo is None:  # SQLite returns naive UTC
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
+    return ts.timestamp()  # aware: the column type returns UTC (models.base.UTCDateTime)
 
 
 def _at(seconds: float) -> datetime:
