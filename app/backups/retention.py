@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app import crypto
 from app.backups import storage, targets
 from app.extensions import db
-from app.models import Backup, BackupPolicy
+from app.models import Backup, BackupPolicy, BackupStatus
 from app.models.base import utcnow
 
 log = logging.getLogger("slipway.retention")
@@ -59,7 +59,8 @@ def prune(policy: BackupPolicy) -> None:
     for the next successful run.
     """
     good = list(db.session.scalars(
-        select(Backup).where(Backup.policy_id == policy.id, Backup.status == "succeeded")
+        select(Backup)
+        .where(Backup.policy_id == policy.id, Backup.status == BackupStatus.succeeded.value)
         .order_by(Backup.id.desc())
     ))  # fmt: skip
     if not good:

@@ -326,7 +326,9 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
     db.session.commit()
     for b in lost:  # after the commit: the delivery job reads the row's error
         notify.event(b.team_id, NotificationEvent.backup_failed, b.id)
-    stale = select(Backup).where(Backup.upload_id.is_not(None), Backup.status == "failed")
+    stale = select(Backup).where(
+        Backup.upload_id.is_not(None), Backup.status == BackupStatus.failed.value
+    )
     for b in db.session.scalars(stale):
         try:
             storage.abort(s3_target(b.policy.destination), b.object_key, b.upload_id)
@@ -339,6 +341,7 @@ def reap_lost(grace: timedelta = timedelta(seconds=30)) -> int:
 
 def latest_good(policy_id: int) -> Backup | None:
     return db.session.scalar(
-        select(Backup).where(Backup.policy_id == policy_id, Backup.status == "succeeded")
+        select(Backup)
+        .where(Backup.policy_id == policy_id, Backup.status == BackupStatus.succeeded.value)
         .order_by(Backup.id.desc()).limit(1)
     )  # fmt: skip

@@ -15,10 +15,10 @@ import time
 from sqlalchemy import func, insert, select
 
 from app.extensions import db, redis
+from app.live import logformat
 from app.models import DeploymentLogLine
 from app.models.base import utcnow
 
-MAX_LINE = 4000
 BATCH_LINES = 200
 BATCH_SECONDS = 0.25
 REDACTED = "••••••"
@@ -50,9 +50,8 @@ class BuildLog:
         return text
 
     def line(self, text: str, stream: str = "stdout") -> None:
-        text = self.redact(text.rstrip("\n"))
-        if len(text) > MAX_LINE:
-            text = text[:MAX_LINE] + " …[line cut]"
+        # Cut after redacting, so that a secret across the cut cannot leave half of itself.
+        text = logformat.cut(self.redact(text.rstrip("\n")))
         self.seq += 1
         self.pending.append(
             {"deployment_id": self.deployment_id, "seq": self.seq, "ts": utcnow(),

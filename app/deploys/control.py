@@ -20,12 +20,12 @@ from sqlalchemy import select, update
 from app import audit
 from app.deploys import livestatus
 from app.extensions import db, queue, redis
-from app.models import Application, Deployment, DeploymentStatus, User
+from app.models import SERVED_STATUSES, Application, Deployment, DeploymentStatus, User
 from app.models.base import utcnow
 
 log = logging.getLogger("slipway.deploys")
 CANCEL_KEY = "slipway:cancel:{}"
-ROLLBACK_STATUSES = (DeploymentStatus.running.value, DeploymentStatus.replaced.value)
+ROLLBACK_STATUSES = tuple(s.value for s in SERVED_STATUSES)  # plain strings: bound in SQL
 
 
 class DeployError(Exception):
@@ -114,7 +114,8 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     if deployment.status == DeploymentStatus.queued.value:
         changed = db.session.execute(
             update(Deployment)
-            .where(Deployment.id == deployment.id, Deployment.status == "queued")
+            .where(Deployment.id == deployment.id)
+            .where(Deployment.status == DeploymentStatus.queued.value)
             .values(status=DeploymentStatus.cancelled.value, finished_at=utcnow(),
                     error="cancelled before it started")
         ).rowcount  # fmt: skip

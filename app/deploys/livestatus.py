@@ -20,12 +20,11 @@ from sqlalchemy import func, select
 
 from app.extensions import db, redis
 from app.models import Deployment
-from app.models.deployments import ACTIVE_STATUSES, DeploymentStatus
+from app.models.deployments import FINAL_STATUSES
 
 log = logging.getLogger("slipway.livestatus")
 STREAM = "slipway:deploy-events"
 STREAM_MAXLEN = 5000
-FINAL = frozenset(s.value for s in DeploymentStatus if s not in ACTIVE_STATUSES)
 
 
 def events_of(deployments: Iterable[Deployment]) -> list[dict]:
@@ -51,7 +50,7 @@ def events_of(deployments: Iterable[Deployment]) -> list[dict]:
             "team_id": d.application.project.team_id,
             "status": d.status,
             "step": d.step,
-            "final": d.status in FINAL,
+            "final": d.status in FINAL_STATUSES,
             "latest": newest.get(d.application_id) == d.id,
         }
         for d in deployments

@@ -8,10 +8,9 @@ before it did were filled in from their logs by migration 0006).
 
 from __future__ import annotations
 
-from app.models import Deployment, DeploymentStatus, DeployStep
+from app.models import SERVED_STATUSES, Deployment, DeployStep
 
 STEPS = tuple(step.value for step in DeployStep)
-SERVED = frozenset({DeploymentStatus.running.value, DeploymentStatus.replaced.value})
 
 
 def steps(deployment: Deployment) -> list[tuple[str, str]]:
@@ -22,7 +21,7 @@ def steps(deployment: Deployment) -> list[tuple[str, str]]:
     steps before the one it stopped in as done and that one as failed. Nothing
     to show (queued, or stopped before the first step): an empty list.
     """
-    if deployment.status in SERVED:
+    if deployment.status in SERVED_STATUSES:
         return [(step, "done") for step in STEPS]
     if deployment.step not in STEPS:
         return []

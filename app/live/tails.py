@@ -31,7 +31,7 @@ from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.live import logformat, runtimelogs
 from app.live.sockets import AccessWatch
-from app.models import Deployment, DeploymentLogLine
+from app.models import Deployment, DeploymentLogLine, DeploymentStatus
 from app.runtime import containers
 
 Send = Callable[[dict], None]
@@ -234,7 +234,7 @@ class RuntimeTail:
                 self.send(frame)
             events_after, events = livestatus.read(self.redis, events_after)
             for event in events:
-                if (event["app_id"] == self.app_id and event["status"] == "running"
+                if (event["app_id"] == self.app_id and event["status"] == DeploymentStatus.running
                         and event["deployment_id"] != self.deployment_id):  # fmt: skip
                     self._attach(event["deployment_id"])
             if not self.watch.still_allowed():

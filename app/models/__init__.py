@@ -14,6 +14,8 @@ from app.models.backups import (
 from app.models.base import Base
 from app.models.deployments import (
     ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    SERVED_STATUSES,
     Deployment,
     DeploymentLogLine,
     DeploymentStatus,
@@ -26,6 +28,8 @@ from app.models.webhooks import WebhookDelivery
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "SERVED_STATUSES",
     "Application",
     "AuditEvent",
     "Backup",

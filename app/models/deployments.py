@@ -34,6 +34,9 @@ class DeployStep(enum.StrEnum):
 
 
 ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, DeploymentStatus.deploying)
+FINAL_STATUSES = tuple(s for s in DeploymentStatus if s not in ACTIVE_STATUSES)
+# Versions that served traffic: the ones a rollback can return to (their image is kept).
+SERVED_STATUSES = (DeploymentStatus.running, DeploymentStatus.replaced)
 
 
 class Deployment(Timestamped, Base):

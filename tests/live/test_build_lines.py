@@ -51,3 +51,23 @@ def test_a_chatty_build_loses_and_splits_no_line(app, tmp_path):
     ).all()
     printed = [t.removesuffix(f" {PAD}") for t in texts if t.startswith("build-line-")]
     assert printed == [f"build-line-{i}" for i in range(1, LINES + 1)]
+
+
+def test_a_long_build_line_is_cut_like_a_runtime_line_after_redacting(app):
+    """One cut length and marker (live.logformat) for build and runtime logs."""
+    from app.live import logformat
+
+    application = make_app(make_project(make_team()))
+    dep = Deployment(application_id=application.id, status="building")
+    db.session.add(dep)
+    db.session.commit()
+    secret = "s3cr3t-value"
+    log = BuildLog(dep.id, secrets=[secret])
+    long_line = "y" * (logformat.MAX_LINE - 5) + secret
+    log.line(long_line)
+    log.flush()
+    text = db.session.scalar(
+        select(DeploymentLogLine.text).where(DeploymentLogLine.deployment_id == dep.id)
+    )
+    assert text == logformat.cut(long_line.replace(secret, "••••••"))
+    assert text.endswith(logformat.CUT_MARK) and "s3cr" not in text
