@@ -32,6 +32,14 @@ class DeployError(Exception):
     """The request cannot start or change a deployment; the message says why."""
 
 
+class DeployNotQueued(DeployError):
+    """The deployment row was made, but the job queue refused it: the row is failed."""
+
+    def __init__(self, deployment: Deployment, reason: str):
+        super().__init__(f"deployment {deployment.id} could not be queued: {reason}")
+        self.deployment = deployment
+
+
 def _drop_job(job_id: str | None) -> None:
     if not job_id:
         return
@@ -52,11 +60,15 @@ def start_deploy(
     commit_author: str | None = None,
     git_ref: str | None = None,
     before_commit: Callable[[Deployment], None] | None = None,
+    raise_if_not_queued: bool = False,
 ) -> Deployment:
     """Queue a deployment of ``app``; older queued ones become ``superseded``.
 
     ``before_commit`` is called with the new row (id assigned) inside the same
-    transaction: a webhook links its delivery record there.
+    transaction: a webhook links its delivery record there. If the job queue
+    refuses the job, the row is marked failed (committed, published) and either
+    returned, or, with ``raise_if_not_queued``, :class:`DeployNotQueued` is raised
+    so that the caller knows without reading the row.
     """
     older = db.session.scalars(
         select(Deployment).where(
@@ -105,6 +117,10 @@ def start_deploy(
         deployment.mark_failed(f"could not queue the deployment: {exc}")
         db.session.commit()
         changes[-1] |= {"status": deployment.status, "final": True}
+        livestatus.publish_events(changes)
+        if raise_if_not_queued:
+            raise DeployNotQueued(deployment, str(exc)) from exc
+        return deployment
     livestatus.publish_events(changes)
     return deployment
 

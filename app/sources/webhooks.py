@@ -196,17 +196,17 @@ def receive(
         row.deployment_id = linked["id"] = deployment.id
 
     # One transaction: the delivery row, the deployment and its audit event.
-    deployment = control.start_deploy(
-        app, trigger="webhook", commit_sha=push.after, commit_message=push.message[:2000],
-        commit_author=push.author[:255], git_ref=ref, before_commit=link,
-    )  # fmt: skip
-    # start_deploy fails a row it could not enqueue; no worker has touched it yet
-    # (a worker sets started_at first), so failed + not started means "not queued".
-    if deployment.status == DeploymentStatus.failed.value and deployment.started_at is None:
+    try:
+        control.start_deploy(
+            app, trigger="webhook", commit_sha=push.after, commit_message=push.message[:2000],
+            commit_author=push.author[:255], git_ref=ref, before_commit=link,
+            raise_if_not_queued=True,
+        )  # fmt: skip
+    except control.DeployNotQueued:
         _mark_not_queued(row_id)
-        raise NotQueued(delivery, linked["id"])
+        raise NotQueued(delivery, linked["id"]) from None
     _prune(app_id, row_id)
-    return 202, {"status": "queued", "deployment": linked["id"]}
+    return 202, {"status": DeploymentStatus.queued.value, "deployment": linked["id"]}
 
 
 def _insert_delivery(fields: dict) -> WebhookDelivery:

@@ -377,3 +377,24 @@ def test_cancelling_an_already_cancelled_job_is_harmless(app):
     job = queue("deploy").enqueue("app.jobs.run_deployment", 1, job_id="deploy-x")
     job.cancel()
     control._drop_job("deploy-x")  # no InvalidJobOperation
+
+
+def test_start_deploy_says_itself_when_the_queue_refuses(app, monkeypatch):
+    """The caller learns "not queued" from start_deploy, not by reading the row."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue
+
+    from app.deploys import control
+    from tests.conftest import make_app, make_project, make_team
+
+    def refuse(self, *args, **kwargs):
+        raise RedisConnectionError("Connection refused.")
+
+    monkeypatch.setattr(Queue, "enqueue", refuse)
+    app_row = make_app(make_project(make_team()))
+    with pytest.raises(control.DeployNotQueued) as raised:
+        control.start_deploy(app_row, trigger="webhook", raise_if_not_queued=True)
+    assert raised.value.deployment.status == "failed"
+    assert db.session.get(Deployment, raised.value.deployment.id).status == "failed"
+    kept = control.start_deploy(app_row, trigger="manual")  # the pages show the failed row
+    assert kept.status == "failed" and "could not queue" in kept.error
