@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from flask import current_app, request
 from sqlalchemy import select
 
+from app import urls
 from app.extensions import db, redis
 from app.models import Membership, User
 
@@ -55,11 +56,7 @@ def origin_allowed() -> bool:
     theirs = _origin_of(origin)
     if theirs is None:
         return False  # "null" (sandboxed frames, file://) and garbage
-    ours = {_origin_of(request.host_url)}
-    public = current_app.config.get("PUBLIC_URL")
-    if public:
-        ours.add(_origin_of(public))
-    return theirs in ours
+    return theirs in {_origin_of(base) for base in urls.dashboard_bases()}
 
 
 class Slot:

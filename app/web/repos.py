@@ -3,7 +3,7 @@ watch paths and tag deploys; and its webhook delivery log."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
 from app import access
@@ -11,17 +11,10 @@ from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery
 from app.sources import credentials, webhooks
+from app.urls import webhook_url
 
 bp = Blueprint("repos", __name__)
 DELIVERIES_SHOWN = 200
-
-
-def webhook_url(app: Application, provider: str) -> str | None:
-    if not app.webhook_token:
-        return None
-    base = current_app.config.get("PUBLIC_URL") or request.host_url
-    path = url_for("webhooks.receive", provider=provider, token=app.webhook_token)
-    return base.rstrip("/") + path
 
 
 def _page(app: Application, settings_form=None, token_form=None, status: int = 200):
