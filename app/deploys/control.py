@@ -155,7 +155,7 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
 
 def rollback(deployment: Deployment, user: User | None = None) -> Deployment:
     """Deploy the image of an earlier successful deployment again, without a rebuild."""
-    if deployment.status not in ROLLBACK_STATUSES or not deployment.image_tag:
+    if not deployment.can_roll_back:
         raise DeployError("Only a deployment that ran successfully can be rolled back to.")
     return start_deploy(
         deployment.application, trigger="rollback", user=user, rollback_of=deployment

@@ -37,6 +37,8 @@ ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, Deploymen
 FINAL_STATUSES = tuple(s for s in DeploymentStatus if s not in ACTIVE_STATUSES)
 # Versions that served traffic: the ones a rollback can return to (their image is kept).
 SERVED_STATUSES = (DeploymentStatus.running, DeploymentStatus.replaced)
+# Before it serves, a deployment can be cancelled (queued: dropped; building: stopped).
+CANCELLABLE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building)
 
 
 class Deployment(Timestamped, Base):
@@ -79,6 +81,15 @@ class Deployment(Timestamped, Base):
     @property
     def is_final(self) -> bool:
         return self.status not in ACTIVE_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in CANCELLABLE_STATUSES
+
+    @property
+    def can_roll_back(self) -> bool:
+        """It served traffic and its image is kept: deploying it again needs no build."""
+        return self.status in SERVED_STATUSES and bool(self.image_tag)
 
     def mark_failed(self, reason: str) -> None:
         """End this deployment as failed, keeping the reason for the user."""
