@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, crypto, names, notify, outbound
-from app.access import is_installation_owner  # noqa: F401 - app.web.backups calls it here
 from app.backups import dumps, retention, storage
 from app.backups.targets import s3_target
 from app.extensions import db, queue, redis

@@ -18,11 +18,11 @@ from flask import current_app
 from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
-from app import names
+from app import names, outbound
 from app.deploys import buildlog, control, livestatus, routing
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
-from app.models import Application, Deployment, DeploymentStatus, DeployStep
+from app.models import ACTIVE_STATUSES, Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
 from app.projects import envvars
 from app.proxy import traefik
@@ -119,7 +119,7 @@ class _Run:
             update(Deployment)
             .where(
                 Deployment.id == self.dep.id,
-                Deployment.status.in_(["queued", "building", "deploying"]),
+                Deployment.status.in_([s.value for s in ACTIVE_STATUSES]),
             )
             .values(status=status.value, step=step.value if step else None)
         ).rowcount
@@ -192,7 +192,7 @@ class _Run:
             pushed = self.dep.commit_sha if self.dep.trigger == "webhook" else None
             commit = credentials.clone_for(
                 self.app, self.dep.git_ref or self.app.git_branch or "", pushed, self.workdir,
-                allowed_hosts=tuple(self.cfg["GIT_ALLOWED_HOSTS"]),
+                allowed_hosts=outbound.allowed_hosts(),
                 timeout=self.cfg["CLONE_TIMEOUT_SECONDS"],
                 on_line=self.log.line, should_stop=self._check_cancel,
             )  # fmt: skip
@@ -355,7 +355,7 @@ class _Run:
     def _end(self, status: DeploymentStatus, reason: str) -> None:
         db.session.rollback()
         self.dep = db.session.get(Deployment, self.dep.id)
-        if self.dep.status in ("queued", "building", "deploying"):
+        if self.dep.status in ACTIVE_STATUSES:
             self.dep.status = status.value
             self.dep.error = reason
         # ``step`` stays: it says where the deployment stopped (the progress line).

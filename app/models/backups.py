@@ -35,6 +35,10 @@ class BackupStatus(enum.StrEnum):
     failed = "failed"
 
 
+# A backup, restore or drill in one of these has ended.
+FINAL_BACKUP_STATUSES = frozenset({BackupStatus.succeeded.value, BackupStatus.failed.value})
+
+
 class BackupDestination(Timestamped, Base):
     """An S3-compatible bucket (and prefix) a team's backups are written to."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import access
+from app import access, outbound
 from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
@@ -17,9 +17,7 @@ RECENT_DEPLOYMENTS = 20  # on the app page; the rest are on its deployments list
 
 
 def _form(project, app=None, **kwargs) -> ApplicationForm:
-    form = ApplicationForm(
-        allowed_git_hosts=tuple(current_app.config.get("GIT_ALLOWED_HOSTS", ())), **kwargs
-    )
+    form = ApplicationForm(allowed_git_hosts=outbound.allowed_hosts(), **kwargs)
     form.environment_id.choices = [(e.id, e.name) for e in project.environments]
     return form
 

@@ -12,7 +12,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -22,18 +21,18 @@ from flask import (
 )
 from flask_login import current_user
 
-from app import access, crypto
-from app.backups import restores, runs, setup, storage
+from app import access, crypto, outbound
+from app.backups import restores, runs, setup, storage, targets
 from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
+from app.models.backups import FINAL_BACKUP_STATUSES
 from app.web.htmx import is_htmx
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
-FINAL = {BackupStatus.succeeded.value, BackupStatus.failed.value}
 
 
 def _allowed() -> tuple[str, ...]:
-    return current_app.config["BACKUP_ALLOWED_HOSTS"]
+    return outbound.allowed_hosts()
 
 
 @bp.get("/")
@@ -44,7 +43,7 @@ def index():
     context = {
         "backups": backup_rows,
         "restores": setup.recent_restores(team.id),
-        "busy": any(b.status not in FINAL for b in backup_rows),
+        "busy": any(b.status not in FINAL_BACKUP_STATUSES for b in backup_rows),
         "can_manage": access.can(team.id, Role.admin),
     }
     if is_htmx():
@@ -53,7 +52,7 @@ def index():
         "backups/index.html",
         destinations=setup.destinations(team.id),
         policies=setup.policies(team.id),
-        is_owner=runs.is_installation_owner(current_user.id),
+        is_owner=access.is_installation_owner(current_user.id),
         **context,
     )
 
@@ -110,7 +109,7 @@ def destination_edit_post(destination_id: int):
 def destination_test_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
     try:
-        steps = storage.probe(runs.s3_target(dest))  # SSRF-checked at use in storage
+        steps = storage.probe(targets.s3_target(dest))  # SSRF-checked at use in storage
     except crypto.SecretError as exc:
         steps = [("secret key", False, str(exc))]
     except storage.StorageError as exc:
@@ -150,7 +149,7 @@ def destination_delete_post(destination_id: int):
 
 def _policy_form(team_id: int, **kwargs) -> PolicyForm:
     form = PolicyForm(allowed_hosts=_allowed(),
-                      may_own=runs.is_installation_owner(current_user.id), **kwargs)  # fmt: skip
+                      may_own=access.is_installation_owner(current_user.id), **kwargs)  # fmt: skip
     form.destination_id.choices = [(d.id, d.name) for d in setup.destinations(team_id)]
     return form
 
@@ -261,7 +260,7 @@ def download(backup_id: int):
     if not backup.uploaded:
         abort(404, "This backup has no copy left (expired or failed).")
     try:
-        chunks = storage.iter_object(runs.s3_target(backup.policy.destination),
+        chunks = storage.iter_object(targets.s3_target(backup.policy.destination),
                                      backup.object_key)  # fmt: skip
     except (crypto.SecretError, storage.StorageError) as exc:
         abort(502, f"The backup could not be read from S3: {exc}.")
@@ -308,4 +307,4 @@ def restore_post(backup_id: int):
 def restore_show(restore_id: int):
     restore = access.restore(restore_id)
     template = "backups/_restore.html" if is_htmx() else "backups/restore.html"
-    return render_template(template, restore=restore, final=restore.status in FINAL)
+    return render_template(template, restore=restore, final=restore.status in FINAL_BACKUP_STATUSES)

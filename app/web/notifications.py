@@ -6,9 +6,9 @@ list shows a webhook's host only.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 
-from app import access, notify
+from app import access, notify, outbound
 from app.backups import setup
 from app.backups.forms import EVENT_LABELS, ChannelForm
 from app.extensions import db
@@ -37,7 +37,7 @@ def index():
 def create_post():
     team = access.current_team()
     access.require(team.id, Role.admin)
-    form = ChannelForm(allowed_hosts=current_app.config["BACKUP_ALLOWED_HOSTS"])
+    form = ChannelForm(allowed_hosts=outbound.allowed_hosts())
     if form.validate() and setup.name_taken(NotificationChannel, team.id, form.name.data):
         form.name.errors.append("Your team already has a channel with this name.")
     if form.errors:
