@@ -1,4 +1,4 @@
-"""Fixtures: a real database (PostgreSQL or SQLite), a real Redis, factories.
+"""Fixtures: a real database (PostgreSQL or SQLite), a real Redis, a logged-in client.
 
 ``SLIPWAY_TEST_DATABASE_URL`` picks the database (``make test`` runs the suite
 once with PostgreSQL and once with SQLite); ``SLIPWAY_TEST_REDIS_URL`` the
@@ -9,7 +9,6 @@ each test starts from empty tables and an empty Redis database.
 from __future__ import annotations
 
 import base64
-import itertools
 import os
 import re
 from contextlib import contextmanager
@@ -23,19 +22,11 @@ from sqlalchemy import create_engine, text
 from app import create_app
 from app.extensions import db
 from app.models import (
-    Application,
-    Environment,
-    Installation,
-    Membership,
-    Project,
     Role,
-    Team,
-    User,
 )
+from tests.factories import PASSWORD, make_user
 
-PASSWORD = "correct horse battery staple"
 TEST_KEY = "k1:" + base64.b64encode(b"\x01" * 32).decode()
-_counter = itertools.count(1)
 
 
 def database_url(tmp_root: Path) -> str:
@@ -144,60 +135,6 @@ def csrf_token(client, path: str = "/login") -> str:
     found = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
     assert found, f"no CSRF token on {path} ({page.status_code})"
     return found.group(1)
-
-
-# ---- factories ------------------------------------------------------------
-
-
-def make_team(name: str | None = None) -> Team:
-    team = Team(name=name or f"team-{next(_counter)}")
-    db.session.add(team)
-    db.session.flush()
-    return team
-
-
-def make_user(
-    team: Team | None = None,
-    role: Role | str = Role.owner,
-    email: str | None = None,
-    password: str = PASSWORD,
-) -> User:
-    user = User(email=email or f"user{next(_counter)}@example.com", name="Test User")
-    user.set_password(password)
-    db.session.add(user)
-    db.session.flush()
-    team = team or make_team()
-    db.session.add(Membership(team_id=team.id, user_id=user.id, role=str(Role(role))))
-    if db.session.get(Installation, 1) is None:
-        db.session.add(Installation(id=1, owner_id=user.id))
-    db.session.commit()
-    return user
-
-
-def make_project(team: Team, name: str | None = None) -> Project:
-    project = Project(team_id=team.id, name=name or f"proj{next(_counter)}")
-    project.environments.append(Environment(name="production"))
-    db.session.add(project)
-    db.session.commit()
-    return project
-
-
-def make_app(project: Project, name: str | None = None, **fields) -> Application:
-    values = {
-        "name": name or f"app{next(_counter)}",
-        "source_type": "git",
-        "git_url": "https://git.example.com/acme/web.git",
-        "git_branch": "main",
-        "container_port": 8000,
-    } | fields
-    app = Application(project_id=project.id, environment_id=project.environments[0].id, **values)
-    db.session.add(app)
-    db.session.commit()
-    return app
-
-
-def team_of(user: User) -> Team:
-    return user.memberships[0].team
 
 
 class Auth:

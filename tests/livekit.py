@@ -19,7 +19,7 @@ import requests
 from simple_websocket import Client, ConnectionClosed
 from werkzeug.serving import make_server
 
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 class BrowserLikeClient(Client):

@@ -73,7 +73,7 @@ def test_step_backfill_fills_in_where_old_final_rows_stopped(app):
     from flask_migrate import downgrade, upgrade
 
     from app.models import Deployment, DeploymentLogLine
-    from tests.conftest import make_app, make_project, make_team
+    from tests.factories import make_app, make_project, make_team
 
     application = make_app(make_project(make_team()))
     rows = {

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Deployment, Team
 from app.models.base import UTCDateTime
-from tests.conftest import make_app, make_project, make_team
+from tests.factories import make_app, make_project, make_team
 
 
 def test_a_timestamp_reads_back_aware_utc(app):

@@ -22,9 +22,9 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import crypto
-from app.backups import runs, storage, targets
-from app.extensions import db, queue, redis
-from app.models import BackupDestination, BackupPolicy, Team
+from app.backups import runs, storage
+from app.extensions import queue, redis
+from app.models import BackupDestination
 from tests.conftest import RequestScopedClient, running_app
 
 PG_ADMIN_URL = os.environ.get(
@@ -142,38 +142,6 @@ def open_uploads(target: storage.S3Target) -> list[tuple[str, str]]:
     s3 = storage.client(target)
     found = s3.list_multipart_uploads(Bucket=target.bucket, Prefix=target.prefix)
     return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])]
-
-
-def make_destination(team: Team, endpoint: str, bucket: str, **fields) -> BackupDestination:
-    values = {
-        "name": f"dest{next(_n)}", "endpoint_url": endpoint, "region": "us-east-1",
-        "bucket": bucket, "prefix": "slipway", "access_key_id": "testing",
-        "secret_access_key": crypto.encrypt("testing", context=targets.S3_SECRET),
-        "path_style": True,
-    } | fields  # fmt: skip
-    dest = BackupDestination(team_id=team.id, **values)
-    db.session.add(dest)
-    db.session.commit()
-    return dest
-
-
-def make_policy(team: Team, dest: BackupDestination, url: str | None, **fields) -> BackupPolicy:
-    """A policy for a PostgreSQL URL (password split off and encrypted), or Slipway's own db."""
-    values = {"name": f"pol{next(_n)}", "target_type": "slipway"}
-    if url:
-        from app import names
-
-        stored, password = names.database_url(url, ("127.0.0.1",))
-        values |= {
-            "target_type": "postgres",
-            "database_url": stored,
-            "database_password": crypto.encrypt(password, context=runs.DB_PASSWORD)
-            if password else None,
-        }  # fmt: skip
-    policy = BackupPolicy(team_id=team.id, destination_id=dest.id, **(values | fields))
-    db.session.add(policy)
-    db.session.commit()
-    return policy
 
 
 class SourceDb:

@@ -14,8 +14,8 @@ from app import names
 from app.backups import dumps, runs, storage
 from app.extensions import db
 from app.models import Backup
-from tests.backups.conftest import make_destination, make_policy, open_uploads, target_of, work
-from tests.conftest import make_team
+from tests.backups.conftest import open_uploads, target_of, work
+from tests.factories import make_destination, make_policy, make_team
 
 
 def _sha(data: bytes) -> str:

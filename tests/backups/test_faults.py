@@ -19,8 +19,9 @@ from app.config import ROOT
 from app.extensions import db
 from app.models import Backup
 from app.models.base import utcnow
-from tests.backups.conftest import make_destination, make_policy, open_uploads, target_of, work
-from tests.conftest import TEST_KEY, make_team
+from tests.backups.conftest import open_uploads, target_of, work
+from tests.conftest import TEST_KEY
+from tests.factories import make_destination, make_policy, make_team
 
 
 def _reload(backup_id: int) -> Backup:

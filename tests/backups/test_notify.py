@@ -15,8 +15,9 @@ from app import crypto, notify
 from app.backups import runs
 from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
-from tests.backups.conftest import free_port, make_destination, make_policy, work
-from tests.conftest import Auth, csrf_token, make_team, make_user, team_of
+from tests.backups.conftest import free_port, work
+from tests.conftest import Auth, csrf_token
+from tests.factories import make_destination, make_policy, make_team, make_user, team_of
 
 
 class Hooks:
@@ -174,7 +175,7 @@ def test_a_failed_deployment_uses_the_same_channels(app, hooks, monkeypatch):
     """Deployments notify through the channels too (event ``deploy.failed``)."""
     from app import jobs
     from app.models import Deployment
-    from tests.conftest import make_app, make_project
+    from tests.factories import make_app, make_project
 
     team = make_team()
     _channel(team, "webhook", events=("deploy.failed",), url=hooks.url)
@@ -183,7 +184,7 @@ def test_a_failed_deployment_uses_the_same_channels(app, hooks, monkeypatch):
     db.session.add(deployment)
     db.session.commit()
     jobs.bind(app)
-    # The pipeline itself is tested in tests/deploy; here only what follows a failure.
+    # The pipeline itself is tested in tests/deploys; here only what follows a failure.
     monkeypatch.setattr(jobs.pipeline, "run", lambda deployment_id: "failed")
     assert jobs.run_deployment(deployment.id) == "failed"
     work("default")

@@ -17,13 +17,9 @@ from app.models import (
     Restore,
     Role,
 )
-from tests.backups.conftest import (
-    encrypted_with_a_retired_key,
-    make_destination,
-    make_policy,
-    work,
-)
-from tests.conftest import Auth, csrf_token, make_team, make_user
+from tests.backups.conftest import encrypted_with_a_retired_key, work
+from tests.conftest import Auth, csrf_token
+from tests.factories import make_destination, make_policy, make_team, make_user
 
 CANARY = "canary-S3-secret-9f8e7d"
 

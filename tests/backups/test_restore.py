@@ -7,8 +7,8 @@ from pathlib import Path
 from app.backups import restores, runs
 from app.extensions import db, queue
 from app.models import Backup, NotificationChannel, Restore
-from tests.backups.conftest import SourceDb, make_destination, make_policy, work
-from tests.conftest import make_team
+from tests.backups.conftest import SourceDb, work
+from tests.factories import make_destination, make_policy, make_team
 
 
 def _backed_up(moto, bucket, source_db, rows=200):

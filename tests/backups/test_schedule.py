@@ -15,8 +15,7 @@ from app import jobs, scheduler
 from app.backups import runs
 from app.extensions import db, queue, redis
 from app.models import Backup
-from tests.backups.conftest import make_destination, make_policy
-from tests.conftest import make_team
+from tests.factories import make_destination, make_policy, make_team
 
 UTC = ZoneInfo("UTC")
 

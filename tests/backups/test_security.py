@@ -15,8 +15,9 @@ from app.backups import dumps, restores, retention, runs, storage
 from app.extensions import db, redis
 from app.models import Backup, BackupDestination, BackupPolicy, Restore, Role
 from app.models.base import utcnow
-from tests.backups.conftest import make_destination, make_policy, target_of, work
-from tests.conftest import Auth, csrf_token, make_user, team_of
+from tests.backups.conftest import target_of, work
+from tests.conftest import Auth, csrf_token
+from tests.factories import make_destination, make_policy, make_user, team_of
 
 S3_CANARY = "s3-canary-5b1c0e"
 DB_CANARY = "dbpw-canary-7e2a9d"
@@ -72,8 +73,7 @@ def test_secrets_never_reach_pages_jobs_logs_or_backup_metadata(
 def test_a_hostile_database_url_written_into_the_database_runs_no_command(
     app, moto, bucket, tmp_path
 ):
-    from tests.backups.conftest import make_destination, make_policy
-    from tests.conftest import make_team
+    from tests.factories import make_destination, make_policy, make_team
 
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), None)
@@ -90,8 +90,7 @@ def test_a_hostile_database_url_written_into_the_database_runs_no_command(
 
 
 def test_a_database_host_that_became_internal_is_refused_at_use(app, moto, bucket, source_db):
-    from tests.backups.conftest import make_destination, make_policy
-    from tests.conftest import make_team
+    from tests.factories import make_destination, make_policy, make_team
 
     team = make_team()
     policy = make_policy(team, make_destination(team, moto.url, bucket), source_db(rows=1).url)

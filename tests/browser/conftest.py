@@ -26,7 +26,8 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from app.extensions import db
-from tests.conftest import PASSWORD, TEST_KEY, make_app, make_project, make_user, team_of
+from tests.conftest import TEST_KEY
+from tests.factories import PASSWORD, make_app, make_project, make_user, team_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from tests.browser.conftest import log_in, shot
-from tests.conftest import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user
 
 
 def test_log_out_then_wrong_and_right_password(page, server):

@@ -10,7 +10,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in, seed, shot
-from tests.webhooks import payloads
+from tests.sources import payloads
 
 
 def test_git_settings_and_deliveries(page, server):

@@ -2,7 +2,7 @@
 
 The web server is gunicorn (as in production) with the real Docker engine; the
 deploy itself runs the real pipeline (git server, ``docker build``, Traefik from
-``tests/deploy``) in a thread of the test process, as the RQ worker would.
+``tests/deploys``) in a thread of the test process, as the RQ worker would.
 The tests after it need no Docker: they change rows and publish the status
 events themselves (``app.deploys.livestatus``, as the pipeline does), on the shared server.
 """
@@ -26,8 +26,8 @@ from app.live.sockets import SLOTS_KEY
 from app.models import Application, Deployment, Project, User
 from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
-from tests.conftest import make_app, make_project, team_of
-from tests.deploy.conftest import _remove_slipway_resources, infra  # noqa: F401 (fixture)
+from tests.deploys.conftest import _remove_slipway_resources, infra  # noqa: F401 (fixture)
+from tests.factories import make_app, make_project, team_of
 
 SLOW_BUILD = "for i in 1 2 3 4 5 6; do echo build-step-$i; sleep 0.4; done"
 CMD = (

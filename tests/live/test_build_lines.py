@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import Deployment, DeploymentLogLine
 from app.runtime import containers
 from tests import lab
-from tests.conftest import make_app, make_project, make_team
+from tests.factories import make_app, make_project, make_team
 
 LINES = 20000
 PAD = "x" * 60

@@ -12,7 +12,7 @@ import re
 
 from app.extensions import db
 from app.models import Deployment
-from tests.conftest import make_app, make_project, make_team, team_of
+from tests.factories import make_app, make_project, make_team, team_of
 
 HX = {"HX-Request": "true"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import make_app, make_project, team_of
+from tests.factories import make_app, make_project, team_of
 
 
 def _tabs(body: str) -> list[tuple[str, str, bool]]:

@@ -15,7 +15,7 @@ from app.deploys import pipeline
 from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Deployment
-from tests.conftest import make_app, make_project, team_of
+from tests.factories import make_app, make_project, team_of
 
 
 class _Steps(HTMLParser):

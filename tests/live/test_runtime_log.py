@@ -18,7 +18,7 @@ from app.deploys import livestatus
 from app.extensions import db
 from app.models import Deployment
 from tests import lab
-from tests.conftest import make_app, make_project, make_user, team_of
+from tests.factories import make_app, make_project, make_user, team_of
 from tests.livekit import close, receive
 
 TEST_LABEL = "slipway.test-live"

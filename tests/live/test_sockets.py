@@ -10,7 +10,8 @@ from app.deploys import livestatus
 from app.extensions import db, redis
 from app.live.sockets import SLOTS_KEY
 from app.models import Deployment, Membership, Role, User
-from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
+from tests.conftest import csrf_token
+from tests.factories import make_app, make_project, make_team, make_user
 from tests.livekit import close, receive
 
 

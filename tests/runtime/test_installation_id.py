@@ -11,7 +11,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Installation
 from app.runtime import installation
-from tests.conftest import make_user
+from tests.factories import make_user
 
 
 def test_setup_makes_a_random_installation_id_and_the_runtime_labels_with_it(app):

@@ -15,15 +15,8 @@ from sqlalchemy import select
 from app import create_app
 from app.extensions import db
 from app.models import Application, Deployment, EnvVar, Project, Role, Team, User
-from tests.conftest import (
-    Auth,
-    RequestScopedClient,
-    csrf_token,
-    make_app,
-    make_project,
-    make_team,
-    make_user,
-)
+from tests.conftest import Auth, RequestScopedClient, csrf_token
+from tests.factories import make_app, make_project, make_team, make_user
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ ALLOWED_PUBLIC = {
     "auth.setup_post",
     "static",
     "health.healthz",
-    # Prometheus: no session, but a bearer token (tests/test_prometheus.py); off by default.
+    # Prometheus: no session, but a bearer token (monitoring/test_prometheus.py); off by default.
     "prometheus.scrape",
 }
 ALLOWED_PUBLIC_BLUEPRINTS = {"webhooks"}

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from app.models import Role
-from tests.conftest import PASSWORD, Auth, csrf_token, make_user
+from tests.conftest import Auth, csrf_token
+from tests.factories import PASSWORD, make_user
 
 CROSS_SITE = {"Origin": "https://evil.example", "Referer": "https://evil.example/page"}
 

@@ -54,7 +54,7 @@ def test_every_authenticated_page_sends_the_security_headers(
         if endpoint == "static":
             continue
         response = client.get(url, headers=headers)
-        # /metrics is off (404) without SLIPWAY_METRICS_TOKEN; tests/test_prometheus.py
+        # /metrics is off (404) without SLIPWAY_METRICS_TOKEN; tests/monitoring/test_prometheus.py
         expected = (404,) if endpoint == "prometheus.scrape" else (200, 302)
         assert response.status_code in expected, (url, response.status_code)
         assert_secure_headers(response, url)

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, User
-from tests.conftest import PASSWORD, Auth, csrf_token
+from tests.conftest import Auth, csrf_token
+from tests.factories import PASSWORD
 
 COOKIE = "slipway_session"
 

@@ -12,7 +12,8 @@ import pytest
 from app import config as config_module
 from app.extensions import db
 from app.models import Installation, Membership, Team, User
-from tests.conftest import PASSWORD, csrf_token
+from tests.conftest import csrf_token
+from tests.factories import PASSWORD
 
 
 def _setup_data(token: str, email: str = "first@example.com", team: str = "First team"):

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Application, Environment, Project, Role
-from tests.conftest import csrf_token, make_project
+from tests.conftest import csrf_token
+from tests.factories import make_project
 
 VALID_FORM = {
     "name": "taken-over",

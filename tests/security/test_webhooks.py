@@ -22,10 +22,11 @@ from app import crypto, names
 from app.extensions import db, queue
 from app.models import AuditEvent, Deployment, Role
 from app.sources import credentials, gitsrc, webhooks
-from tests.conftest import RequestScopedClient, make_app, make_project, make_team
+from tests.conftest import RequestScopedClient
+from tests.factories import make_app, make_project, make_team
 from tests.security.test_secrets import _database_text, _every_get_page, _redis_text
 from tests.security.test_secrets import all_logs as all_logs  # a fixture, re-exported
-from tests.webhooks import payloads
+from tests.sources import payloads
 
 REPO = "https://git.example.com/acme/site.git"
 SHA = "2" * 40
@@ -327,7 +328,7 @@ def test_clones_run_without_prompts_or_file_protocol_with_dashdash_before_positi
     """SECURITY.md case 12, on the real argv and environment of every git process of a
     clone (and of its fetch of an older pushed commit) against a real git server."""
     from tests import lab
-    from tests.webhooks import servers
+    from tests.sources import servers
 
     server = lab.GitServer(tmp_path)
     try:

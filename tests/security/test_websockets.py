@@ -69,7 +69,7 @@ def test_a_cross_site_origin_is_refused(app, live, routes, team_a, origin):
 
 def test_the_same_origin_and_a_viewer_are_accepted(app, live, team_a):
     """The refusals above are not a socket that never opens for anyone."""
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     viewer = make_user(team_a.team, Role.viewer)
     url = f"/ws/deployments/{team_a.deployment.id}/log"

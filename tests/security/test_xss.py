@@ -18,7 +18,8 @@ from app.deploys.buildlog import BuildLog
 from app.extensions import db
 from app.models import Application, Deployment, Project, Role, Team, User
 from app.projects import envvars
-from tests.conftest import PASSWORD, Auth, csrf_token, make_app, make_project, make_user
+from tests.conftest import Auth, csrf_token
+from tests.factories import PASSWORD, make_app, make_project, make_user
 
 PAYLOADS = [
     "<img src=x onerror=alert(1)>",

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEvent, Role
 from app.sources import credentials, gitsrc
-from tests.conftest import csrf_token, make_app, make_project, make_team, make_user
-from tests.webhooks import servers
+from tests.conftest import csrf_token
+from tests.factories import make_app, make_project, make_team, make_user
+from tests.sources import servers
 
 LOOPBACK = ("127.0.0.1",)
 

@@ -18,8 +18,9 @@ from app.extensions import db, queue, redis
 from app.models import Deployment, Installation, Role
 from app.projects import envvars
 from tests import lab
-from tests.conftest import csrf_token, make_app, make_project, make_team, make_user, team_of
-from tests.deploy.conftest import _deploy, _through_traefik, _web_app, ours
+from tests.conftest import csrf_token
+from tests.deploys.conftest import _deploy, _through_traefik, _web_app, ours
+from tests.factories import make_app, make_project, make_team, make_user, team_of
 
 
 def _statuses(app_row) -> list[str]:

@@ -4,7 +4,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, Installation, Membership, Role, Team, User
-from tests.conftest import PASSWORD, csrf_token
+from tests.conftest import csrf_token
+from tests.factories import PASSWORD
 
 
 def _setup_form(client, token_page=None, **overrides):

@@ -21,7 +21,7 @@ from app.models import Deployment, Installation
 from app.models.base import utcnow
 from app.runtime import containers, installation
 from tests import lab
-from tests.conftest import make_app, make_project, make_team, make_user
+from tests.factories import make_app, make_project, make_team, make_user
 
 DOCKERFILE = f'FROM {lab.BASE_IMAGE}\nCMD ["/bin/busybox", "httpd", "-f", "-p", "8000"]\n'
 

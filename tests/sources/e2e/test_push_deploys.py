@@ -12,9 +12,10 @@ from app.extensions import db
 from app.models import Deployment, WebhookDelivery
 from app.sources import credentials, webhooks
 from tests import lab
-from tests.conftest import RequestScopedClient, make_app, make_project, make_team
-from tests.deploy.conftest import _through_traefik
-from tests.webhooks import payloads, servers
+from tests.conftest import RequestScopedClient
+from tests.deploys.conftest import _through_traefik
+from tests.factories import make_app, make_project, make_team
+from tests.sources import payloads, servers
 
 _n = iter(range(1, 10_000))
 

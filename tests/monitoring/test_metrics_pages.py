@@ -9,7 +9,7 @@ import pytest
 from app.extensions import db
 from app.models import MetricSample, Role
 from app.models.base import utcnow
-from tests.conftest import make_app, make_project, make_team, make_user
+from tests.factories import make_app, make_project, make_team, make_user
 
 JSON = {"Accept": "application/json"}
 

@@ -18,8 +18,7 @@ from app.models import Deployment, Installation
 from app.projects import envvars
 from app.proxy import traefik
 from tests import lab
-from tests.conftest import make_app, make_project, make_team
-from tests.deploy.conftest import (
+from tests.deploys.conftest import (
     _deploy,
     _host,
     _log,
@@ -28,6 +27,7 @@ from tests.deploy.conftest import (
     _web_app,
     ours,
 )
+from tests.factories import make_app, make_project, make_team
 
 CANARY = "canary-5c1d-build-secret"
 

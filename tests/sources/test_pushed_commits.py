@@ -13,8 +13,8 @@ from app.extensions import db
 from app.models import Deployment
 from app.sources import gitsrc, webhooks
 from tests import lab
-from tests.conftest import make_app, make_project, make_team
-from tests.webhooks import payloads, servers
+from tests.factories import make_app, make_project, make_team
+from tests.sources import payloads, servers
 
 MESSAGE = "Fix the header\n\nThe logo overflowed on narrow screens; cap its width."
 

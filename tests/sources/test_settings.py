@@ -9,7 +9,8 @@ from sqlalchemy import select
 from app import crypto
 from app.extensions import db
 from app.models import Application, AuditEvent, Role
-from tests.conftest import csrf_token, make_app, make_project, make_user, team_of
+from tests.conftest import csrf_token
+from tests.factories import make_app, make_project, make_user, team_of
 
 
 def _app(owner, **fields):
@@ -124,7 +125,7 @@ def test_other_team_gets_404(client, auth, owner):
 
 def test_deliveries_list_says_why_and_escapes_what_the_sender_wrote(logged_in):
     from app.sources import webhooks
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     client, owner = logged_in
     row = _app(owner, git_url="https://git.example.com/acme/site.git", auto_deploy=True)
@@ -146,7 +147,7 @@ def test_deliveries_list_says_when_a_deploy_could_not_be_queued(logged_in, monke
     from rq import Queue
 
     from app.sources import webhooks
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     def refuse(self, *args, **kwargs):
         raise RedisConnectionError("Connection refused.")

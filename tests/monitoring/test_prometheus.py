@@ -11,8 +11,9 @@ from app.extensions import db, queue, redis
 from app.models import Deployment
 from app.models.base import utcnow
 from app.monitoring.prometheus import HTTP_KEY
-from tests.conftest import RequestScopedClient, make_app, make_project, make_team, make_user
+from tests.conftest import RequestScopedClient
 from tests.conftest import running_app as running
+from tests.factories import make_app, make_project, make_team, make_user
 
 TOKEN = "scrape-token-0123456789abcdef"
 

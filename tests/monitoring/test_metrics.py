@@ -16,7 +16,7 @@ from app.models.base import utcnow
 from app.monitoring import metrics
 from app.runtime import containers
 from tests import lab
-from tests.conftest import make_app, make_project, make_team
+from tests.factories import make_app, make_project, make_team
 
 TEST_LABEL = "slipway.test"
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)

@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Application, EnvVar, Role
 from app.projects import envvars
-from tests.conftest import csrf_token, make_app, make_project, make_team, make_user, team_of
+from tests.conftest import csrf_token
+from tests.factories import make_app, make_project, make_team, make_user, team_of
 
 CANARY = "canary-7f3a9c-secret-value"
 

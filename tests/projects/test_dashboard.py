@@ -2,7 +2,7 @@
 
 from app.extensions import db
 from app.models import Deployment
-from tests.conftest import make_app, make_project, make_team, team_of
+from tests.factories import make_app, make_project, make_team, team_of
 
 
 def test_dashboard_lists_projects_apps_and_latest_state(logged_in):

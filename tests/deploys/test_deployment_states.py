@@ -5,7 +5,7 @@ import pytest
 from app.extensions import db
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES, SERVED_STATUSES, DeploymentStatus
 from app.models.deployments import Deployment
-from tests.conftest import make_app, make_project, team_of
+from tests.factories import make_app, make_project, team_of
 
 
 def test_every_status_is_active_or_final_and_served_ones_are_final():

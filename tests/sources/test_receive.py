@@ -12,7 +12,7 @@ from app.extensions import db, queue
 from app.models import Deployment, WebhookDelivery
 from app.models.base import utcnow
 from app.sources import pushes, webhooks
-from tests.webhooks.conftest import REPO, SHA
+from tests.sources.conftest import REPO, SHA
 
 PROVIDERS = ["github", "gitlab", "gitea", "generic"]
 
@@ -51,7 +51,7 @@ def test_github_vector_through_verify(app, hooked):
 def test_fixtures_carry_the_documented_push_fields():
     """The push fixtures have the top-level fields and nesting of the forges' documented
     examples (GitHub push, GitLab push and tag push, Gitea push), not a subset."""
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     def keys(names: str) -> set[str]:
         return set(names.split())
@@ -184,7 +184,7 @@ def test_watch_path_globs():
 
 def test_truncated_commit_list_deploys_whatever_the_watch_paths(poster):
     """GitLab lists at most 20 commits; unknown changes must not be ignored."""
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     poster.app_row.watch_paths = "src/**"
     db.session.commit()
@@ -216,7 +216,7 @@ def test_a_replayed_delivery_deploys_once(poster, provider):
 
 
 def test_missing_delivery_id_is_400_and_stores_nothing(poster):
-    body, headers = __import__("tests.webhooks.payloads", fromlist=["x"]).signed_request(
+    body, headers = __import__("tests.sources.payloads", fromlist=["x"]).signed_request(
         "github", poster.secret, {"zen": "x"}, event="ping")  # fmt: skip
     del headers["X-GitHub-Delivery"]
     assert poster.raw("github", body, headers).status_code == 400
@@ -224,7 +224,7 @@ def test_missing_delivery_id_is_400_and_stores_nothing(poster):
 
 
 def test_signed_body_that_is_not_json_is_400(poster):
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     body = b"payload=%7B%7D"
     headers = {"X-Hub-Signature-256": "sha256=" + payloads.sign(poster.secret, body),
@@ -234,7 +234,7 @@ def test_signed_body_that_is_not_json_is_400(poster):
 
 
 def test_oversized_body_is_413_before_anything_else(poster):
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     payload = payloads.github_push(REPO, "refs/heads/main", SHA)
     payload["padding"] = "x" * (webhooks.MAX_BODY_BYTES + 10)
@@ -344,7 +344,7 @@ def test_concurrent_pushes_to_one_app_all_queue(app, hooked):
     import threading
 
     from tests.conftest import RequestScopedClient
-    from tests.webhooks import payloads
+    from tests.sources import payloads
 
     row, secret = hooked
     app.test_client_class = RequestScopedClient
@@ -371,12 +371,26 @@ def test_concurrent_pushes_to_one_app_all_queue(app, hooked):
     assert len(_deployments(row.id)) == len(bodies)
 
 
-def test_cancelling_an_already_cancelled_job_is_harmless(app):
-    from app.deploys import control
+def test_a_push_superseding_a_deploy_whose_job_was_already_cancelled_still_deploys(app, hooked):
+    """Two pushes race: the first one's RQ job is cancelled (by a concurrent
+    supersede) before the second start_deploy supersedes it again. The second push
+    still gets its deployment queued, and the first ends superseded, its job gone."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
 
-    job = queue("deploy").enqueue("app.jobs.run_deployment", 1, job_id="deploy-x")
-    job.cancel()
-    control._drop_job("deploy-x")  # no InvalidJobOperation
+    from app.deploys import control
+    from app.extensions import redis
+
+    row, _ = hooked
+    first = control.start_deploy(row, trigger="webhook")
+    Job.fetch(first.rq_job_id, connection=redis.client, serializer=JSONSerializer).cancel()
+    second = control.start_deploy(row, trigger="webhook")
+    db.session.expire_all()
+    assert db.session.get(Deployment, first.id).status == "superseded"
+    assert db.session.get(Deployment, second.id).status == "queued"
+    job = Job.fetch(second.rq_job_id, connection=redis.client, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.QUEUED
+    assert queue("deploy").job_ids == [second.rq_job_id]
 
 
 def test_start_deploy_says_itself_when_the_queue_refuses(app, monkeypatch):
@@ -385,7 +399,7 @@ def test_start_deploy_says_itself_when_the_queue_refuses(app, monkeypatch):
     from rq import Queue
 
     from app.deploys import control
-    from tests.conftest import make_app, make_project, make_team
+    from tests.factories import make_app, make_project, make_team
 
     def refuse(self, *args, **kwargs):
         raise RedisConnectionError("Connection refused.")

@@ -4,7 +4,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Application, Environment, Project, Role
-from tests.conftest import csrf_token, make_app, make_project, make_team, make_user, team_of
+from tests.conftest import csrf_token
+from tests.factories import make_app, make_project, make_team, make_user, team_of
 
 
 def _post(client, path, **data):

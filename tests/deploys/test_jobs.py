@@ -11,7 +11,7 @@ from app import jobs
 from app.extensions import db, queue, redis
 from app.models import Deployment
 from app.models.base import utcnow
-from tests.conftest import make_app, make_project, make_team
+from tests.factories import make_app, make_project, make_team
 
 
 def _deployment(app_row, status, age_seconds, rq_job_id=None):

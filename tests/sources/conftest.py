@@ -6,8 +6,8 @@ import pytest
 
 from app.extensions import db
 from app.sources import webhooks
-from tests.conftest import make_app, make_project, make_team
-from tests.webhooks import payloads
+from tests.factories import make_app, make_project, make_team
+from tests.sources import payloads
 
 REPO = "https://git.example.com/acme/site.git"
 SHA = "1" * 40

@@ -20,7 +20,8 @@ from app import config as config_module
 from app.extensions import db, queue, redis
 from app.models import AuditEvent, Role
 from app.monitoring import workers
-from tests.conftest import TEST_KEY, csrf_token, make_team, make_user
+from tests.conftest import TEST_KEY, csrf_token
+from tests.factories import make_team, make_user
 
 
 def _wait(predicate, timeout=20.0, what="condition"):

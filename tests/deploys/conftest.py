@@ -15,7 +15,8 @@ from app.extensions import db
 from app.models import Application, Deployment, DeploymentLogLine, Installation
 from app.proxy import traefik
 from tests import lab
-from tests.conftest import make_app, make_project, make_team, make_user, running_app
+from tests.conftest import running_app
+from tests.factories import make_app, make_project, make_team, make_user
 
 
 @pytest.fixture(scope="session")
