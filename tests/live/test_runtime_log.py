@@ -17,6 +17,7 @@ from sqlalchemy import text
 from app.deploys import livestatus
 from app.extensions import db
 from app.models import Deployment
+from app.runtime import installation
 from tests import lab
 from tests.factories import make_app, make_project, make_user, team_of
 from tests.livekit import close, receive
@@ -81,6 +82,7 @@ def _run(engine, app_id: int, script: str, status: str = "running", **options) -
             "slipway.app": str(app_id),
             "slipway.deployment": str(dep.id),
             "slipway.replica": "0",
+            **installation.labels(),
         },
         **options,
     )

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import MetricSample
 from app.models.base import utcnow
 from app.monitoring import metrics
-from app.runtime import containers
+from app.runtime import containers, installation
 from tests import lab
 from tests.factories import make_app, make_project, make_team
 
@@ -31,7 +31,9 @@ def engine():
     def run(app_id: int, **options):
         container = client.containers.run(
             lab.BASE_IMAGE, ["/bin/busybox", "sleep", "300"], detach=True,
-            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics"}, **options,
+            labels={containers.LABEL_APP: str(app_id), TEST_LABEL: "metrics",
+                    **installation.labels()},
+            **options,
         )  # fmt: skip
         started.append(container)
         return container
