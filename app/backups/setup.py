@@ -79,11 +79,7 @@ def delete_destination(dest: BackupDestination) -> None:
     """Delete a destination no policy uses (its objects in S3 stay)."""
     if db.session.scalar(select(BackupPolicy.id).where(BackupPolicy.destination_id == dest.id)):
         raise InUse("A policy still uses this destination; change or delete it first.")
-    audit.record(
-        audit.Action.BACKUP_DESTINATION_DELETED, team_id=dest.team_id, target=dest, name=dest.name
-    )
-    db.session.delete(dest)
-    db.session.commit()
+    _delete(dest, audit.Action.BACKUP_DESTINATION_DELETED)
 
 
 def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
@@ -108,12 +104,7 @@ def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
 
 def delete_policy(policy: BackupPolicy) -> None:
     """Delete a policy: its schedule stops and its backup rows go; files and objects stay."""
-    audit.record(
-        audit.Action.BACKUP_POLICY_DELETED, team_id=policy.team_id, target=policy,
-        name=policy.name,
-    )  # fmt: skip
-    db.session.delete(policy)
-    db.session.commit()
+    _delete(policy, audit.Action.BACKUP_POLICY_DELETED)
 
 
 def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
@@ -140,9 +131,10 @@ def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
 
 
 def delete_channel(channel: NotificationChannel) -> None:
-    audit.record(
-        audit.Action.NOTIFICATION_CHANNEL_DELETED, team_id=channel.team_id, target=channel,
-        name=channel.name,
-    )  # fmt: skip
-    db.session.delete(channel)
+    _delete(channel, audit.Action.NOTIFICATION_CHANNEL_DELETED)
+
+
+def _delete(row: BackupDestination | BackupPolicy | NotificationChannel, action) -> None:
+    audit.record(action, team_id=row.team_id, target=row, name=row.name)
+    db.session.delete(row)
     db.session.commit()
