@@ -2,8 +2,8 @@
 
 from sqlalchemy import func, select
 
-from app.extensions import db
-from app.models import Application, Environment, Project, Role
+from app.extensions import db, queue
+from app.models import Application, AuditEvent, Environment, Project, Role
 from tests.conftest import csrf_token
 from tests.factories import make_app, make_project, make_team, make_user, team_of
 
@@ -55,7 +55,7 @@ def test_edit_project(logged_in):
 def test_delete_project_asks_first_then_removes_its_apps(logged_in):
     client, user = logged_in
     project = make_project(team_of(user), "shop")
-    make_app(project, "web")
+    apps = [make_app(project, "web").id, make_app(project, "worker").id]
     confirm = client.get(f"/projects/{project.id}/delete")
     assert confirm.status_code == 200 and "Delete project shop?" in confirm.get_data(as_text=True)
     assert db.session.scalar(select(func.count(Project.id))) == 1  # GET changed nothing
@@ -64,6 +64,10 @@ def test_delete_project_asks_first_then_removes_its_apps(logged_in):
     assert db.session.scalar(select(func.count(Project.id))) == 0
     assert db.session.scalar(select(func.count(Application.id))) == 0
     assert db.session.scalar(select(func.count(Environment.id))) == 0
+    # Its apps' containers, routes and images go too, in the worker (it left them running).
+    assert sorted(queue("default").job_ids) == sorted(f"remove-app-{i}" for i in apps)
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "project.deleted"))
+    assert event.details == {"name": "shop", "apps": 2}
 
 
 def test_another_teams_project_is_404(logged_in):
