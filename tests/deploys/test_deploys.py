@@ -224,7 +224,7 @@ def test_hostile_app_name_in_the_database_never_reaches_the_proxy(app, infra, re
 
 def test_git_url_resolving_to_an_internal_address_is_refused_at_use(app, infra, repo):
     repo.commit(lab.web_files("v1"), "v1")
-    app.config["GIT_ALLOWED_HOSTS"] = ()  # the loopback server is no longer allowed
+    app.config["OUTBOUND_ALLOWED_HOSTS"] = ()  # the loopback server is no longer allowed
     deployment = _deploy(_web_app(repo))
     assert deployment.status == "failed"
     assert "internal address" in deployment.error or "https://" in deployment.error

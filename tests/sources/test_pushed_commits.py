@@ -21,7 +21,7 @@ MESSAGE = "Fix the header\n\nThe logo overflowed on narrow screens; cap its widt
 
 @pytest.fixture
 def git_server(app, tmp_path, monkeypatch):
-    monkeypatch.setitem(app.config, "GIT_ALLOWED_HOSTS", ("127.0.0.1",))
+    monkeypatch.setitem(app.config, "OUTBOUND_ALLOWED_HOSTS", ("127.0.0.1",))
     monkeypatch.setitem(app.config, "BUILDS_DIR", str(tmp_path / "builds"))
     server = lab.GitServer(tmp_path)
     yield server
