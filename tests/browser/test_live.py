@@ -24,6 +24,7 @@ from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
 from app.live.sockets import SLOTS_KEY
 from app.models import Application, Deployment, Project, User
+from app.runtime import installation
 from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
 from tests.deploys.conftest import _remove_slipway_resources, infra  # noqa: F401 (fixture)
@@ -138,8 +139,9 @@ def test_watch_a_deploy_then_follow_its_logs(open_page, docker_server, infra, ap
         worker.join(timeout=120)
         with worker_app.app_context():
             ids = set(db.session.scalars(select(Application.id)))
+            mine = installation.current_id()
             db.session.remove()
-        _remove_slipway_resources(ids, Path(infra["config"]["PROXY_DIR"]) / "dynamic")
+        _remove_slipway_resources(ids, mine, Path(infra["config"]["PROXY_DIR"]) / "dynamic")
     status = db.session.scalar(select(Deployment.status).where(Deployment.id == dep_id))
     assert status == "running"
 
