@@ -90,10 +90,25 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a SQLite table: copy, DROP, rename. With foreign
+            # keys on, that DROP deletes every row referencing the table (ON DELETE
+            # CASCADE): 0003 emptied deployments and env_vars that way. So they are off
+            # while migrating (the pragma only takes outside a transaction) and checked
+            # afterwards.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"foreign keys broken after migrating: {broken[:5]}")
 
 
 if context.is_offline_mode():

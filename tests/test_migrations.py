@@ -100,3 +100,53 @@ def test_step_backfill_fills_in_where_old_final_rows_stopped(app):
     upgrade()
     steps = {name: db.session.get(Deployment, i).step for name, i in ids.items()}
     assert steps == {"cancelled": "build", "failed_fake": None, "building": None, "kept": "health"}
+
+
+def _insert(session, table: str, **values) -> None:
+    """A row with ``values`` and a filler for every other NOT NULL column without default."""
+    from sqlalchemy import text
+
+    for _cid, name, typ, notnull, default, _pk in session.execute(
+        text(f"PRAGMA table_info({table})")
+    ):
+        if name in values or not notnull or default is not None:
+            continue
+        kind = typ.upper()
+        numeric = any(k in kind for k in ("INT", "BOOL", "FLOAT", "NUM"))
+        dated = "DATE" in kind or "TIME" in kind
+        values[name] = 1 if numeric else "2026-01-01 00:00:00" if dated else "x"
+    columns = ", ".join(values)
+    session.execute(
+        text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + k for k in values)})"),
+        values,
+    )
+
+
+def test_upgrading_a_sqlite_file_keeps_the_rows_of_rebuilt_tables(tmp_path):
+    """0003 rebuilds ``applications`` (SQLite batch mode: copy, DROP, rename). With
+    foreign keys on, the DROP used to cascade: every deployment and env var of an
+    upgraded installation was deleted. Migrations now run with them off, checked after."""
+    from flask_migrate import upgrade
+    from sqlalchemy import func, select, text
+
+    from app import create_app
+    from app.models import Deployment, EnvVar
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with old.app_context():
+        upgrade(revision="0002")
+        session = db.session
+        _insert(session, "teams", id=1)
+        _insert(session, "projects", id=1, team_id=1)
+        _insert(session, "environments", id=1, project_id=1)
+        _insert(session, "applications", id=1, project_id=1, environment_id=1, name="web")
+        _insert(session, "deployments", id=1, application_id=1, status="running")
+        _insert(session, "env_vars", id=1, application_id=1, key="K", value="v")
+        session.commit()
+        session.remove()
+        upgrade()
+        assert db.session.scalar(select(func.count(Deployment.id))) == 1
+        assert db.session.scalar(select(func.count(EnvVar.id))) == 1
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        db.session.remove()
