@@ -22,15 +22,23 @@ def test_a_public_address_passes():
     assert outbound.check_host("93.184.216.34", ()) == "93.184.216.34"
 
 
-def test_every_use_refuses_through_the_same_check(app):
+def test_every_use_refuses_through_the_same_check(app, monkeypatch):
     """Git, S3 and notifications each turn the one refusal into their own error.
 
-    The machine's own name passes the checks made when a value is saved (it is no
-    internal literal) and resolves to an internal address: only the check at use sees it.
+    The name passes the checks made when a value is saved (it is no internal literal)
+    but resolves to a private address (this machine has no DNS to serve such a name:
+    the resolver answers for it), so only the check at use sees it.
     """
-    host = socket.gethostname()
-    if not names.resolves_internally(host) or names.is_internal_address(host):
-        pytest.skip(f"{host} does not resolve to an internal address here")
+    host = "intranet.example.com"
+    real = socket.getaddrinfo
+
+    def resolve(name, *args, **kwargs):
+        if name == host:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 0))]
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert names.resolves_internally(host) and not names.is_internal_address(host)
     app.config["OUTBOUND_ALLOWED_HOSTS"] = ()
     with pytest.raises(gitsrc.GitError, match="internal address"):
         gitsrc.check_url(f"https://{host}/repo.git", ())
