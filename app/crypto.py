@@ -45,3 +45,17 @@ def decrypt(token: str, *, context: str) -> str:
         return AESGCM(key).decrypt(raw[:12], raw[12:], context.encode()).decode()
     except (InvalidTag, ValueError) as exc:  # binascii.Error and a short nonce are ValueErrors
         raise SecretError("ciphertext failed authentication") from exc
+
+
+def decrypt_stored(token: str, *, context: str, what: str, remedy: str) -> str:
+    """:func:`decrypt` for a stored secret, whose failure a person must be able to act on.
+
+    A secret stored under a key that was rotated away raises :class:`SecretError`
+    saying which secret (``what``) and what to do (``remedy``)."""
+    try:
+        return decrypt(token, context=context)
+    except SecretError:
+        raise SecretError(
+            f"{what} cannot be decrypted (the encryption key it was stored with is no longer "
+            f"configured); {remedy}"
+        ) from None

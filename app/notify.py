@@ -119,12 +119,12 @@ def _post_json(url: str, payload: dict) -> None:
 def _secret(channel: NotificationChannel) -> str:
     """The channel's URL or SMTP password; one stored under a retired key is a plain error."""
     try:
-        return crypto.decrypt(channel.secret, context=SECRET_CONTEXT)
-    except crypto.SecretError:
-        raise DeliveryError(
-            "the channel's URL or SMTP password cannot be decrypted (the encryption key it "
-            f"was stored with is no longer configured); delete {channel.name} and add it again"
-        ) from None
+        return crypto.decrypt_stored(
+            channel.secret, context=SECRET_CONTEXT, what="the channel's URL or SMTP password",
+            remedy=f"delete {channel.name} and add it again",
+        )  # fmt: skip
+    except crypto.SecretError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:

@@ -56,13 +56,10 @@ def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
         return dumps.PgConn.from_url(uri)
     password = None
     if policy.database_password:
-        try:
-            password = crypto.decrypt(policy.database_password, context=DB_PASSWORD)
-        except crypto.SecretError:
-            raise crypto.SecretError(
-                "the database password cannot be decrypted (the encryption key it was stored "
-                f"with is no longer configured); enter the URL again in policy {policy.name}"
-            ) from None
+        password = crypto.decrypt_stored(
+            policy.database_password, context=DB_PASSWORD, what="the database password",
+            remedy=f"enter the URL again in policy {policy.name}",
+        )  # fmt: skip
     conn = dumps.PgConn.from_url(policy.database_url, password)
     try:
         outbound.check_host(conn.host)

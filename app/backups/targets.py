@@ -21,13 +21,10 @@ def s3_target(dest: BackupDestination) -> storage.S3Target:
     A secret stored under an encryption key that was rotated away raises
     :class:`crypto.SecretError` with a message a person can act on.
     """
-    try:
-        secret = crypto.decrypt(dest.secret_access_key, context=S3_SECRET)
-    except crypto.SecretError:
-        raise crypto.SecretError(
-            "the secret key cannot be decrypted (the encryption key it was stored with is no "
-            f"longer configured); enter it again on the edit page of destination {dest.name}"
-        ) from None
+    secret = crypto.decrypt_stored(
+        dest.secret_access_key, context=S3_SECRET, what="the secret key",
+        remedy=f"enter it again on the edit page of destination {dest.name}",
+    )  # fmt: skip
     return storage.S3Target(
         endpoint_url=dest.endpoint_url, region=dest.region, bucket=dest.bucket,
         prefix=dest.prefix, access_key_id=dest.access_key_id, secret_access_key=secret,
