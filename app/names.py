@@ -124,7 +124,41 @@ def is_internal_address(host: str) -> bool:
         ip = _legacy_ipv4(host)
         if ip is None:
             return False
-    return not ip.is_global or ip.is_multicast
+    # An IPv6 address that embeds an IPv4 one is internal if either is (Teredo is never global).
+    return any(not a.is_global or a.is_multicast for a in (ip, embedded_ipv4(ip)) if a)
+
+
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, which is where packets to it end up.
+
+    IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64 (``64:ff9b::/96``
+    and the local-use ``64:ff9b:1::/48``, RFC 6052/8215), 6to4 ``2002:AABB:CCDD::`` and the
+    Teredo client: ``[::127.0.0.1]`` is loopback however it is spelt. None for other
+    addresses (and ``::``/``::1``, which are classified as themselves).
+    """
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    ip = ipaddress.IPv6Address(int(ip))  # drop a %scope, which the properties ignore anyway
+    raw = ip.packed
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if int(ip) >> 32 == 0 and int(ip) > 1:  # ::a.b.c.d (deprecated, still routed by some)
+        return ipaddress.IPv4Address(raw[12:])
+    if ip in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(raw[12:])
+    if ip in NAT64_LOCAL:  # a /48 prefix: the IPv4 address is split around the "u" octet
+        return ipaddress.IPv4Address(raw[6:8] + raw[9:11])
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    return None
 
 
 def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
