@@ -56,10 +56,12 @@ esac
 """
 HOST_KEY_CHANGED = "Host key verification failed"
 # For every git command that talks to a remote (the clone and its fetch alike): no
-# file:// or ext:: transport even if a URL slipped past the checks, and no credential
-# helper that could store or offer a token.
+# file:// or ext:: transport even if a URL slipped past the checks, no credential
+# helper that could store or offer a token, and no HTTP redirect: git would follow one
+# to any host (an internal one too) that the check at use never saw.
 NETWORK_CONFIG = ("-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never",
-                  "-c", "credential.helper=")  # fmt: skip
+                  "-c", "credential.helper=", "-c", "http.followRedirects=false")  # fmt: skip
+REDIRECTED = "The requested URL returned error: 30"
 
 
 def _credential_env(creds: Credentials, tmp: Path) -> dict[str, str]:
@@ -162,6 +164,11 @@ def clone(
                 _run_streaming(fetch, timeout, line, should_stop, env)
                 _checkout_on_branch(dest, commit, branch)
         except GitError as exc:
+            if any(REDIRECTED in text for text in seen):
+                raise GitError(
+                    f"{names.git_host(url)} answered with a redirect, which Slipway does not "
+                    "follow; use the repository's final URL"
+                ) from None
             if any(HOST_KEY_CHANGED in text for text in seen):
                 raise GitError(
                     f"the SSH host key of {names.git_host(url)} does not match the pinned "
