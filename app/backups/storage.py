@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -31,6 +32,8 @@ from app import names, outbound
 
 log = logging.getLogger("slipway.storage")
 PROBE_BODY = b"slipway probe\n"
+# botocore's region redirect (same host, re-signed for the region S3 names); no other.
+MAX_REDIRECTS = 1
 
 
 class StorageError(Exception):
@@ -72,18 +75,64 @@ def client(target: S3Target):
 
     So this is where the SSRF check runs at use (SECURITY.md 13): an endpoint whose
     host resolves internally and is not allow-listed (``OUTBOUND_ALLOWED_HOSTS``)
-    raises :class:`StorageError` before anything is sent.
+    raises :class:`StorageError` before anything is sent. The client checks again the
+    host of every request it sends (:func:`_check_request_host`) and follows no
+    redirect but botocore's one region redirect (:func:`_refuse_redirects`).
     """
     # Per use, not cached: DNS can turn internal at any time, and one lookup is cheap next
     # to an S3 request (a multipart upload is one use: it takes its client once).
-    check_at_use(target, outbound.allowed_hosts())
-    return _client(target)
+    allowed = outbound.allowed_hosts()
+    check_at_use(target, allowed)
+    return _client(target, allowed)
+
+
+def _check_request_host(allowed: tuple[str, ...]) -> Callable[..., None]:
+    """A ``before-send`` hook: the host each request really goes to passes the SSRF check.
+
+    A use takes its client once, and a multipart upload can send parts for hours while
+    DNS turns the name internal; and the URL is botocore's to build (addressing style,
+    region redirects), so the host checked is the one in the request. It runs in the
+    upload's part threads too, so the allow-list is bound here, not read from the app.
+    """
+
+    def check(request, **kwargs) -> None:
+        try:
+            outbound.check_host((urlsplit(request.url).hostname or "").lower(), allowed)
+        except outbound.HostRefused as exc:
+            raise StorageError(str(exc)) from None
+
+    return check
+
+
+def _refuse_redirects(response, request_dict, **kwargs) -> None:
+    """A ``needs-retry`` hook, run before botocore's: the one redirect S3 may answer is
+    followed once, and no other.
+
+    botocore never goes to a ``Location``; its region redirector re-signs the request for
+    the region the answer names (``x-amz-bucket-region``, same host), once per request.
+    When the answer names none it asks HEAD on the bucket, whose own redirect asks again:
+    an endpoint answering 307 forever got ~80 requests and a ``RecursionError``. So a
+    3xx without a region, or a second one, ends the request here with a plain reason.
+    """
+    http = response[0] if response is not None else None
+    if http is None or not 300 <= http.status_code < 400:
+        return None
+    headers = response[1].get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    redirected = request_dict.get("context", {}).get("s3_redirect", {}).get("redirected")
+    if headers.get("x-amz-bucket-region") and not redirected:
+        return None  # botocore re-signs for that region, to the same host (checked again)
+    raise StorageError(
+        f"the S3 endpoint redirected the request (HTTP {http.status_code}) "
+        f"{'again after one region redirect' if redirected else 'without naming a region'}; "
+        f"Slipway follows at most {MAX_REDIRECTS} redirect, to the bucket's region: "
+        "check the endpoint URL and the region"
+    )
 
 
 @functools.lru_cache(maxsize=32)
-def _client(target: S3Target):
-    """Cached per target: clients are thread-safe, and each new one would load and
-    parse botocore's S3 model again (about 15 MB)."""
+def _client(target: S3Target, allowed: tuple[str, ...]):
+    """Cached per target and allow-list: clients are thread-safe, and each new one would
+    load and parse botocore's S3 model again (about 15 MB)."""
     global _session
     config = Config(
         region_name=target.region or "us-east-1",
@@ -98,13 +147,16 @@ def _client(target: S3Target):
     )
     with _session_lock:  # boto3 sessions are not thread-safe; their clients are
         _session = _session or boto3.session.Session()
-        return _session.client(
+        s3 = _session.client(
             "s3",
             endpoint_url=target.endpoint_url,
             aws_access_key_id=target.access_key_id,
             aws_secret_access_key=target.secret_access_key,
             config=config,
         )
+    s3.meta.events.register_first("needs-retry.s3", _refuse_redirects)
+    s3.meta.events.register_first("before-send.s3", _check_request_host(allowed))
+    return s3
 
 
 def describe(exc: Exception) -> str:
@@ -113,7 +165,7 @@ def describe(exc: Exception) -> str:
         err = exc.response.get("Error", {})
         code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return f"{code}: {err.get('Message') or 'no message'}"
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, BotoCoreError | StorageError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
