@@ -15,7 +15,7 @@ import smtplib
 import time
 import urllib.request
 from email.message import EmailMessage
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 
 from flask import current_app
 from sqlalchemy import select
@@ -110,6 +110,13 @@ def _post_json(url: str, payload: dict) -> None:
         with opener.open(request, timeout=TIMEOUT) as response:
             if not 200 <= response.status < 300:
                 raise DeliveryError(f"{host} answered {response.status}")
+    except HTTPError as exc:
+        if 300 <= exc.code < 400:
+            raise DeliveryError(
+                f"{host} answered {exc.code}, a redirect, which notifications do not follow; "
+                "use the final URL of the webhook"
+            ) from None
+        raise DeliveryError(f"{host} answered {exc.code}") from None
     except URLError as exc:
         raise DeliveryError(f"{host}: {getattr(exc, 'reason', exc)}") from None
     except OSError as exc:
