@@ -203,11 +203,41 @@ def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
     return value
 
 
+IMAGE_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{12,64}$")
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+# The repository namespace of the images Slipway builds (slipway/<installation>/app-<id>).
+OWN_NAMESPACE = "slipway"
+
+
 def image(value: str) -> str:
-    """A Docker image reference such as ``nginx:1.27`` or ``ghcr.io/o/app@sha256:…``."""
+    """A Docker image reference such as ``nginx:1.27`` or ``ghcr.io/o/app@sha256:…``.
+
+    Not an image id (the engine resolves an id prefix to any local image) and not a
+    name in Slipway's own namespace: those are other apps' builds. The deploy checks
+    the image's labels too (``runtime.images.check_not_a_build``)."""
     if not value or value.startswith("-") or len(value) > 255 or not IMAGE_RE.fullmatch(value):
         raise InvalidValue("Enter an image reference such as nginx:1.27 or ghcr.io/owner/app:tag.")
+    if IMAGE_ID_RE.fullmatch(value):
+        raise InvalidValue("Enter an image name such as nginx:1.27, not an image id.")
+    if _image_namespace(value) == OWN_NAMESPACE:
+        raise InvalidValue(
+            "Images named slipway/… are the ones Slipway builds for git apps; "
+            "an image app cannot run them. Push the image to a registry under another name."
+        )
     return value
+
+
+def _image_namespace(ref: str) -> str:
+    """The first path component after the registry, as the engine parses a reference
+    (a first component is a registry only with a '.' or ':' in it, or 'localhost')."""
+    parts = ref.split("@")[0].split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        if parts[0] not in DOCKER_HUB:
+            return ""  # another registry's namespaces are not Slipway's
+        parts = parts[1:]
+    if len(parts) > 1 and parts[0] == "library":
+        return ""
+    return parts[0].split(":")[0] if len(parts) > 1 else ""
 
 
 def health_path(value: str) -> str:

@@ -338,7 +338,7 @@ def start_app_container(flask_app, app_id: int, image: str, mode: str) -> int:
 
     dep_id = new_deployment(flask_app, app_id, "deploying")
     with flask_app.app_context():
-        containers.start_replicas(app_id=app_id, deployment_id=dep_id, image=image,
+        containers.start_replicas(app_id=app_id, project_id=1, deployment_id=dep_id, image=image,
                                   env={"MODE": mode}, count=1, cpu_limit=None,
                                   memory_limit_mb=None)  # fmt: skip
     set_status(flask_app, dep_id, "running")

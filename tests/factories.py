@@ -69,6 +69,7 @@ def make_app(project: Project, name: str | None = None, **fields) -> Application
         "git_branch": "main",
         "container_port": 8000,
     } | fields
+    values.setdefault("address", f"{values['name']}.{project.name}")
     app = Application(project_id=project.id, environment_id=project.environments[0].id, **values)
     db.session.add(app)
     db.session.commit()

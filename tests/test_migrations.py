@@ -150,3 +150,32 @@ def test_upgrading_a_sqlite_file_keeps_the_rows_of_rebuilt_tables(tmp_path):
         assert db.session.scalar(select(func.count(EnvVar.id))) == 1
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         db.session.remove()
+
+
+def test_0007_gives_duplicate_addresses_from_before_distinct_ones(tmp_path):
+    """Two teams' ``web`` in ``shop`` shared web.shop.<base> before 0007: the older app
+    keeps it, the newer gets web-a<id>.shop, and the index then holds them apart."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from app import create_app
+    from app.models import Application
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with old.app_context():
+        upgrade(revision="0006")
+        session = db.session
+        for n in (1, 2):
+            _insert(session, "teams", id=n)
+            _insert(session, "projects", id=n, team_id=n, name="shop")
+            _insert(session, "environments", id=n, project_id=n)
+        _insert(session, "applications", id=3, project_id=1, environment_id=1, name="web")
+        _insert(session, "applications", id=7, project_id=2, environment_id=2, name="web")
+        _insert(session, "applications", id=9, project_id=2, environment_id=2, name="api")
+        session.commit()
+        session.remove()
+        upgrade()
+        found = dict(db.session.execute(select(Application.id, Application.address)).all())
+        assert found == {3: "web.shop", 7: "web-a7.shop", 9: "api.shop"}
+        db.session.remove()

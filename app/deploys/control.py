@@ -87,6 +87,7 @@ def start_deploy(
         triggered_by_id=user.id if user else None,
         rollback_of_id=rollback_of.id if rollback_of else None,
         image_tag=rollback_of.image_tag if rollback_of else None,
+        image_id=rollback_of.image_id if rollback_of else None,
         commit_sha=rollback_of.commit_sha if rollback_of else commit_sha,
         commit_message=rollback_of.commit_message if rollback_of else commit_message,
         commit_author=rollback_of.commit_author if rollback_of else commit_author,

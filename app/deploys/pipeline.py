@@ -169,19 +169,34 @@ class _Run:
         if self.dep.rollback_of_id:
             self._advance(DeploymentStatus.deploying, None)
             self.log.info(f"rolling back to the image of deployment #{self.dep.rollback_of_id}")
-            if not self.dep.image_tag or not containers.image_exists(self.dep.image_tag):
+            if not self.dep.image_tag:
                 raise containers.ContainerError(
                     "the image of that deployment is no longer kept; deploy again instead"
                 )
-            return self.dep.image_tag
+            # The recorded id, checked to be this app's build: never whatever the tag
+            # names now (another installation's build may have moved it).
+            image_id = containers.kept_image(
+                self.dep.image_tag, app_id=self.app.id, image_id=self.dep.image_id
+            )
+            self._record_image(self.dep.image_tag, image_id)
+            return image_id
         if self.app.source_type == "image":
             self._advance(DeploymentStatus.building, DeployStep.build)
             ref = names.image(self.app.image or "")
             containers.ensure_image(ref, self.log.line)
-            self.dep.image_tag = ref
-            db.session.commit()
-            return ref
+            facts = containers.inspect_image(ref)
+            if facts is None:
+                raise containers.ContainerError(f"the image {ref} is not on the engine")
+            containers.check_not_a_build(facts, self.app.id)
+            self._record_image(ref, facts.id)
+            return facts.id
         return self._clone_and_build()
+
+    def _record_image(self, tag: str, image_id: str) -> None:
+        """The image a deployment runs: its name for people, its id for the engine."""
+        self.dep.image_tag, self.dep.image_id = tag, image_id
+        db.session.commit()
+        self.log.info(f"image {tag} ({image_id.removeprefix('sha256:')[:12]})")
 
     def _clone_and_build(self) -> str:
         self._advance(DeploymentStatus.building, DeployStep.clone)
@@ -219,7 +234,7 @@ class _Run:
             containers.LABEL_DEPLOYMENT: str(self.dep.id),
         }
         try:
-            containers.build_image(
+            image_id = containers.build_image(
                 context, dockerfile, tag, labels,
                 on_line=self.log.line, should_stop=self._check_cancel,
             )  # fmt: skip
@@ -227,13 +242,14 @@ class _Run:
             if self._check_cancel():
                 raise Cancelled() from None
             raise
-        self.dep.image_tag = tag
-        db.session.commit()
-        return tag
+        # Started by id: the tag is a name for people, and could move meanwhile.
+        self._record_image(tag, image_id)
+        return image_id
 
     def _start(self, image: str) -> containers.Version:
         version = containers.start_version(
-            app_id=self.app.id, deployment_id=self.dep.id, image=image, env=self.env,
+            app_id=self.app.id, project_id=self.app.project_id, deployment_id=self.dep.id,
+            image=image, env=self.env,
             port=self.app.container_port, replicas=self.app.replicas,
             cpu_limit=self.app.cpu_limit, memory_limit_mb=self.app.memory_limit_mb,
         )  # fmt: skip

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from app.deploys import livestatus, pipeline
 from app.extensions import db, redis
-from app.models import ACTIVE_STATUSES, Deployment, DeploymentStatus
+from app.models import ACTIVE_STATUSES, Deployment, DeploymentStatus, Project
 from app.models.base import utcnow
 from app.proxy import traefik
 from app.runtime import containers
@@ -90,7 +90,8 @@ def _remove_unserving(deployment: Deployment) -> None:
 
 
 def remove_app_resources(app_id: int) -> int:
-    """After an app is deleted: its containers, its route file and its images.
+    """After an app is deleted: its containers, its route file and its images, and the
+    networks of projects that are gone.
 
     Returns how many containers were removed.
     """
@@ -98,4 +99,5 @@ def remove_app_resources(app_id: int) -> int:
     containers.stop_and_remove(ids, timeout=current_app.config["STOP_TIMEOUT_SECONDS"])
     traefik.remove_app_routes(app_id)
     containers.prune_images(app_id, keep_tags=set())
+    containers.prune_networks(set(db.session.scalars(select(Project.id))))
     return len(ids)

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -24,7 +25,13 @@ class Application(Timestamped, Base):
     # Unique per project (not per environment): the default address is
     # <app>.<project>.<base domain>.
     # Container, image and route names carry ids: SQLite must never reuse one.
-    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        # The default address's label part, unique in the installation: two teams' apps
+        # of the same names must never share a host (projects.catalog sets it).
+        Index("ix_applications_address", "address", unique=True),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(
@@ -34,6 +41,9 @@ class Application(Timestamped, Base):
         ForeignKey("environments.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(63))
+    # ``<app>.<project>``, or ``<app>-a<id>.<project>`` for a duplicate from before
+    # migration 0007; the default address is this under the base domain.
+    address: Mapped[str | None] = mapped_column(String(127))
     description: Mapped[str] = mapped_column(Text, default="")
     source_type: Mapped[str] = mapped_column(String(10), default="git")  # git | image
     git_url: Mapped[str | None] = mapped_column(String(500))

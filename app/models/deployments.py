@@ -63,6 +63,9 @@ class Deployment(Timestamped, Base):
         ForeignKey("deployments.id", ondelete="SET NULL")
     )
     image_tag: Mapped[str | None] = mapped_column(String(255))
+    # The content id (sha256:…) of the image built or pulled: a rollback runs this id,
+    # and only while image_tag still names it.
+    image_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app import audit
 from app.extensions import db, queue
-from app.models import Application, Deployment, Environment, EnvVar, Project, Team
+from app.models import Application, Deployment, Domain, Environment, EnvVar, Project, Team
 from app.projects import envvars
 
 DEFAULT_ENVIRONMENT = "production"
@@ -43,6 +45,77 @@ def app_name_taken(project_id: int, name: str, exclude_id: int | None = None) ->
     if exclude_id is not None:
         query = query.where(Application.id != exclude_id)
     return db.session.scalar(query) is not None
+
+
+class AddressTaken(Exception):
+    """The default address an app would get is another app's, in this or another team."""
+
+    def __init__(self, address: str):
+        super().__init__(
+            f"The address {address} is already used by another app on this server: "
+            "choose another app name (or project name)."
+        )
+        self.address = address
+
+
+def address_of(app_name: str, project_name: str) -> str:
+    """The label part of an app's default address; the base domain follows it."""
+    return f"{app_name}.{project_name}"
+
+
+def host_of(address: str) -> str:
+    return f"{address}.{current_app.config['BASE_DOMAIN']}"
+
+
+def address_taken(address: str, exclude_app_id: int | None = None) -> bool:
+    """Whether another app, of any team, has this default address (or a domain on it)."""
+    query = select(Application.id).where(Application.address == address)
+    if exclude_app_id is not None:
+        query = query.where(Application.id != exclude_app_id)
+    if db.session.scalar(query) is not None:
+        return True
+    owner = db.session.scalar(select(Domain.application_id).where(Domain.host == host_of(address)))
+    return owner is not None and owner != exclude_app_id
+
+
+def taken_address_for(name: str, project: Project, exclude_app_id: int | None = None) -> str | None:
+    """The full host the app would get if it is taken (for the form's message), else None.
+
+    An app keeping its name keeps its address (a duplicate from before migration 0007
+    has a distinct one), so only a new name is checked."""
+    if exclude_app_id is not None:
+        current = db.session.get(Application, exclude_app_id)
+        if current is not None and current.name == name and current.address:
+            return None
+    address = address_of(name, project.name)
+    return host_of(address) if address_taken(address, exclude_app_id) else None
+
+
+def taken_address_on_rename(project: Project, new_name: str) -> str | None:
+    """Renaming a project moves its apps' addresses: the first one that is taken, if any."""
+    if new_name == project.name:
+        return None
+    for app in _apps_of(project):
+        address = address_of(app.name, new_name)
+        if address_taken(address, app.id):
+            return host_of(address)
+    return None
+
+
+def _apps_of(project: Project) -> list[Application]:
+    return list(db.session.scalars(select(Application).where(Application.project_id == project.id)))
+
+
+def _commit_addresses(apps: list[Application]) -> None:
+    """Commit, turning the unique index's refusal (a race the check lost) into AddressTaken."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        for app in apps:
+            if app.address and address_taken(app.address, app.id):
+                raise AddressTaken(host_of(app.address)) from None
+        raise
 
 
 APP_FIELDS = (
@@ -80,22 +153,50 @@ def _apply(app: Application, values: Mapping[str, Any]) -> None:
         envvars.set_var(app, key, value, secret=True)
 
 
+def _claim_address(app: Application, project: Project) -> None:
+    """Give ``app`` the address its names make; AddressTaken if another app has it."""
+    address = address_of(app.name, project.name)
+    if address_taken(address, app.id):
+        raise AddressTaken(host_of(address))
+    app.address = address
+
+
 def create_app(project: Project, values: Mapping[str, Any]) -> Application:
-    """A new application in ``project``, audited and committed."""
+    """A new application in ``project``, audited and committed.
+
+    Raises AddressTaken (nothing written) when another app, of any team, already
+    answers on the default address these names make."""
     app = Application(project_id=project.id)
     _apply(app, values)
+    _claim_address(app, project)
     db.session.add(app)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        if address_taken(address_of(values["name"], project.name)):
+            raise AddressTaken(host_of(address_of(values["name"], project.name))) from None
+        raise
     audit.record(audit.Action.APP_CREATED, team_id=project.team_id, target=app, name=app.name)
-    db.session.commit()
+    _commit_addresses([app])
     return app
 
 
 def update_app(app: Application, values: Mapping[str, Any]) -> None:
-    """Change an application's settings, audited and committed."""
+    """Change an application's settings, audited and committed.
+
+    A new name moves the default address (AddressTaken, nothing written, if that one
+    is another app's); an unchanged name keeps the address it has."""
+    renamed = values["name"] != app.name
     _apply(app, values)
+    if renamed or not app.address:
+        try:
+            _claim_address(app, app.project)
+        except AddressTaken:
+            db.session.rollback()
+            raise
     audit.record(audit.Action.APP_UPDATED, team_id=app.project.team_id, target=app)
-    db.session.commit()
+    _commit_addresses([app])
 
 
 def delete_app(app: Application) -> None:
@@ -118,9 +219,19 @@ def _remove_resources(app_ids: list[int]) -> None:
 
 
 def update_project(project: Project, name: str, description: str) -> None:
+    """Rename or describe a project; a new name moves its apps' default addresses
+    (AddressTaken, nothing written, when one of them is another app's)."""
+    taken = taken_address_on_rename(project, name)
+    if taken:
+        raise AddressTaken(taken)
+    renamed = name != project.name
     project.name, project.description = name, description or ""
+    apps = _apps_of(project)
+    if renamed:
+        for app in apps:
+            app.address = address_of(app.name, name)
     audit.record(audit.Action.PROJECT_UPDATED, team_id=project.team_id, target=project)
-    db.session.commit()
+    _commit_addresses(apps)
 
 
 def delete_project(project: Project) -> None:
@@ -204,7 +315,8 @@ def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
 
 
 def default_address(app: Application, base_domain: str) -> str:
-    return f"{app.name}.{app.project.name}.{base_domain}"
+    """``<app>.<project>.<base domain>``: unique in the installation (``address``)."""
+    return f"{app.address or address_of(app.name, app.project.name)}.{base_domain}"
 
 
 def app_url(app: Application, base_domain: str, http_port: int) -> str:

@@ -11,6 +11,7 @@ from app.runtime.engine import (
     ENGINE_STATUS_KEY,
     LABEL_APP,
     LABEL_DEPLOYMENT,
+    LABEL_PROJECT,
     LABEL_REPLICA,
     NETWORK,
     ContainerError,
@@ -19,7 +20,17 @@ from app.runtime.engine import (
     engine_status,
     probe_engine,
 )
-from app.runtime.images import build_image, ensure_image, image_exists, image_tag, prune_images
+from app.runtime.images import (
+    ImageFacts,
+    build_image,
+    check_not_a_build,
+    ensure_image,
+    image_exists,
+    image_tag,
+    inspect_image,
+    kept_image,
+    prune_images,
+)
 from app.runtime.installation import LABEL_INSTALLATION, adopt_unlabelled, owns
 from app.runtime.logs import LogStream, follow_logs, recent_logs, replicas_of
 from app.runtime.stats import raw_stats, running_app_containers
@@ -30,7 +41,10 @@ from app.runtime.versions import (
     containers_of,
     ensure_network,
     find_version,
+    network_of,
     probe,
+    project_network,
+    prune_networks,
     replica_logs,
     replica_state,
     start_replicas,
@@ -41,12 +55,15 @@ from app.runtime.versions import (
 )
 
 __all__ = [
-    "ENGINE_STATUS_KEY", "LABEL_APP", "LABEL_DEPLOYMENT", "LABEL_INSTALLATION", "LABEL_REPLICA",
+    "ENGINE_STATUS_KEY", "LABEL_APP", "LABEL_DEPLOYMENT", "LABEL_INSTALLATION", "LABEL_PROJECT",
+    "LABEL_REPLICA",
     "NETWORK", "adopt_unlabelled", "owns",
+    "ImageFacts", "check_not_a_build", "inspect_image", "kept_image",
     "ContainerError", "EngineStatus", "LogStream", "Replica", "ReplicaState", "Version",
     "find_version", "probe", "start_version", "stop_deployment", "stop_version",
     "build_image", "client", "containers_of", "engine_status", "ensure_image",
-    "ensure_network", "follow_logs", "image_exists", "image_tag", "probe_engine",
+    "ensure_network", "network_of", "project_network", "prune_networks", "follow_logs",
+    "image_exists", "image_tag", "probe_engine",
     "prune_images", "raw_stats", "recent_logs", "replica_logs", "replica_state",
     "replicas_of", "running_app_containers", "start_replicas", "stop_and_remove",
 ]  # fmt: skip

@@ -19,8 +19,10 @@ from app.extensions import redis
 
 ENGINE_STATUS_KEY = "slipway:engine-status"
 ENGINE_STATUS_TTL = 15
+# The network every app shared before each project had its own (runtime.versions).
 NETWORK = "slipway"
 LABEL_APP = "slipway.app"
+LABEL_PROJECT = "slipway.project"
 LABEL_DEPLOYMENT = "slipway.deployment"
 LABEL_REPLICA = "slipway.replica"
 

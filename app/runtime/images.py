@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, ImageNotFound
@@ -169,6 +170,59 @@ def ensure_image(ref: str, on_line: Callable[[str], None]) -> str:
         raise ContainerError(f"pulling {ref} failed: {_explain(exc)}") from None
     finally:
         engine.close()
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    id: str
+    labels: dict[str, str]
+
+
+def inspect_image(ref: str) -> ImageFacts | None:
+    """The content id and labels of a local image (by name or id), or None."""
+    engine = client(timeout=30)
+    try:
+        found = engine.images.get(ref)
+        return ImageFacts(found.id, dict(found.labels or {}))
+    except ImageNotFound:
+        return None
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"reading image {ref} failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+
+
+def _is_build_of(facts: ImageFacts, app_id: int) -> bool:
+    return installation.owns(facts.labels) and facts.labels.get(LABEL_APP) == str(app_id)
+
+
+def check_not_a_build(facts: ImageFacts, app_id: int) -> None:
+    """An image app may run any image but one Slipway built for another app (of this or
+    another installation): those carry Slipway's app label."""
+    if LABEL_APP in facts.labels and not _is_build_of(facts, app_id):
+        raise ContainerError(
+            "this image was built by Slipway for another app; an image app cannot run it"
+        )
+
+
+def kept_image(ref: str, *, app_id: int, image_id: str | None) -> str:
+    """The id of the image a rollback starts: the one the deployment recorded.
+
+    With a recorded id, that image (by id: a tag can move) must still exist and, if
+    Slipway built it, be this installation's build of this app. Without one (rows from
+    before ids were recorded), the tag's image must be this app's build when the tag is
+    a Slipway one."""
+    facts = inspect_image(image_id or ref)
+    gone = ContainerError("the image of that deployment is no longer kept; deploy again instead")
+    if facts is None:
+        raise gone
+    built_tag = _is_app_tag(ref, app_id) or ref.startswith("slipway/")
+    if (LABEL_APP in facts.labels or built_tag) and not _is_build_of(facts, app_id):
+        raise ContainerError(
+            f"the image {ref} is not this app's build any more (another installation's "
+            "build may have taken its name); deploy again instead"
+        )
+    return facts.id
 
 
 def image_exists(ref: str) -> bool:

@@ -1,4 +1,4 @@
-"""Versions of an app: its containers on the slipway network, their state and stop.
+"""Versions of an app: its containers on its project's network, their state and stop.
 
 The deploy pipeline starts a version (image, env, limits, replicas) and gets a
 :class:`Version` back: the replicas and the endpoints (``http://<ip>:<port>``)
@@ -7,6 +7,13 @@ and stop; nothing outside ``app.runtime`` speaks in container addresses.
 
 Containers get a fixed set of options: users choose the image, env, port and
 limits, never privileges, mounts, networks, capabilities, devices or labels.
+
+Each project has its own bridge network (``slipway-<installation>-p<project>``):
+the apps of one project reach each other, and Docker's isolation rules drop
+traffic between two bridges, so a container of one project cannot open a
+connection to another project's. Traefik runs on the host and reaches every
+bridge; containers from before project networks stay on the shared ``slipway``
+network until their app is deployed again.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from app.runtime import installation
 from app.runtime.engine import (
     LABEL_APP,
     LABEL_DEPLOYMENT,
+    LABEL_PROJECT,
     LABEL_REPLICA,
     NETWORK,
     ContainerError,
@@ -35,7 +43,7 @@ from app.runtime.installation import LABEL_INSTALLATION
 class Replica:
     id: str
     name: str
-    address: str  # where it listens on the slipway network (the deploy log shows it)
+    address: str  # where it listens on its project's network (the deploy log shows it)
     endpoint: str = ""  # ``http://<address>:<port>``: what Traefik routes to
 
 
@@ -63,6 +71,7 @@ def _endpoint(address: str, port: int) -> str:
 def start_version(
     *,
     app_id: int,
+    project_id: int,
     deployment_id: int,
     image: str,
     env: dict[str, str],
@@ -74,7 +83,8 @@ def start_version(
     """Start ``replicas`` containers of ``image`` listening on ``port``; the handle says
     where each answers."""
     started = start_replicas(
-        app_id=app_id, deployment_id=deployment_id, image=image, env=env, count=replicas,
+        app_id=app_id, project_id=project_id, deployment_id=deployment_id, image=image, env=env,
+        count=replicas,
         cpu_limit=cpu_limit, memory_limit_mb=memory_limit_mb,
     )  # fmt: skip
     with_endpoints = (replace(r, endpoint=_endpoint(r.address, port)) for r in started)
@@ -89,14 +99,26 @@ def find_version(deployment_id: int, port: int) -> Version:
         replicas = []
         for cid in ids:
             container = engine.containers.get(cid)
-            networks = container.attrs["NetworkSettings"]["Networks"]
-            if NETWORK not in networks:
-                raise ContainerError(f"{container.name} is not on the {NETWORK} network")
-            address = networks[NETWORK]["IPAddress"]
+            address = _address(container)
             replicas.append(Replica(cid, container.name, address, _endpoint(address, port)))
     finally:
         engine.close()
     return Version(deployment_id, tuple(replicas))
+
+
+def network_of(labels: dict[str, str]) -> str:
+    """The network a Slipway container was started on: its project's, or the shared one
+    for containers from before project networks."""
+    project = labels.get(LABEL_PROJECT)
+    return project_network(int(project)) if project and project.isdigit() else NETWORK
+
+
+def _address(container) -> str:
+    network = network_of(container.labels)
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    if network not in networks:
+        raise ContainerError(f"{container.name} is not on the {network} network")
+    return networks[network]["IPAddress"]
 
 
 def probe(replica: Replica, path: str) -> int | None:
@@ -122,25 +144,55 @@ def stop_deployment(deployment_id: int, timeout: int = 10) -> None:
     stop_and_remove(containers_of(deployment_id=deployment_id), timeout=timeout)
 
 
-def ensure_network(engine: docker.DockerClient) -> None:
-    """Create the slipway network if it is missing.
+def project_network(project_id: int) -> str:
+    """The bridge network of one project of this installation (ids overlap between them)."""
+    mine = installation.current_id()
+    return f"slipway-{mine}-p{project_id}" if mine else f"slipway-p{project_id}"
 
-    Installations on one engine share it (Traefik reaches every app container
-    through it): it carries the label of the installation that created it, and
-    no installation ever removes it.
-    """
-    if not engine.networks.list(names=[NETWORK]):
+
+def ensure_network(engine: docker.DockerClient, project_id: int) -> str:
+    """Create the project's network if it is missing; returns its name."""
+    name = project_network(project_id)
+    if not engine.networks.list(names=[name]):
+        labels = {"slipway": "1", LABEL_PROJECT: str(project_id)} | installation.labels()
         try:
-            labels = {"slipway": "1"} | installation.labels()
-            engine.networks.create(NETWORK, driver="bridge", labels=labels)
+            engine.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
         except APIError:
-            if not engine.networks.list(names=[NETWORK]):
+            if not engine.networks.list(names=[name]):
                 raise
+    return name
+
+
+def prune_networks(keep_project_ids: set[int]) -> list[str]:
+    """Remove this installation's project networks of projects that are gone and have no
+    container left on them; returns the names removed."""
+    engine = client(timeout=60)
+    removed = []
+    try:
+        for network in engine.networks.list(filters={"label": LABEL_PROJECT}):
+            labels = network.attrs.get("Labels") or {}
+            project = labels.get(LABEL_PROJECT, "")
+            if not installation.owns(labels) or not project.isdigit():
+                continue
+            if int(project) in keep_project_ids:
+                continue
+            network.reload()
+            if network.attrs.get("Containers"):
+                continue  # a container still on it (being removed): a later pass takes it
+            try:
+                network.remove()
+                removed.append(network.name)
+            except (NotFound, APIError):
+                continue
+    finally:
+        engine.close()
+    return removed
 
 
 def start_replicas(
     *,
     app_id: int,
+    project_id: int,
     deployment_id: int,
     image: str,
     env: dict[str, str],
@@ -148,14 +200,14 @@ def start_replicas(
     cpu_limit: float | None,
     memory_limit_mb: int | None,
 ) -> list[Replica]:
-    """Start ``count`` containers of ``image`` on the slipway network."""
+    """Start ``count`` containers of ``image`` on the project's network."""
     own = installation.labels()
     # Names are unique on an engine and ids overlap between installations.
     prefix = f"slipway-{own[LABEL_INSTALLATION]}-" if own else "slipway-"
     engine = client(timeout=120)
     replicas = []
     try:
-        ensure_network(engine)
+        network = ensure_network(engine, project_id)
         for index in range(count):
             container = engine.containers.run(
                 image,
@@ -164,11 +216,12 @@ def start_replicas(
                 environment=env,
                 labels={
                     LABEL_APP: str(app_id),
+                    LABEL_PROJECT: str(project_id),
                     LABEL_DEPLOYMENT: str(deployment_id),
                     LABEL_REPLICA: str(index),
                 }
                 | own,
-                network=NETWORK,
+                network=network,
                 restart_policy={"Name": "unless-stopped"},
                 mem_limit=f"{memory_limit_mb}m" if memory_limit_mb else None,
                 nano_cpus=int(cpu_limit * 1e9) if cpu_limit else None,
@@ -177,7 +230,7 @@ def start_replicas(
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             )
             container.reload()
-            address = container.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+            address = _address(container)
             replicas.append(Replica(container.id, container.name, address))
         return replicas
     except (APIError, DockerException) as exc:

@@ -35,8 +35,12 @@ def _render_form(form, project, app=None, status=200):
 
 
 def _name_error(form, project, exclude_id=None) -> None:
-    if not form.name.errors and catalog.app_name_taken(project.id, form.name.data, exclude_id):
+    if form.name.errors:
+        return
+    if catalog.app_name_taken(project.id, form.name.data, exclude_id):
         form.name.errors = [*form.name.errors, "This project already has an app with this name."]
+    elif taken := catalog.taken_address_for(form.name.data, project, exclude_id):
+        form.name.errors = [*form.name.errors, str(catalog.AddressTaken(taken))]
 
 
 @bp.get("/projects/<int:project_id>/apps/new")
@@ -53,7 +57,11 @@ def new_post(project_id: int):
     _name_error(form, project)
     if not ok or form.name.errors:
         return _render_form(form, project, status=422)
-    app = catalog.create_app(project, form.values())
+    try:
+        app = catalog.create_app(project, form.values())
+    except catalog.AddressTaken as exc:  # another team's create won the race
+        form.name.errors = [*form.name.errors, str(exc)]
+        return _render_form(form, project, status=422)
     flash(f"Application {app.name} created.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
 
@@ -126,7 +134,11 @@ def edit_post(app_id: int):
     _name_error(form, app.project, exclude_id=app.id)
     if not ok or form.name.errors:
         return _render_form(form, app.project, app, status=422)
-    catalog.update_app(app, form.values())
+    try:
+        catalog.update_app(app, form.values())
+    except catalog.AddressTaken as exc:
+        form.name.errors = [*form.name.errors, str(exc)]
+        return _render_form(form, app.project, app, status=422)
     flash("Application saved.", "success")
     return redirect(url_for("apps.show", app_id=app.id), 303)
 

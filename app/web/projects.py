@@ -65,13 +65,18 @@ def edit_get(project_id: int):
 def edit_post(project_id: int):
     project = access.project(project_id, Role.developer)
     form = ProjectForm()
-    if form.validate() and catalog.project_name_taken(
-        project.team_id, form.name.data, exclude_id=project.id
-    ):
+    ok = form.validate()
+    if ok and catalog.project_name_taken(project.team_id, form.name.data, exclude_id=project.id):
         form.name.errors.append("Your team already has a project with this name.")
+    elif ok and (taken := catalog.taken_address_on_rename(project, form.name.data)):
+        form.name.errors.append(str(catalog.AddressTaken(taken)))
     if form.errors:
         return render_template("projects/form.html", form=form, project=project), 422
-    catalog.update_project(project, form.name.data, form.description.data)
+    try:
+        catalog.update_project(project, form.name.data, form.description.data)
+    except catalog.AddressTaken as exc:
+        form.name.errors.append(str(exc))
+        return render_template("projects/form.html", form=form, project=project), 422
     flash("Project saved.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
 

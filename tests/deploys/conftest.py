@@ -97,6 +97,11 @@ def _remove_slipway_resources(app_ids: set[int], installation_id: str, dynamic: 
             except docker.errors.APIError:
                 pass  # still used by something outside this test
         (dynamic / f"app-{app_id}.yml").unlink(missing_ok=True)
+    for network in client.networks.list(filters={"label": ["slipway.project", mine]}):
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            pass
     client.close()
 
 

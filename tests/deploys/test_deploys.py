@@ -215,6 +215,7 @@ def test_hostile_app_name_in_the_database_never_reaches_the_proxy(app, infra, re
     repo.commit(lab.web_files("v1"), "v1")
     app_row = _web_app(repo)
     app_row.name = "web`) || Host(`evil.example"
+    app_row.address = f"{app_row.name}.{app_row.project.name}"  # the route's host comes from it
     db.session.commit()
     deployment = _deploy(app_row)
     assert deployment.status == "failed"

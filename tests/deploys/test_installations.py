@@ -77,6 +77,9 @@ def two(infra, tmp_path):
         container.remove(force=True)
     for image in engine.images.list(filters={"label": f"slipway.app={app_id}"}):
         engine.images.remove(image.id, force=True)
+    for side in sides:
+        for network in engine.networks.list(filters={"label": f"slipway.installation={side.id}"}):
+            network.remove()
     engine.close()
     for side in sides:
         with side.app.app_context():
@@ -85,8 +88,8 @@ def two(infra, tmp_path):
 
 def _start(app_id: int, dep: int) -> None:
     containers.start_replicas(
-        app_id=app_id, deployment_id=dep, image=containers.image_tag(app_id, dep), env={},
-        count=1, cpu_limit=None, memory_limit_mb=None,
+        app_id=app_id, project_id=1, deployment_id=dep, image=containers.image_tag(app_id, dep),
+        env={}, count=1, cpu_limit=None, memory_limit_mb=None,
     )  # fmt: skip
 
 

@@ -60,14 +60,17 @@ def test_git_app_builds_deploys_and_answers_through_traefik(app, infra, repo):
     (container,) = client.containers.list(filters={"label": ours})
     host = container.attrs["HostConfig"]
     assert host["Privileged"] is False and not host.get("Binds") and not host.get("CapAdd")
-    assert not host.get("Devices") and host["NetworkMode"] == "slipway"
+    assert not host.get("Devices")
+    assert host["NetworkMode"] == f"slipway-{installation_id}-p{app_row.project_id}"
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     assert container.labels["slipway.installation"] == installation_id
     assert container.name.startswith(f"slipway-{installation_id}-a{app_row.id}-")
     (image,) = client.images.list(filters={"label": ours})
     assert image.labels["slipway.installation"] == installation_id
-    labels = {"slipway.app", "slipway.deployment", "slipway.replica", "slipway.installation"}
+    labels = {"slipway.app", "slipway.project", "slipway.deployment", "slipway.replica",
+              "slipway.installation"}  # fmt: skip
     assert set(container.labels) <= labels
+    assert container.labels["slipway.project"] == str(app_row.project_id)
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert env["API_TOKEN"] == CANARY and env["GREETING"] == "hi" and env["PORT"] == "8000"
     client.close()
@@ -228,17 +231,27 @@ def test_secret_values_printed_by_a_build_are_redacted(app, infra, repo):
     assert "token=••••••" in log and CANARY not in log
 
 
-def test_image_app_deploys_a_local_image(app, infra, repo):
-    repo.commit(lab.web_files("image"), "image source")
-    builder = _web_app(repo)
-    built = _deploy(builder)
-    project = make_project(make_team(), f"img{next(_names)}")
-    image_app = make_app(project, "web", source_type="image", image=built.image_tag,
-                         git_url=None, git_branch=None, container_port=8000)  # fmt: skip
-    deployment = _deploy(image_app)
-    assert deployment.status == "running", deployment.error
-    assert deployment.image_tag == built.image_tag
-    assert _through_traefik(infra, image_app).text == "hello from image\n"
+def test_image_app_deploys_a_local_image(app, infra, tmp_path):
+    """An image the host has (built outside Slipway, no Slipway labels) runs as is."""
+    for name, text in lab.web_files("image").items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    tag = f"slipway-test-local:i{next(_names)}"
+    client = docker.from_env()
+    image = client.images.build(path=str(tmp_path), tag=tag, rm=True)[0]
+    try:
+        project = make_project(make_team(), f"img{next(_names)}")
+        image_app = make_app(project, "web", source_type="image", image=tag,
+                             git_url=None, git_branch=None, container_port=8000)  # fmt: skip
+        deployment = _deploy(image_app)
+        assert deployment.status == "running", deployment.error
+        assert (deployment.image_tag, deployment.image_id) == (tag, image.id)
+        assert _through_traefik(infra, image_app).text == "hello from image\n"
+    finally:
+        for container in client.containers.list(all=True, filters={"ancestor": image.id}):
+            container.remove(force=True)
+        client.images.remove(image.id, force=True)
+        client.close()
 
 
 def test_delete_app_removes_containers_route_and_images(app, infra, repo):
