@@ -26,6 +26,7 @@ from app.models import (
     Role,
     TargetType,
     Team,
+    User,
 )
 
 
@@ -45,17 +46,30 @@ def current_membership() -> Membership:
     return found[0]
 
 
-def installation_admin() -> Membership:
-    """Installation-wide pages (server figures, workers): admins and owners only, 403 else."""
-    membership = current_membership()
-    if not membership.role_enum.allows(Role.admin):
+def is_installation_admin(user_id: int | None = None) -> bool:
+    """Installation-wide pages (server figures, workers, job retry) show every team's jobs,
+    errors and host figures: only the installation's owner and the users the owner named
+    (``users.installation_admin``) may open them. A team's admin or owner is not one.
+
+    Read from the database on every call, never from the session: a naming taken back
+    holds at once, for sessions already open too.
+    """
+    user_id = current_user.id if user_id is None else user_id
+    if is_installation_owner(user_id):
+        return True
+    return bool(db.session.scalar(select(User.installation_admin).where(User.id == user_id)))
+
+
+def require_installation_admin() -> None:
+    """403 unless the user is the installation's owner or an admin the owner named."""
+    if not is_installation_admin():
         abort(403)
-    return membership
 
 
-def is_installation_admin() -> bool:
-    found = memberships()
-    return bool(found) and found[0].role_enum.allows(Role.admin)
+def require_installation_owner() -> None:
+    """403 unless the user is the installation's owner (naming installation admins)."""
+    if not is_installation_owner(current_user.id):
+        abort(403)
 
 
 def current_team() -> Team:

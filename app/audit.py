@@ -36,6 +36,8 @@ class Action(StrEnum):
     GIT_HOST_KEY_PINNED = "git_host_key.pinned"
     GIT_TOKEN_CLEARED = "git_token.cleared"
     GIT_TOKEN_SET = "git_token.set"
+    INSTALLATION_ADMIN_NAMED = "installation.admin_named"
+    INSTALLATION_ADMIN_REMOVED = "installation.admin_removed"
     JOB_RETRIED = "job.retried"
     LOGIN_FAILED = "login.failed"
     LOGIN_SUCCEEDED = "login.succeeded"

@@ -77,6 +77,17 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField("Repeat new password", [EqualTo("password", "Passwords differ.")])
 
 
+class InstallationAdminForm(FlaskForm):
+    """One row's toggle on the installation admins page: name or un-name ``user_id``."""
+
+    user_id = IntegerField("User", [InputRequired(message="Choose a user.")])
+    change = SelectField(
+        "Change",
+        choices=[("name", "Name installation admin"), ("remove", "Take the naming back")],
+        validate_choice=True,
+    )
+
+
 class ProjectForm(FlaskForm):
     name = StringField(
         "Name", [DataRequired(), checked(names.slug, "The project name")], filters=[strip]

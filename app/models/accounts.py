@@ -9,7 +9,15 @@ from datetime import datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, Timestamped, UTCDateTime
@@ -40,6 +48,9 @@ class User(UserMixin, Timestamped, Base):
     # so every session minted before the bump stops loading.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Named by the installation's owner (app.accounts.installation): may open the
+    # installation-wide pages (server, workers). The owner is one without the flag.
+    installation_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
 

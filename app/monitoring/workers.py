@@ -164,8 +164,9 @@ def find_failed(job_id: str) -> tuple[str, Job] | None:
 
 
 def retry(job_id: str, *, team_id: int | None = None) -> FailedJob | None:
-    """Put a failed job back on its queue (audited under ``team_id``); None when it is not
-    a failed job (any more)."""
+    """Put a failed job back on its queue; None when it is not a failed job (any more).
+
+    The audit row has no team unless one is given: the queues are installation-wide."""
     found = find_failed(job_id)
     if found is None:
         return None

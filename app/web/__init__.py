@@ -110,6 +110,7 @@ def register(app: Flask) -> None:
         dashboard,
         deployments,
         health,
+        installation,
         live,
         metrics,
         notifications,
@@ -123,7 +124,7 @@ def register(app: Flask) -> None:
 
     blueprints = (
         auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
-        notifications, prometheus_web, workers_web, repos, webhooks,
+        notifications, prometheus_web, workers_web, installation, repos, webhooks,
     )  # fmt: skip
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -45,7 +45,7 @@ def app_series(app_id: int):
 
 @bp.get("/server")
 def server_page():
-    access.installation_admin()
+    access.require_installation_admin()
     name = _range()
     chart = metrics.series(None, name)
     return render_template(
@@ -56,5 +56,5 @@ def server_page():
 
 @bp.get("/server/metrics.json")
 def server_series():
-    access.installation_admin()
+    access.require_installation_admin()
     return _json(None)

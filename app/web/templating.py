@@ -33,7 +33,12 @@ def live_since() -> str:
 
 
 def _is_installation_admin() -> bool:
+    """The nav's Server and Workers links: the same predicate their views enforce."""
     return current_user.is_authenticated and access.is_installation_admin()
+
+
+def _is_installation_owner() -> bool:
+    return current_user.is_authenticated and access.is_installation_owner(current_user.id)
 
 
 def register(app: Flask) -> None:
@@ -45,6 +50,7 @@ def register(app: Flask) -> None:
     # Callables, so a page that never asks costs no Redis or Docker round trip.
     app.add_template_global(containers.engine_status, "engine_status")
     app.add_template_global(_is_installation_admin, "is_installation_admin")
+    app.add_template_global(_is_installation_owner, "is_installation_owner")
 
     @app.context_processor
     def request_values() -> dict:

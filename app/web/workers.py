@@ -1,4 +1,5 @@
-"""Workers: RQ workers, queue depths and failed jobs (installation-wide: admins and owners)."""
+"""Workers: RQ workers, queue depths and failed jobs (installation-wide: the installation's
+owner and the admins the owner named)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ bp = Blueprint("workers", __name__)
 
 @bp.get("/workers")
 def index():
-    access.installation_admin()
+    access.require_installation_admin()
     return render_template(
         "workers/index.html", workers=workers.workers(), queues=workers.queues(),
         failed=workers.failed_jobs(), now=utcnow(),
@@ -22,8 +23,8 @@ def index():
 
 @bp.post("/workers/failed/<job_id>/retry")
 def retry(job_id: str):
-    membership = access.installation_admin()
-    retried = workers.retry(job_id, team_id=membership.team_id)
+    access.require_installation_admin()
+    retried = workers.retry(job_id)
     if retried is None:
         abort(404, "No failed job with this id (it may have been retried already).")
     flash(f"Job {retried.id} is queued again.", "success")

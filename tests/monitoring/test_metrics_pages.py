@@ -112,18 +112,29 @@ def test_anonymous_json_is_401_and_pages_redirect(client, team_app):
     assert client.get("/server").status_code == 302
 
 
-@pytest.mark.parametrize(("role", "status"), [
-    (Role.owner, 200), (Role.admin, 200), (Role.developer, 403), (Role.viewer, 403),
+@pytest.mark.parametrize(("who", "status"), [
+    ("installation owner", 200), ("named admin", 200), (Role.owner, 403), (Role.admin, 403),
+    (Role.developer, 403), (Role.viewer, 403),
 ])  # fmt: skip
-def test_the_server_page_is_for_admins_and_owners(client, auth, app, role, status):
+def test_the_server_page_is_for_the_installation_owner_and_named_admins(
+    client, auth, app, who, status
+):
+    """A team's own owner or admin is not an installation admin (issue 17, item 11)."""
     _samples(None)
-    team = make_team()
-    _login(auth, team, role)
+    installation_owner = make_user(make_team())  # the first account: setup's
+    if who == "installation owner":
+        assert auth.login(installation_owner).status_code == 303
+    else:
+        user = _login(auth, make_team(), Role.admin if who == "named admin" else who)
+        if who == "named admin":
+            user.installation_admin = True
+            db.session.commit()
     page = client.get("/server")
     assert page.status_code == status
     assert client.get("/server/metrics.json", headers=JSON).status_code == status
     nav = client.get("/").get_data(as_text=True)
     assert ('href="/server"' in nav) == (status == 200)
+    assert ('href="/server/admins"' in page.get_data(as_text=True)) == (who == "installation owner")
     if status == 200:
         assert "12.5 %" in page.get_data(as_text=True)
         body = client.get("/server/metrics.json?range=hour", headers=JSON).json
