@@ -43,8 +43,11 @@ step() { # step NAME COMMAND...
 # --foreground: a Ctrl-C in the terminal still reaches pytest.
 pytest=(timeout --foreground -s INT -k 60 "$PYTEST_TIMEOUT" .venv/bin/pytest -q)
 step "ruff check" .venv/bin/ruff check .
+# Tests of the engine, Traefik, the browser and whole processes run once, in the
+# SQLite run (the default `make run` uses); the PostgreSQL run deselects them.
 step "pytest on PostgreSQL" env SLIPWAY_TEST_DATABASE_URL="$TEST_DATABASE_URL" \
-    SLIPWAY_TEST_REDIS_URL="$TEST_REDIS_URL" "${pytest[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+    SLIPWAY_TEST_REDIS_URL="$TEST_REDIS_URL" SLIPWAY_TEST_ONCE=skip \
+    "${pytest[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
 step "pytest on SQLite" env -u SLIPWAY_TEST_DATABASE_URL \
     SLIPWAY_TEST_REDIS_URL="$TEST_REDIS_URL" "${pytest[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
 

@@ -4,6 +4,11 @@
 once with PostgreSQL and once with SQLite); ``SLIPWAY_TEST_REDIS_URL`` the
 Redis server. The schema is built by the Alembic migrations, once per session;
 each test starts from empty tables and an empty Redis database.
+
+Tests of the engine, Traefik, the browser and whole processes (the fixtures in
+``ONCE_FIXTURES``) run in one of the two database runs only: with
+``SLIPWAY_TEST_ONCE=skip`` they are deselected (``make test`` sets it for the
+PostgreSQL run; they run in the SQLite run, the default ``make run`` uses).
 """
 
 from __future__ import annotations
@@ -25,6 +30,22 @@ from app.models import (
     Role,
 )
 from tests.factories import PASSWORD, make_user
+
+# Fixtures of the tests that run once per ``make test``, not once per database.
+ONCE_FIXTURES = frozenset({"infra", "browser", "server", "fresh_server", "open_page"})
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SLIPWAY_TEST_ONCE") != "skip":
+        return
+    keep, once = [], []
+    for item in items:
+        runs_once = ONCE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (once if runs_once or item.get_closest_marker("once") else keep).append(item)
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = keep
+
 
 TEST_KEY = "k1:" + base64.b64encode(b"\x01" * 32).decode()
 

@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# Embedded SQLite and Redis whatever the run: once per make test.
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "scripts" / "run.py"
 START_TIMEOUT = 120  # seconds: migrations, Redis, gunicorn and two app imports
