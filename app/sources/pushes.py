@@ -1,11 +1,16 @@
 """Push payloads from GitHub, GitLab and Gitea (and GitHub-shaped generic ones), and
 whether a push deploys: tracked branch or tag pattern, exact repository, skip markers,
-watch paths."""
+watch paths.
+
+A payload is checked against a schema of every field Slipway reads before anything
+reads it (:func:`load`, :func:`parse`): a field of a type the forge never sends is
+:class:`Malformed`, never a crash and never quietly read as empty."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from app import names
@@ -14,6 +19,124 @@ from app.models import Application
 SKIP_MARKERS = ("[skip deploy]", "[skip ci]")
 ZERO_SHA = re.compile(r"^0+$")
 GITLAB_EVENTS = {"Push Hook": "push", "Tag Push Hook": "push", "System Hook": "system"}
+
+
+class Malformed(ValueError):
+    """The body is not a payload any forge sends (not JSON, nested too deeply, not an
+    object, or a field of the wrong type); the message says which, for the delivery log."""
+
+
+# ---- the schema ---------------------------------------------------------------
+# A field is a tuple of accepted Python types, an _Object or a _List. Only the fields
+# Slipway reads are listed; an absent one is fine (read as empty), others are ignored.
+
+
+@dataclass(frozen=True)
+class _Object:
+    fields: dict
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class _List:
+    item: object
+    nullable: bool = False
+
+
+STRING, OPTIONAL_STRING, WHOLE_NUMBER = (str,), (str, type(None)), (int,)
+_FILES = _List(STRING, nullable=True)  # Gitea sends null for an empty list
+_COMMIT = _Object({
+    "id": STRING, "message": STRING,
+    "author": _Object({"name": OPTIONAL_STRING, "username": OPTIONAL_STRING}, nullable=True),
+    "added": _FILES, "modified": _FILES, "removed": _FILES,
+})  # fmt: skip
+_COMMITS = _List(_COMMIT, nullable=True)
+GITHUB_PUSH = _Object({
+    "ref": STRING, "after": STRING, "commits": _COMMITS,
+    "head_commit": replace(_COMMIT, nullable=True),  # null when a branch is deleted
+    "repository": _Object({k: OPTIONAL_STRING for k in ("clone_url", "ssh_url", "html_url",
+                                                        "url")}),
+    "total_commits": WHOLE_NUMBER,  # Gitea only
+})  # fmt: skip
+GITLAB_PUSH = _Object({
+    "ref": STRING, "after": STRING, "checkout_sha": OPTIONAL_STRING, "commits": _COMMITS,
+    "total_commits_count": WHOLE_NUMBER,
+    "project": _Object({k: OPTIONAL_STRING for k in ("git_http_url", "git_ssh_url", "web_url",
+                                                     "http_url", "ssh_url")}),
+    "repository": _Object({k: OPTIONAL_STRING for k in ("url", "homepage", "git_http_url",
+                                                        "git_ssh_url")}),
+})  # fmt: skip
+_NAMES = {str: "a string", int: "a whole number", type(None): "null"}
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a value")
+
+
+def _expected(spec) -> str:
+    if isinstance(spec, tuple):
+        return " or ".join(_NAMES[t] for t in spec)
+    name = "an object" if isinstance(spec, _Object) else "a list"
+    return f"{name} or null" if spec.nullable else name
+
+
+def _check(value, spec, path: str) -> None:
+    """Raise :class:`Malformed` naming the first field of ``value`` that ``spec`` refuses."""
+    if isinstance(spec, tuple):
+        ok = isinstance(value, spec) and not (isinstance(value, bool) and bool not in spec)
+    elif value is None:
+        ok = spec.nullable
+    else:
+        ok = isinstance(value, dict if isinstance(spec, _Object) else list)
+    if not ok:
+        raise Malformed(f"{path} is {_kind(value)}, not {_expected(spec)}")
+    if isinstance(value, str):
+        # Storable text only: PostgreSQL refuses NUL, UTF-8 refuses lone surrogates.
+        if "\x00" in value or (not value.isascii() and not _encodable(value)):
+            raise Malformed(f"{path} holds a character no forge sends (NUL or a lone surrogate)")
+    elif isinstance(value, dict) and isinstance(spec, _Object):
+        for key, sub in spec.fields.items():
+            if key in value:
+                _check(value[key], sub, f"{path}.{key}" if path else key)
+    elif isinstance(value, list) and isinstance(spec, _List):
+        for n, item in enumerate(value):
+            _check(item, spec.item, f"{path}[{n}]")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def load(body: bytes) -> dict:
+    """The JSON object a delivery's body holds, or :class:`Malformed`."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        # The C decoder stops cleanly at the interpreter's recursion limit (~1,000 levels;
+        # the body is at most 2 MiB): no forge nests anywhere near that.
+        raise Malformed("the body is nested too deeply") from None
+    except ValueError:  # also invalid UTF-8 and integers of more than 4,300 digits
+        raise Malformed("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise Malformed(f"the body is {_kind(payload)}, not a JSON object")
+    return payload
+
+
+def event_name(provider: str, header: str) -> str:
+    """The event a delivery's event header names, as :class:`Push` spells it."""
+    if provider == "gitlab":
+        header = GITLAB_EVENTS.get(header, header)
+    return header[:40] or "unknown"
 
 
 @dataclass
@@ -60,14 +183,17 @@ def _head(commits: list, after: str, head_commit: dict) -> dict:
 
 
 def parse(provider: str, event: str, payload: dict) -> Push:
-    """Read a push payload as the forge documents it (GitHub's shape for ``generic``)."""
-    if provider == "gitlab":
-        event = GITLAB_EVENTS.get(event, event)
+    """Read a push payload as the forge documents it (GitHub's shape for ``generic``).
+
+    Raises :class:`Malformed` when a field Slipway reads has a type the forge never sends.
+    """
+    event = event_name(provider, event)
     if event == "ping":
         return Push(event="ping")
     if event != "push":
-        return Push(event=event[:40] or "unknown")
-    commits = [c for c in payload.get("commits") or [] if isinstance(c, dict)]
+        return Push(event=event)
+    _check(payload, GITLAB_PUSH if provider == "gitlab" else GITHUB_PUSH, "")
+    commits = payload.get("commits") or []
     after = _str(payload.get("after"))
     if provider == "gitlab":
         after = _str(payload.get("checkout_sha")) or after
@@ -98,8 +224,11 @@ def parse(provider: str, event: str, payload: dict) -> Push:
 
 def same_repository(a: str, b: str) -> bool:
     """Exactly the same repository: only the host's case, a trailing ``/`` and a
-    ``.git`` suffix may differ."""
-    return _canonical(a) == _canonical(b)
+    ``.git`` suffix may differ. A URL that cannot be parsed is another repository."""
+    try:
+        return _canonical(a) == _canonical(b)
+    except ValueError:  # urlsplit: "Invalid IPv6 URL", NFKC-invalid host names
+        return False
 
 
 def _canonical(url: str) -> str:
