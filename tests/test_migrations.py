@@ -179,3 +179,49 @@ def test_0007_gives_duplicate_addresses_from_before_distinct_ones(tmp_path):
         found = dict(db.session.execute(select(Application.id, Application.address)).all())
         assert found == {3: "web.shop", 7: "web-a7.shop", 9: "api.shop"}
         db.session.remove()
+
+
+def test_0009_keeps_delivery_rows_and_lets_their_null_digests_coexist(tmp_path):
+    """0009 rebuilds ``webhook_deliveries`` on SQLite to add ``body_sha256`` (unique per
+    app): the rows from before stay, linked to their deployments, all with NULL digests;
+    a digest is unique per app from then on."""
+    import pytest
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import exc, select, text
+
+    from app import create_app
+    from app.models import WebhookDelivery
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with old.app_context():
+        upgrade(revision="0008")
+        session = db.session
+        _insert(session, "teams", id=1)
+        _insert(session, "projects", id=1, team_id=1)
+        _insert(session, "environments", id=1, project_id=1)
+        _insert(session, "applications", id=1, project_id=1, environment_id=1, name="web")
+        _insert(session, "deployments", id=1, application_id=1, status="running")
+        for n in (1, 2):
+            _insert(session, "webhook_deliveries", id=n, application_id=1, provider="github",
+                    delivery_id=f"d{n}", outcome="deployed", deployment_id=1)  # fmt: skip
+        session.commit()
+        session.remove()
+        upgrade()
+        rows = db.session.execute(
+            select(WebhookDelivery.delivery_id, WebhookDelivery.body_sha256,
+                   WebhookDelivery.deployment_id).order_by(WebhookDelivery.id)
+        ).all()  # fmt: skip
+        assert [tuple(r) for r in rows] == [("d1", None, 1), ("d2", None, 1)]
+        fields = {"application_id": 1, "provider": "github", "event": "push",
+                  "outcome": "ignored", "reason": "", "body_sha256": "ab" * 32}  # fmt: skip
+        db.session.add(WebhookDelivery(delivery_id="d3", **fields))
+        db.session.commit()
+        db.session.add(WebhookDelivery(delivery_id="d4", **fields))
+        with pytest.raises(exc.IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+        db.session.remove()
+        downgrade(revision="0008")
+        assert db.session.execute(text("SELECT count(*) FROM webhook_deliveries")).scalar() == 3
+        db.session.remove()

@@ -2,8 +2,9 @@
 
 A delivery is authenticated first (:func:`verify`: HMAC-SHA256 over the raw body,
 or GitLab's token, compared in constant time), then remembered by its delivery id
-in ``webhook_deliveries`` in the same transaction as the deployment it starts, so
-a replay can never deploy twice. Whether a push deploys is decided by
+and the SHA-256 of its body in ``webhook_deliveries`` in the same transaction as the
+deployment it starts, so a replay can never deploy twice, under its own id or a
+fresh one. Whether a push deploys is decided by
 ``app.pushes``. The request never clones or builds: it only queues.
 """
 
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets as pysecrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
@@ -38,6 +38,7 @@ KEEP_DELIVERIES = 200
 REMEMBER_DELIVERIES = timedelta(days=30)
 SQLITE_RETRIES = 5
 NOT_QUEUED = "not_queued"
+MALFORMED = "malformed"
 NOT_QUEUED_REASON = (
     "the deploy could not be queued (the job queue did not answer); answered 503, "
     "so a redelivery of this delivery deploys it"
@@ -58,7 +59,8 @@ class Refused(Exception):
 
 
 class BadDelivery(Exception):
-    """Authentic but unusable (400): no delivery id, or a body that is not JSON."""
+    """Authentic but unusable (400): no delivery id, or a malformed payload (the message
+    says which field; safe to show the sender)."""
 
 
 class NotQueued(Exception):
@@ -158,22 +160,26 @@ def receive(
     """Handle an authenticated delivery: remember it, and deploy if the push asks for it.
 
     Returns ``(HTTP status, JSON body)``: 202 when a deployment was queued, 200 when
-    the delivery was ignored or is a replay. Raises :class:`NotQueued` when the
-    deployment could not be queued, so the forge sees a failure it can redeliver.
+    the delivery was ignored or is a replay — of its delivery id, or of its body under
+    another id (the id header is not signed; the body is). Raises :class:`BadDelivery`
+    for a malformed payload (logged as a ``malformed`` delivery first) and
+    :class:`NotQueued` when the deployment could not be queued, so the forge sees a
+    failure it can redeliver.
     """
     delivery = delivery_id(provider, headers)
+    digest = hashlib.sha256(body).hexdigest()
+    event = (headers.get(HEADERS[provider][2]) or "push").strip()
     try:
-        payload = json.loads(body)
-    except ValueError:
-        raise BadDelivery("the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise BadDelivery("the body is not a JSON object")
-    push = pushes.parse(provider, (headers.get(HEADERS[provider][2]) or "push").strip(), payload)
+        push = pushes.parse(provider, event, pushes.load(body))
+    except pushes.Malformed as exc:
+        _log_malformed(app.id, provider, delivery, digest, pushes.event_name(provider, event),
+                       str(exc))  # fmt: skip
+        raise BadDelivery(str(exc)) from None
     ref, reason = pushes.decide(app, push)
     app_id = app.id
     fields = {
         "application_id": app_id, "provider": provider, "delivery_id": delivery,
-        "event": push.event, "ref": push.ref[:255] or None,
+        "body_sha256": digest, "event": push.event, "ref": push.ref[:255] or None,
         "commit_sha": push.after[:64] or None, "outcome": "deployed" if ref else "ignored",
         "reason": reason[:500],
     }  # fmt: skip
@@ -181,9 +187,10 @@ def receive(
         row = _insert_delivery(fields)
     except IntegrityError:
         db.session.rollback()
-        row = _claim_not_queued(app_id, provider, delivery) if ref else None
+        earlier = _earlier_row_id(app_id, provider, delivery, digest)
+        row = _claim_not_queued(earlier, digest) if ref and earlier else None
         if row is None:
-            _count_replay(app_id, provider, delivery)
+            _count_replay(earlier)
             return 200, {"status": "duplicate", "delivery": delivery}
     if ref is None:
         row_id = row.id
@@ -209,6 +216,44 @@ def receive(
     return 202, {"status": DeploymentStatus.queued.value, "deployment": linked["id"]}
 
 
+def _log_malformed(
+    app_id: int, provider: str, delivery: str, digest: str, event: str, reason: str
+) -> None:
+    """Log an authentic delivery whose payload is malformed (``malformed``, with why).
+
+    The row takes part in replay detection like any other: a second copy (by id or by
+    body) only counts a replay on it."""
+    fields = {
+        "application_id": app_id, "provider": provider, "delivery_id": delivery,
+        "body_sha256": digest, "event": event, "outcome": MALFORMED, "reason": reason[:500],
+    }  # fmt: skip
+    try:
+        row_id = _insert_delivery(fields).id
+    except IntegrityError:
+        db.session.rollback()
+        _count_replay(_earlier_row_id(app_id, provider, delivery, digest))
+        return
+    db.session.commit()
+    _prune(app_id, row_id)
+
+
+def _earlier_row_id(app_id: int, provider: str, delivery: str, digest: str) -> int | None:
+    """The row a delivery collided with: the one with its delivery id, else the one with
+    its body (None only if that row has gone since, which pruning never does within
+    ``REMEMBER_DELIVERIES``)."""
+    mine = WebhookDelivery.application_id == app_id
+    same_id = db.session.scalar(
+        select(WebhookDelivery.id).where(
+            mine, WebhookDelivery.provider == provider, WebhookDelivery.delivery_id == delivery
+        )
+    )
+    if same_id is not None:
+        return same_id
+    return db.session.scalar(
+        select(WebhookDelivery.id).where(mine, WebhookDelivery.body_sha256 == digest)
+    )
+
+
 def _insert_delivery(fields: dict) -> WebhookDelivery:
     """Insert the delivery row; a concurrent replay waits here, then fails (IntegrityError).
 
@@ -230,39 +275,38 @@ def _insert_delivery(fields: dict) -> WebhookDelivery:
     raise AssertionError("unreachable")
 
 
-def _count_replay(app_id: int, provider: str, delivery: str) -> None:
-    db.session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.application_id == app_id,
-            WebhookDelivery.provider == provider,
-            WebhookDelivery.delivery_id == delivery,
+def _count_replay(row_id: int | None) -> None:
+    if row_id is not None:
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == row_id)
+            .values(replays=WebhookDelivery.replays + 1)
         )
-        .values(replays=WebhookDelivery.replays + 1)
-    )
     db.session.commit()
 
 
-def _claim_not_queued(app_id: int, provider: str, delivery: str) -> WebhookDelivery | None:
+def _claim_not_queued(row_id: int, digest: str) -> WebhookDelivery | None:
     """The row of an earlier try of this delivery that could not be queued, claimed for
     this redelivery (uncommitted, in the deployment's transaction); None for a replay.
 
-    The conditional UPDATE lets exactly one of racing redeliveries claim it.
+    A redelivery is the same body, whatever its id (some forges give redeliveries a new
+    one); a different body under a not-queued row's id is a replay like any other. Rows
+    from before body digests (NULL) are claimed by their delivery id alone. The
+    conditional UPDATE lets exactly one of racing redeliveries claim it.
     """
-    where = (
-        WebhookDelivery.application_id == app_id,
-        WebhookDelivery.provider == provider,
-        WebhookDelivery.delivery_id == delivery,
-    )
     claimed = db.session.execute(
         update(WebhookDelivery)
-        .where(*where, WebhookDelivery.outcome == NOT_QUEUED)
+        .where(
+            WebhookDelivery.id == row_id,
+            WebhookDelivery.outcome == NOT_QUEUED,
+            or_(WebhookDelivery.body_sha256 == digest, WebhookDelivery.body_sha256.is_(None)),
+        )
         .values(outcome="deployed", reason="deployed")
     ).rowcount
     if not claimed:
         db.session.rollback()
         return None
-    return db.session.scalar(select(WebhookDelivery).where(*where))
+    return db.session.get(WebhookDelivery, row_id)
 
 
 def _mark_not_queued(row_id: int) -> None:

@@ -36,7 +36,8 @@ def receive(provider: str, token: str):
     try:
         status, answer = webhooks.receive(app, provider, request.headers, body)
     except webhooks.BadDelivery as exc:
-        return error_json(400, "bad_delivery", str(exc)), 400
+        details = {"delivery": request.headers.get(webhooks.HEADERS[provider][1], "")[:100]}
+        return error_json(400, "bad_delivery", str(exc), details), 400
     except webhooks.NotQueued as exc:
         details = {"delivery": exc.delivery, "deployment": exc.deployment_id}
         answer = error_json(503, "not_queued", "The deployment could not be queued; "

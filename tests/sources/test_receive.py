@@ -268,8 +268,8 @@ def _delivery_count(app_id: int) -> int:
 
 def test_deliveries_older_than_30_days_beyond_the_newest_200_are_pruned(poster):
     _add_deliveries(poster.app_row.id, "old", webhooks.KEEP_DELIVERIES + 25, timedelta(days=31))
-    for n in range(20):
-        poster.push("github", ref="refs/heads/other", delivery=f"new-{n}")
+    for n in range(20):  # 20 different pushes: the same body again would be a replay
+        poster.push("github", ref="refs/heads/other", sha=f"{n + 1:040x}", delivery=f"new-{n}")
     count = _delivery_count(poster.app_row.id)
     # Pruning runs every 20th delivery: between 200 and 219 are kept, the oldest go.
     assert webhooks.KEEP_DELIVERIES <= count < webhooks.KEEP_DELIVERIES + 20
@@ -281,17 +281,20 @@ def test_deliveries_older_than_30_days_beyond_the_newest_200_are_pruned(poster):
 
 def test_a_redelivery_within_30_days_deploys_nothing_however_many_came_since(poster):
     """The dedupe memory is time-based: 300 later deliveries do not push a 29-day-old
-    delivery id out, so the forge's redelivery of it is still a duplicate."""
+    delivery id (or body) out, so the forge's redelivery of it is still a duplicate, and
+    so is its body under a fresh id."""
     assert poster.push("github", delivery="early").status_code == 202
     early = db.session.scalar(select(WebhookDelivery).where(WebhookDelivery.delivery_id == "early"))
     early.created_at = utcnow() - timedelta(days=29)
     db.session.commit()
     _add_deliveries(poster.app_row.id, "busy", 300, timedelta(days=1))
     for n in range(20):  # one of them has an id divisible by 20: pruning runs
-        poster.push("github", ref="refs/heads/other", delivery=f"new-{n}")
+        poster.push("github", ref="refs/heads/other", sha=f"{n + 1:040x}", delivery=f"new-{n}")
     assert _delivery_count(poster.app_row.id) == 1 + 300 + 20  # nothing young is forgotten
     again = poster.push("github", delivery="early")
     assert again.status_code == 200 and again.json["status"] == "duplicate"
+    fresh = poster.push("github", delivery="early-under-a-fresh-id")
+    assert fresh.status_code == 200 and fresh.json["status"] == "duplicate"
     assert len(_deployments(poster.app_row.id)) == 1
 
 
