@@ -167,6 +167,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LIVE_BUFFER_LINES": 2000,
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
         "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
+        "WEBHOOK_REFUSAL_LIMIT": _env("WEBHOOK_REFUSAL_LIMIT", "20 per minute"),
         "SESSION_COOKIE_NAME": "slipway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -6,22 +6,43 @@ nothing else may live here.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.extensions import limiter
 from app.sources import webhooks
 from app.web.htmx import error_json
 
 bp = Blueprint("webhooks", __name__)
 
 
+def _known_url() -> bool:
+    # Only refusals of unknown URLs are limited: a forge's shared address flooding
+    # unknown URLs (anyone can point a hook anywhere) must not block real apps' pushes.
+    return webhooks.app_by_token((request.view_args or {}).get("token", "")) is not None
+
+
+@bp.errorhandler(RateLimitExceeded)
+def refused_too_often(exc: RateLimitExceeded):
+    webhooks.count_unrecorded_refusal()
+    answer = error_json(429, "rate_limited", "Too many deliveries to unknown webhook URLs "
+                        "from this address; try again later.")  # fmt: skip
+    return answer, 429, {"Retry-After": str(webhooks.refusal_window())}
+
+
 @bp.post("/webhooks/<provider>/<token>")
+@limiter.limit(
+    lambda: current_app.config["WEBHOOK_REFUSAL_LIMIT"],
+    exempt_when=_known_url,
+    deduct_when=lambda response: response.status_code == 404,
+)
 def receive(provider: str, token: str):
     if provider not in webhooks.PROVIDERS:
         abort(404)
     app = webhooks.app_by_token(token)
     if app is None:
-        webhooks.refuse(None, provider, "unknown webhook URL")
+        webhooks.refuse_unknown_url(provider)
         return error_json(404, "not_found", "No such webhook."), 404
     request.max_content_length = webhooks.MAX_BODY_BYTES
     try:

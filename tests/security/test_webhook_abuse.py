@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db, queue
-from app.models import Deployment, WebhookDelivery
+from app.models import AuditEvent, Deployment, WebhookDelivery
 from app.sources import webhooks
 from tests.conftest import RequestScopedClient
 from tests.factories import make_app, make_project, make_team
@@ -334,3 +335,68 @@ def test_valid_pushes_of_every_forge_still_deploy(app, client, hook):
     body, headers = payloads.signed_request("github", secret, deleted)
     answer = _post(client, "github", row, body, headers)
     assert answer.status_code == 200 and "deleted" in answer.json["reason"]
+
+
+# ---- item 10: a flood of unknown webhook URLs -----------------------------------------
+
+
+def _refusals(ip: str | None = None) -> list[AuditEvent]:
+    db.session.expire_all()
+    query = select(AuditEvent).where(AuditEvent.action == "webhook.refused")
+    if ip:
+        query = query.where(AuditEvent.ip == ip)
+    return db.session.scalars(query.order_by(AuditEvent.id)).all()
+
+
+def test_an_unknown_token_flood_is_limited_per_address_and_audited_once_per_burst(app_with, hook):
+    row, secret = hook
+    flask_app = app_with(WEBHOOK_REFUSAL_LIMIT="5 per 2 seconds", TRUSTED_PROXIES=1)
+    client = flask_app.test_client()
+    flood, other = "203.0.113.7", "198.51.100.2"
+
+    def unknown(address: str, n: int):
+        return client.post(f"/webhooks/github/guess-{n}", data=b"{}", headers={
+            "X-Forwarded-For": address, "Content-Type": "application/json"})  # fmt: skip
+
+    start = time.monotonic()
+    answers = [unknown(flood, n) for n in range(12)]
+    assert time.monotonic() - start < 1.5, "too slow to stay within one window"
+    assert [a.status_code for a in answers] == [404] * 5 + [429] * 7
+    limited = answers[-1]
+    assert limited.json["error"]["code"] == "rate_limited"
+    assert set(limited.json["error"]) == {"code", "message", "details"}
+    assert int(limited.headers["Retry-After"]) > 0
+    [first] = _refusals(flood)
+    assert first.details["reason"] == "unknown webhook URL" and first.target_id is None
+    assert first.details["unrecorded_before"] == 0
+    # Another address has its own allowance and its own row.
+    assert unknown(other, 0).status_code == 404
+    assert len(_refusals(other)) == 1
+    # The flooded address (a forge's shared one, say) still delivers to real apps: a
+    # known token is never limited, a bad signature to it is still a 401.
+    body, headers = payloads.signed_request(
+        "github", secret, payloads.github_push(REPO, "refs/heads/main", SHA)
+    )
+    url = f"/webhooks/github/{row.webhook_token}"
+    forwarded = headers | {"X-Forwarded-For": flood}
+    assert client.post(url, data=body, headers=forwarded).status_code == 202
+    forged = forwarded | {"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Delivery": "x"}
+    assert client.post(url, data=body, headers=forged).status_code == 401
+    # The next burst gets one new row, counting the refusals the last one did not record.
+    time.sleep(max(0.0, start + 2.3 - time.monotonic()))
+    assert unknown(flood, 99).status_code == 404
+    unknown_rows = [e for e in _refusals(flood) if e.details["reason"] == "unknown webhook URL"]
+    assert len(unknown_rows) == 2
+    assert unknown_rows[1].details["unrecorded_before"] == 11  # 4 answered 404, 7 answered 429
+
+
+def test_unknown_tokens_within_the_default_limit_are_still_404_and_audited(app, client):
+    answer = client.post("/webhooks/gitea/nope", data=b"{}")
+    assert answer.status_code == 404 and answer.json["error"]["code"] == "not_found"
+    [event] = _refusals()
+    assert event.details["provider"] == "gitea" and event.ip == "127.0.0.1"
+    assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 0
+
+
+def test_the_refusal_limit_is_a_setting(app):
+    assert app.config["WEBHOOK_REFUSAL_LIMIT"] == "20 per minute"
