@@ -18,16 +18,13 @@ import time
 from collections.abc import Mapping
 from datetime import timedelta
 
-from flask import current_app
-from limits import parse_many
-from redis.exceptions import RedisError
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
 from app import audit, crypto
 from app.deploys import control
-from app.extensions import client_address, db, redis
+from app.extensions import db
 from app.models import Application, DeploymentStatus, WebhookDelivery
 from app.models.base import utcnow
 from app.sources import pushes
@@ -145,63 +142,6 @@ def refuse(app: Application | None, provider: str, reason: str) -> None:
         reason=reason,
     )
     db.session.commit()
-
-
-# ---- unknown webhook URLs -----------------------------------------------------
-# Deliveries to URLs no app has are limited per source address by Flask-Limiter
-# (WEBHOOK_REFUSAL_LIMIT, counted on the 404s only; see app/web/webhooks.py) and audited
-# once per burst: the first refusal from an address in a window writes the row, the
-# others (and the 429s) are only counted, and the address's next row carries the count.
-
-_BURST_KEY = "slipway:webhook-refusals:burst:{}"
-_UNRECORDED_KEY = "slipway:webhook-refusals:unrecorded:{}"
-_UNRECORDED_TTL = 24 * 3600  # a count older than this is dropped with its key
-
-
-def refusal_window() -> int:
-    """Seconds of the shortest window of ``WEBHOOK_REFUSAL_LIMIT``: one burst."""
-    return min(item.get_expiry() for item in parse_many(current_app.config[
-        "WEBHOOK_REFUSAL_LIMIT"]))  # fmt: skip
-
-
-def refuse_unknown_url(provider: str) -> None:
-    """Audit a delivery to an unknown webhook URL, once per source address and burst.
-
-    ``SET NX EX`` decides which refusal opens a burst (the first one after the window
-    passed); the row says how many refusals since the address's previous row were not
-    recorded (``unrecorded_before``). Without Redis every refusal is recorded."""
-    address, window = client_address(), refusal_window()
-    try:
-        if not redis.client.set(_BURST_KEY.format(address), 1, nx=True, ex=window):
-            count_unrecorded_refusal()
-            return
-        pipe = redis.client.pipeline()  # MULTI: read and reset the count at once
-        pipe.get(_UNRECORDED_KEY.format(address))
-        pipe.delete(_UNRECORDED_KEY.format(address))
-        unrecorded: int | None = int(pipe.execute()[0] or 0)
-    except RedisError:
-        unrecorded = None
-    audit.record(
-        audit.Action.WEBHOOK_REFUSED,
-        provider=provider,
-        reason="unknown webhook URL",
-        burst_seconds=window,
-        unrecorded_before=unrecorded,
-    )
-    db.session.commit()
-
-
-def count_unrecorded_refusal() -> None:
-    """Count a refusal of an unknown URL that is not audited (a burst's later ones, and
-    those answered 429) towards the address's next audit row."""
-    key = _UNRECORDED_KEY.format(client_address())
-    try:
-        pipe = redis.client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, _UNRECORDED_TTL)
-        pipe.execute()
-    except RedisError:
-        pass  # a lost count is not worth failing the answer for
 
 
 # ---- receiving ----------------------------------------------------------------

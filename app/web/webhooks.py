@@ -11,7 +11,7 @@ from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.extensions import limiter
-from app.sources import webhooks
+from app.sources import refusals, webhooks
 from app.web.htmx import error_json
 
 bp = Blueprint("webhooks", __name__)
@@ -25,10 +25,10 @@ def _known_url() -> bool:
 
 @bp.errorhandler(RateLimitExceeded)
 def refused_too_often(exc: RateLimitExceeded):
-    webhooks.count_unrecorded_refusal()
+    refusals.count_unrecorded_refusal()
     answer = error_json(429, "rate_limited", "Too many deliveries to unknown webhook URLs "
                         "from this address; try again later.")  # fmt: skip
-    return answer, 429, {"Retry-After": str(webhooks.refusal_window())}
+    return answer, 429, {"Retry-After": str(refusals.refusal_window())}
 
 
 @bp.post("/webhooks/<provider>/<token>")
@@ -42,7 +42,7 @@ def receive(provider: str, token: str):
         abort(404)
     app = webhooks.app_by_token(token)
     if app is None:
-        webhooks.refuse_unknown_url(provider)
+        refusals.refuse_unknown_url(provider)
         return error_json(404, "not_found", "No such webhook."), 404
     request.max_content_length = webhooks.MAX_BODY_BYTES
     try:
