@@ -137,6 +137,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BUILDS_DIR": _env("BUILDS_DIR", str(data_dir / "builds")),
         "BUILD_MEMORY_MB": int(_env("BUILD_MEMORY_MB", "2048")),
         "BUILD_TIMEOUT_SECONDS": int(_env("BUILD_TIMEOUT_SECONDS", "1800")),
+        # Stored build log per deployment; output past it is counted, not stored.
+        "BUILD_LOG_MAX_BYTES": int(_env("BUILD_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
         "CLONE_TIMEOUT_SECONDS": int(_env("CLONE_TIMEOUT_SECONDS", "300")),
         "HEALTH_TIMEOUT_SECONDS": float(_env("HEALTH_TIMEOUT_SECONDS", "60")),
         "HEALTH_SETTLE_SECONDS": float(_env("HEALTH_SETTLE_SECONDS", "10")),

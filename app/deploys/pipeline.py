@@ -162,7 +162,7 @@ class _Run:
             self._end(DeploymentStatus.failed, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self.log.flush()
+            self.log.close()
         return self.dep.status
 
     def _image(self) -> str:
@@ -320,7 +320,7 @@ class _Run:
         self.dep.error = None
         db.session.commit()
         self.log.info("running")
-        self.log.flush()
+        self.log.close()
         # After the last line is flushed: a live tail ends on the final status.
         livestatus.publish([*previous, self.dep])
         self.to_retire = [old.id for old in previous]
@@ -379,5 +379,5 @@ class _Run:
         db.session.commit()
         redis.client.delete(control.CANCEL_KEY.format(self.dep.id))
         self.log.info(f"{status.value}: {reason}")
-        self.log.flush()
+        self.log.close()
         livestatus.publish(self.dep)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.accounts import User
@@ -71,6 +81,10 @@ class Deployment(Timestamped, Base):
     triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The build log passed BUILD_LOG_MAX_BYTES: later build output was counted, not stored.
+    log_truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    log_dropped_lines: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    log_dropped_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     application: Mapped[Application] = relationship()
     triggered_by: Mapped[User | None] = relationship()

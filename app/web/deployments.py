@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from app import access
-from app.deploys import control, progress
+from app.deploys import buildlog, control, progress
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine, Role
 from app.web.htmx import is_htmx
@@ -72,7 +81,19 @@ def show(deployment_id: int):
     return render_template(
         "deployments/show.html", deployment=deployment, app=deployment.application,
         lines=_log_lines(deployment.id), can_deploy=can_deploy, log_limit=LOG_LIMIT, steps=steps,
+        cut_notice=buildlog.cut_notice(deployment),
     )  # fmt: skip
+
+
+@bp.get("/deployments/<int:deployment_id>/log.txt")
+def log_download(deployment_id: int):
+    deployment = access.deployment(deployment_id)
+    name = f"{deployment.application.name}-deployment-{deployment.id}.log"
+    return Response(
+        stream_with_context(buildlog.as_text(deployment)),
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @bp.get("/deployments/<int:deployment_id>/log")
