@@ -12,7 +12,7 @@ import logging
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from app import create_app, jobs, scheduler
+from app import create_app, jobs, notify, scheduler
 from app.extensions import queue, redis
 
 
@@ -44,7 +44,9 @@ def quiet_routine_jobs(record: logging.LogRecord) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scheduler", action="store_true", help="run the scheduler instead")
-    parser.add_argument("--queues", default="deploy,backup,default", help="comma-separated queues")
+    parser.add_argument(
+        "--queues", default="deploy,backup,notify,default", help="comma-separated queues"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per run, every 15 s
@@ -54,12 +56,19 @@ def main() -> None:
     if args.scheduler:
         scheduler.run(app)
         return
+    serve(app, args.queues.split(","))
+
+
+def serve(app, names: list[str]) -> None:
+    """Work the queues ``names``, in that order of priority, until stopped."""
     jobs.bind(app)
     with app.app_context():
         warm_up()
-        queues = [queue(name) for name in args.queues.split(",")]
+        queues = [queue(name) for name in names]
         worker = Worker(queues, connection=redis.client, serializer=JSONSerializer)
-        worker.work(with_scheduler=False)
+        # Notification retries are jobs scheduled for later (``enqueue_in``): RQ's
+        # scheduler, run by the worker of that queue, moves them onto it when due.
+        worker.work(with_scheduler=notify.QUEUE in names)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BACKUP_ALIVE_TTL": int(_env("BACKUP_ALIVE_TTL", "20")),
         "NOTIFY_RETRIES": int(_env("NOTIFY_RETRIES", "4")),
         "NOTIFY_RETRY_BASE_SECONDS": float(_env("NOTIFY_RETRY_BASE_SECONDS", "2")),
+        # Per socket operation of a delivery attempt; the whole attempt gets 3 times this.
+        "NOTIFY_TIMEOUT_SECONDS": float(_env("NOTIFY_TIMEOUT_SECONDS", "5")),
         # Live tails (websockets). Each open socket holds one gunicorn thread.
         "WS_MAX_PER_USER": int(_env("WS_MAX_PER_USER", "8")),
         "WS_RECHECK_SECONDS": float(_env("WS_RECHECK_SECONDS", "5")),

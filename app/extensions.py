@@ -44,7 +44,7 @@ class RedisExtension:
 
 redis = RedisExtension()
 
-QUEUE_TIMEOUTS = {"deploy": 3600, "backup": 6 * 3600, "default": 600}
+QUEUE_TIMEOUTS = {"deploy": 3600, "backup": 6 * 3600, "notify": 60, "default": 600}
 
 
 def queue(name: str = "default") -> Queue:

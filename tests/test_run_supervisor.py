@@ -188,6 +188,7 @@ KINDS = {
     "web": (r"gunicorn .*wsgi:app", 3),  # the master and two workers
     "worker": (r"worker\.py --queues deploy,default$", 1),
     "backups": (r"worker\.py --queues backup,default$", 1),
+    "notify": (r"worker\.py --queues notify$", 1),
     "scheduler": (r"worker\.py --scheduler", 1),
 }
 

@@ -205,6 +205,28 @@ def work(*names: str) -> None:
     SimpleWorker(queues, connection=redis.client, serializer=JSONSerializer).work(burst=True)
 
 
+def work_notifications(within: float = 10) -> list:
+    """Run the ``notify`` queue as its worker does (RQ scheduler on) until no attempt is
+    queued or scheduled any more; returns the finished and failed delivery jobs."""
+    import time
+
+    from flask import current_app
+    from rq.job import Job
+
+    from app import jobs, notify
+
+    jobs.bind(current_app._get_current_object())
+    q = queue(notify.QUEUE)
+    deadline = time.monotonic() + within
+    while q.count or q.scheduled_job_registry.count:
+        assert time.monotonic() < deadline, "notifications still pending"
+        worker = SimpleWorker([q], connection=redis.client, serializer=JSONSerializer)
+        worker.work(burst=True, with_scheduler=True)
+        time.sleep(0.02)
+    ids = q.finished_job_registry.get_job_ids() + q.failed_job_registry.get_job_ids()
+    return [Job.fetch(i, connection=redis.client, serializer=JSONSerializer) for i in ids]
+
+
 def encrypted_with_a_retired_key(plaintext: str, context: str) -> str:
     """A ciphertext made with a key that is no longer configured (rotated away)."""
     from flask import current_app

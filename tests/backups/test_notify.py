@@ -15,7 +15,7 @@ from app import crypto, notify
 from app.backups import runs
 from app.extensions import db, queue, redis
 from app.models import Backup, NotificationChannel, NotificationEvent
-from tests.backups.conftest import free_port, work
+from tests.backups.conftest import free_port, work, work_notifications
 from tests.conftest import Auth, csrf_token
 from tests.factories import make_destination, make_policy, make_team, make_user, team_of
 
@@ -100,7 +100,7 @@ def test_a_failed_backup_tells_every_subscribed_channel(app, moto, bucket, hooks
              sender="slipway@example.com", to="ops@example.com")  # fmt: skip
     _channel(team, "webhook", events=("drill.failed",), url=hooks.url, name="drills-only")
     backup = _failed_backup(moto, bucket, team)
-    work("default")
+    work_notifications()
     generic = [m for m in hooks.received if "event" in m]
     slack = [m for m in hooks.received if "content" in m]
     assert len(hooks.received) == 2 and len(generic) == 1 and len(slack) == 1
@@ -126,19 +126,22 @@ def test_a_backup_whose_worker_was_lost_tells_the_team_too(app, moto, bucket, ho
     db.session.add(lost)
     db.session.commit()
     assert runs.reap_lost() == 1
-    work("default")
+    work_notifications()
     (sent,) = hooks.received
     assert sent["event"] == "backup.failed" and f"Backup #{lost.id}" in sent["text"]
     assert "worker lost" in sent["text"]
 
 
 def test_sends_are_retried_with_backoff(app, moto, bucket, hooks):
+    """Each retry is a job of its own, scheduled for later on the notify queue."""
     team = make_team()
-    channel = _channel(team, "webhook", url=hooks.url)
+    _channel(team, "webhook", url=hooks.url)
     hooks.fail_first = 2
-    backup = _failed_backup(moto, bucket, team)
-    assert notify.deliver(channel.id, "backup.failed", backup.id) == "sent"
-    assert len(hooks.received) >= 3  # two failures, then success (plus the queued one)
+    _failed_backup(moto, bucket, team)  # enqueues the first attempt
+    done = work_notifications()
+    assert len(hooks.received) == 3  # two failures, then success
+    assert sorted(j.return_value() for j in done) == ["retrying", "retrying", "sent"]
+    assert sorted(j.args[3] for j in done) == [0, 1, 2]  # the attempt numbers
 
 
 def test_a_send_that_keeps_failing_gives_up_without_raising(app, moto, bucket, hooks):
@@ -147,8 +150,11 @@ def test_a_send_that_keeps_failing_gives_up_without_raising(app, moto, bucket, h
     hooks.fail_first = 100
     backup = _failed_backup(moto, bucket, team)
     hooks.received.clear()
-    assert notify.deliver(channel.id, "backup.failed", backup.id) == "failed"
+    queue(notify.QUEUE).empty()
+    assert notify.deliver(channel.id, "backup.failed", backup.id) == "retrying"
+    done = work_notifications()
     assert len(hooks.received) == 3  # NOTIFY_RETRIES=2 in the tests
+    assert sorted(j.return_value() for j in done) == ["failed", "retrying"]
 
 
 def test_an_internal_url_is_refused_at_use_unless_allow_listed(app, moto, bucket, hooks):
@@ -157,7 +163,8 @@ def test_an_internal_url_is_refused_at_use_unless_allow_listed(app, moto, bucket
     backup = _failed_backup(moto, bucket, team)
     hooks.received.clear()
     app.config["OUTBOUND_ALLOWED_HOSTS"] = app.config["BACKUP_ALLOWED_HOSTS"] = ()
-    assert notify.deliver(channel.id, "backup.failed", backup.id) == "failed"
+    assert notify.deliver(channel.id, "backup.failed", backup.id) == "retrying"
+    work_notifications()
     assert hooks.received == []
 
 
@@ -165,7 +172,8 @@ def test_enqueueing_never_raises_and_carries_ids_only(app, monkeypatch):
     team = make_team()
     _channel(team, "webhook", url="https://hooks.example.com/secret-token-123")
     assert notify.event(team.id, NotificationEvent.backup_failed, 42) == 1
-    (job,) = queue("default").get_jobs()
+    (job,) = queue(notify.QUEUE).get_jobs()
+    assert queue("default").count == 0
     assert "secret-token-123" not in json.dumps(job.args)
     monkeypatch.setattr(notify, "queue", lambda name: 1 / 0)
     assert notify.event(team.id, NotificationEvent.backup_failed, 43) == 0
@@ -187,7 +195,7 @@ def test_a_failed_deployment_uses_the_same_channels(app, hooks, monkeypatch):
     # The pipeline itself is tested in tests/deploys; here only what follows a failure.
     monkeypatch.setattr(jobs.pipeline, "run", lambda deployment_id: "failed")
     assert jobs.run_deployment(deployment.id) == "failed"
-    work("default")
+    work_notifications()
     (sent,) = hooks.received
     assert sent["event"] == "deploy.failed" and "build broke" in sent["text"]
     assert "shop" in sent["subject"]
@@ -241,7 +249,9 @@ def test_the_smtp_password_never_leaves_the_server(app, client, moto, bucket, lo
             "rq:job:*") if redis.client.hget(k, "data")]  # fmt: skip
         assert payloads
         outcome = notify.deliver(channel.id, "backup.failed", backup.id)
-        assert outcome == "failed"  # refused at AUTH, retried, given up: errors were logged
+        assert outcome == "retrying"  # refused at AUTH: retried, given up, errors logged
+        done = work_notifications()
+        assert "failed" in [j.return_value() for j in done]
         assert logins and all(password == SMTP_CANARY.encode() for _, password in logins)
         for page in pages:
             assert SMTP_CANARY not in page

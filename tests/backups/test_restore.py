@@ -100,14 +100,14 @@ def test_a_failed_drill_is_recorded_and_tells_the_team(app, moto, bucket, source
                                        events=["drill.failed"], settings={}))  # fmt: skip
     db.session.commit()
     drill = restores.start(backup, kind="drill", target_database=None, user_id=None)
-    work("backup")  # not "default": the notification stays queued for inspection
+    work("backup")  # not "notify": the notification stays queued for inspection
     db.session.expire_all()
     drill = db.session.get(Restore, drill.id)
     assert drill.status == "failed"
     assert drill.comparison["differences"] == {"public.items": [999, 200]}
-    jobs = queue("default").get_jobs()
+    jobs = queue("notify").get_jobs()
     assert [(j.func_name, j.args[1:]) for j in jobs] == [
-        ("app.jobs.send_notification", ["drill.failed", drill.id])
+        ("app.jobs.send_notification", ["drill.failed", drill.id, 0])
     ]
 
 

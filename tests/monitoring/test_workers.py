@@ -90,7 +90,7 @@ def test_workers_page_shows_a_real_worker_its_job_queues_and_failures(
     assert info.name in html and "busy" in html
     assert "sleeper" in html and "time.sleep" in html
     assert info.last_heartbeat is not None and " s ago" in html
-    assert "deploy, backup, default" in html  # the worker's queues, in its order
+    assert "deploy, backup, notify, default" in html  # the worker's queues, in its order
     assert "rmdir-once" in html and "os.rmdir" in html
     assert "FileNotFoundError" in html
     deploy_row = [q for q in workers.queues() if q.name == "deploy"][0]
