@@ -82,14 +82,15 @@ def test_50_mb_of_build_output_stores_at_most_the_cap(app, repo):  # noqa: F811
     deployment = Deployment(application_id=app_row.id, status="building")
     db.session.add(deployment)
     db.session.commit()
-    cap = app.config["BUILD_LOG_MAX_BYTES"]
-    assert cap == 10 * MIB  # the default
+    cap = 10 * MIB  # the default
     listener = Listener(deployment.id)
     began = time.monotonic()
     log = buildlog.BuildLog(deployment.id)
     total = 50 * MIB // (len(LINE) + 1)
     for _ in range(total):
         log.line(LINE)
+    log.flush()
+    assert _stored(deployment.id)[1] <= cap + 1024  # the build output and the marker
     for n in range(20):  # a crashed container's last lines, then Slipway's own
         log.line(f"container line {n}", stream="container")
     log.info("── health")
@@ -100,6 +101,7 @@ def test_50_mb_of_build_output_stores_at_most_the_cap(app, repo):  # noqa: F811
 
     rows, size = _stored(deployment.id)
     assert size <= cap + RESERVE
+    assert app.config["BUILD_LOG_MAX_BYTES"] == cap
     assert rows < cap // (len(LINE) + 1) + 1000  # not 800,000
     assert elapsed < 60, f"{elapsed:.1f} s for 50 MB"
     slipway = _lines(deployment.id, "slipway")
@@ -180,15 +182,23 @@ def test_a_real_build_printing_50_mb_is_cut_and_still_deploys(app, infra, repo, 
     assert len(rest) == rows
 
 
-def test_another_team_cannot_download_the_build_log(app, repo, client):  # noqa: F811
+def test_the_download_is_for_the_team_only(app, repo, client, new_client):  # noqa: F811
+    """The team's member downloads the stored log as text/plain; another team's user gets
+    404 and none of it (SECURITY.md 7)."""
     app_row = _web_app(repo)
     deployment = Deployment(application_id=app_row.id, status="running")
     db.session.add(deployment)
     db.session.commit()
     log = buildlog.BuildLog(deployment.id)
-    log.line("secret-ish build output of team A")
-    log.close()
-    assert Auth(client).login(make_user()).status_code == 303  # a user of another team
-    response = client.get(f"/deployments/{deployment.id}/log.txt")
+    log.line("build output of team A")
+    log.flush()
+    member = make_user(app_row.project.team)
+    assert Auth(client).login(member).status_code == 303
+    mine = client.get(f"/deployments/{deployment.id}/log.txt")
+    assert mine.status_code == 200 and mine.mimetype == "text/plain"
+    assert "build output of team A" in mine.get_data(as_text=True)
+    other = new_client()
+    assert Auth(other).login(make_user()).status_code == 303  # a user of another team
+    response = other.get(f"/deployments/{deployment.id}/log.txt")
     assert response.status_code == 404
     assert "team A" not in response.get_data(as_text=True)
