@@ -9,6 +9,7 @@ Revises: 0009
 Create Date: 2026-12-02 15:50:00
 
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,12 +21,18 @@ depends_on = None
 
 def upgrade():
     # Plain ADD COLUMN (constant defaults): no table rebuild on SQLite.
-    op.add_column("deployments", sa.Column(
-        "log_truncated", sa.Boolean(), nullable=False, server_default=sa.false()))
-    op.add_column("deployments", sa.Column(
-        "log_dropped_lines", sa.Integer(), nullable=False, server_default="0"))
-    op.add_column("deployments", sa.Column(
-        "log_dropped_bytes", sa.BigInteger(), nullable=False, server_default="0"))
+    op.add_column(
+        "deployments",
+        sa.Column("log_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "deployments",
+        sa.Column("log_dropped_lines", sa.Integer(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "deployments",
+        sa.Column("log_dropped_bytes", sa.BigInteger(), nullable=False, server_default="0"),
+    )
 
 
 def downgrade():
