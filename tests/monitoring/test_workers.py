@@ -81,9 +81,10 @@ def test_workers_page_shows_a_real_worker_its_job_queues_and_failures(
     # fails: the directory does not exist yet
     failing = queue("default").enqueue("os.rmdir", str(missing), job_id="rmdir-once")
     _wait(lambda: failing.id in _failed_ids(), what="the job to fail")
-    busy = queue("default").enqueue("time.sleep", 4, job_id="sleeper")
-    queue("deploy").enqueue("time.sleep", 0, job_id="waits-behind")
+    busy = queue("default").enqueue("time.sleep", 8, job_id="sleeper")
     _wait(lambda: workers.workers()[0].current_job_id == busy.id, what="the worker to be busy")
+    # Queued only once the worker is busy: idle, it would take the deploy queue's job first.
+    queue("deploy").enqueue("time.sleep", 0, job_id="waits-behind")
 
     html = client.get("/workers").get_data(as_text=True)
     (info,) = workers.workers()
