@@ -225,3 +225,107 @@ def test_0009_keeps_delivery_rows_and_lets_their_null_digests_coexist(tmp_path):
         downgrade(revision="0008")
         assert db.session.execute(text("SELECT count(*) FROM webhook_deliveries")).scalar() == 3
         db.session.remove()
+
+
+def _schema(conn) -> dict:
+    """What a rebuild must keep, table by table (the primary key's name aside: a column
+    declared ``PRIMARY KEY AUTOINCREMENT`` has none)."""
+    from sqlalchemy import inspect as reflect
+
+    inspector = reflect(conn)
+    schema = {}
+    for table in inspector.get_table_names():
+        columns = [
+            (c["name"], str(c["type"]), c["nullable"], c["default"])
+            for c in inspector.get_columns(table)
+        ]
+        schema[table] = {
+            "columns": columns,
+            "pk": inspector.get_pk_constraint(table)["constrained_columns"],
+            "fks": sorted(map(repr, inspector.get_foreign_keys(table))),
+            "indexes": sorted(map(repr, inspector.get_indexes(table))),
+            "unique": sorted(map(repr, inspector.get_unique_constraints(table))),
+            "checks": sorted(map(repr, inspector.get_check_constraints(table))),
+        }
+    return schema
+
+
+def _rows(session) -> dict:
+    from sqlalchemy import text
+
+    tables = session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    return {
+        name: session.execute(text(f"SELECT * FROM {name} ORDER BY 1")).all()
+        for (name,) in tables
+        if name not in ("alembic_version", "sqlite_sequence")
+    }
+
+
+def test_0011_gives_sqlite_files_autoincrement_back_and_keeps_everything(tmp_path):
+    """0003's rebuild of ``applications`` lost AUTOINCREMENT (and 0001 only declared it for
+    deployments): SQLite gave a deleted app's id to the next app. The upgrade rebuilds
+    every table with an id with it, keeps every row, column, index, constraint and
+    foreign key, and the next id passes every id still in sight, deleted rows included
+    where the audit trail or other rows name them."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.models import Application, Project
+    from tests.factories import make_app, make_project
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with old.app_context():
+        upgrade(revision="0010")
+        session = db.session
+        _insert(session, "users", id=1, email="a@example.com")
+        _insert(session, "installation", id=1, owner_id=1)
+        _insert(session, "teams", id=1)
+        _insert(session, "memberships", id=1, team_id=1, user_id=1)
+        for n in (1, 2, 4):  # project 4 is deleted below; only the audit trail remembers it
+            _insert(session, "projects", id=n, team_id=1, name=f"p{n}")
+            _insert(session, "environments", id=n, project_id=n)
+        for n in (1, 2, 3):  # app 3 is deleted below
+            _insert(session, "applications", id=n, project_id=1, environment_id=1,
+                    name=f"a{n}", address=f"a{n}.p1")  # fmt: skip
+            _insert(session, "audit_events", id=n, team_id=1, user_id=1, action="app.created",
+                    target_type="application", target_id=n)  # fmt: skip
+        _insert(session, "audit_events", id=4, action="project.created", target_type="project",
+                target_id=4)  # fmt: skip
+        _insert(session, "deployments", id=1, application_id=2, status="running")
+        _insert(session, "deployment_log_lines", id=1, deployment_id=1, seq=0, text="hi")
+        _insert(session, "env_vars", id=1, application_id=2, key="K", value="v")
+        _insert(session, "domains", id=1, application_id=2, host="a2.example.com")
+        _insert(session, "webhook_deliveries", id=1, application_id=2, deployment_id=1,
+                provider="github", delivery_id="d1")  # fmt: skip
+        _insert(session, "metric_samples", id=1, application_id=2, scope="app")
+        _insert(session, "backup_destinations", id=1, team_id=1, name="s3")
+        _insert(session, "backup_policies", id=1, team_id=1, destination_id=1, name="nightly")
+        _insert(session, "backups", id=1, team_id=1, policy_id=1, slot="s1")
+        _insert(session, "restores", id=1, team_id=1, backup_id=1, user_id=1)
+        _insert(session, "notification_channels", id=1, team_id=1, name="ops")
+        session.execute(text("DELETE FROM applications WHERE id = 3"))
+        session.execute(text("DELETE FROM projects WHERE id = 4"))
+        session.commit()
+        before_schema = _schema(session.connection())
+        before_rows = _rows(session)
+        session.remove()
+
+        upgrade()
+
+        session = db.session
+        assert _schema(session.connection()) == before_schema
+        assert _rows(session) == before_rows
+        creates = dict(session.execute(text("SELECT name, sql FROM sqlite_master "
+                                            "WHERE type = 'table'")).all())  # fmt: skip
+        lacking = [t.name for t in db.metadata.sorted_tables
+                   if t.dialect_options["sqlite"]["autoincrement"]
+                   and "AUTOINCREMENT" not in creates[t.name]]  # fmt: skip
+        assert lacking == []
+        assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        project = session.get(Project, 1)
+        assert make_app(project, "next").id == 4  # not 3, the deleted app's
+        assert make_project(project.team, "next").id == 5  # not 3 or 4
+        assert session.get(Application, 2).name == "a2"
+        session.remove()

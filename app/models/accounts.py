@@ -39,6 +39,7 @@ class Role(enum.StrEnum):
 
 class User(UserMixin, Timestamped, Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -113,6 +114,7 @@ class Installation(Timestamped, Base):
 
 class Team(Timestamped, Base):
     __tablename__ = "teams"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -122,7 +124,7 @@ class Team(Timestamped, Base):
 
 class Membership(Timestamped, Base):
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("team_id", "user_id"),)
+    __table_args__ = (UniqueConstraint("team_id", "user_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)

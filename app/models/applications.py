@@ -88,7 +88,7 @@ class Application(Timestamped, Base):
 
 class EnvVar(Timestamped, Base):
     __tablename__ = "env_vars"
-    __table_args__ = (UniqueConstraint("application_id", "key"),)
+    __table_args__ = (UniqueConstraint("application_id", "key"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     application_id: Mapped[int] = mapped_column(
@@ -107,6 +107,7 @@ class EnvVar(Timestamped, Base):
 
 class Domain(Timestamped, Base):
     __tablename__ = "domains"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     application_id: Mapped[int] = mapped_column(

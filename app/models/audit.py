@@ -12,6 +12,7 @@ from app.models.base import Base, BigId, Timestamped
 
 class AuditEvent(Timestamped, Base):
     __tablename__ = "audit_events"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     team_id: Mapped[int | None] = mapped_column(

@@ -43,7 +43,7 @@ class BackupDestination(Timestamped, Base):
     """An S3-compatible bucket (and prefix) a team's backups are written to."""
 
     __tablename__ = "backup_destinations"
-    __table_args__ = (UniqueConstraint("team_id", "name"),)
+    __table_args__ = (UniqueConstraint("team_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
@@ -61,7 +61,7 @@ class BackupPolicy(Timestamped, Base):
     """What to back up, where, when (cron in the server's time zone), how long to keep."""
 
     __tablename__ = "backup_policies"
-    __table_args__ = (UniqueConstraint("team_id", "name"),)
+    __table_args__ = (UniqueConstraint("team_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
@@ -89,7 +89,7 @@ class Backup(Timestamped, Base):
 
     __tablename__ = "backups"
     # A scheduled slot is backed up once, however many schedulers or retries fire it.
-    __table_args__ = (UniqueConstraint("policy_id", "slot"),)
+    __table_args__ = (UniqueConstraint("policy_id", "slot"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
@@ -126,6 +126,7 @@ class Restore(Timestamped, Base):
     """A restore of one backup (into its database or a new one), or a restore drill."""
 
     __tablename__ = "restores"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)

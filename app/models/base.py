@@ -19,6 +19,11 @@ NAMING = {
 # SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
+# Every table with an integer id declares ``{"sqlite_autoincrement": True}``: ids are in
+# container, image, network and route names, labels, audit targets and logs, and without
+# AUTOINCREMENT SQLite gives a deleted newest row's id to the next row (PostgreSQL's
+# sequences never do). tests/test_ids.py holds every table to it; migration 0011.
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

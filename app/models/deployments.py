@@ -117,7 +117,7 @@ class Deployment(Timestamped, Base):
 
 class DeploymentLogLine(Base):
     __tablename__ = "deployment_log_lines"
-    __table_args__ = (UniqueConstraint("deployment_id", "seq"),)
+    __table_args__ = (UniqueConstraint("deployment_id", "seq"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))

@@ -31,6 +31,7 @@ class MetricSample(Base):
         Index("ix_metric_samples_series", "scope", "application_id", "resolution", "ts"),
         # retention deletes by resolution and age
         Index("ix_metric_samples_resolution_ts", "resolution", "ts"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

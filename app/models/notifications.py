@@ -25,7 +25,7 @@ class NotificationEvent(enum.StrEnum):
 
 class NotificationChannel(Timestamped, Base):
     __tablename__ = "notification_channels"
-    __table_args__ = (UniqueConstraint("team_id", "name"),)
+    __table_args__ = (UniqueConstraint("team_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)

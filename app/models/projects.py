@@ -11,7 +11,7 @@ from app.models.base import Base, Timestamped
 
 class Project(Timestamped, Base):
     __tablename__ = "projects"
-    __table_args__ = (UniqueConstraint("team_id", "name"),)
+    __table_args__ = (UniqueConstraint("team_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
@@ -26,7 +26,7 @@ class Project(Timestamped, Base):
 
 class Environment(Timestamped, Base):
     __tablename__ = "environments"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

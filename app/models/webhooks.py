@@ -21,6 +21,7 @@ class WebhookDelivery(Timestamped, Base):
         UniqueConstraint("application_id", "provider", "delivery_id"),
         UniqueConstraint("application_id", "body_sha256"),
         Index("ix_webhook_deliveries_app_id", "application_id", "id"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
