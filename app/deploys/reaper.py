@@ -89,15 +89,37 @@ def _remove_unserving(deployment: Deployment) -> None:
         log.warning("could not clean up deployment %s", deployment.id)
 
 
-def remove_app_resources(app_id: int) -> int:
-    """After an app is deleted: its containers, its route file and its images, and the
-    networks of projects that are gone.
+class CleanupIncomplete(RuntimeError):
+    """Something of a deleted app is still there: the job fails, so the Workers page shows
+    it and its Retry finishes the cleanup."""
 
-    Returns how many containers were removed.
+
+def remove_app_resources(app_id: int) -> int:
+    """After an app is deleted: its route file, its containers, its images, and the
+    networks of projects that are gone. Idempotent: a second run (or one racing it) finds
+    less to do and succeeds.
+
+    The route goes first, so from then on Traefik answers 404 for the app's hosts rather
+    than 502 for containers on their way out. A container already gone or being removed
+    by someone else counts as removed. Raises :class:`CleanupIncomplete` (after logging
+    what is left) only when a container or an image of the app is really still there.
+
+    Returns how many containers were there to remove.
     """
+    traefik.remove_app_routes(app_id)
     ids = containers.containers_of(app_id=app_id)
     containers.stop_and_remove(ids, timeout=current_app.config["STOP_TIMEOUT_SECONDS"])
-    traefik.remove_app_routes(app_id)
     containers.prune_images(app_id, keep_tags=set())
     containers.prune_networks(set(db.session.scalars(select(Project.id))))
+    left_containers = containers.containers_of(app_id=app_id)
+    left_images = containers.app_images(app_id)
+    if left_containers or left_images:
+        log.error(
+            "app %s: cleanup left %d containers %s and images %s; retry the job",
+            app_id, len(left_containers), [c[:12] for c in left_containers], left_images,
+        )  # fmt: skip
+        raise CleanupIncomplete(
+            f"app {app_id}: {len(left_containers)} containers and {len(left_images)} images "
+            "are still there (see the worker log); retry the job to finish the cleanup"
+        )
     return len(ids)

@@ -22,6 +22,7 @@ from app.runtime.engine import (
 )
 from app.runtime.images import (
     ImageFacts,
+    app_images,
     build_image,
     check_not_a_build,
     ensure_image,
@@ -58,7 +59,7 @@ __all__ = [
     "ENGINE_STATUS_KEY", "LABEL_APP", "LABEL_DEPLOYMENT", "LABEL_INSTALLATION", "LABEL_PROJECT",
     "LABEL_REPLICA",
     "NETWORK", "adopt_unlabelled", "owns",
-    "ImageFacts", "check_not_a_build", "inspect_image", "kept_image",
+    "ImageFacts", "app_images", "check_not_a_build", "inspect_image", "kept_image",
     "ContainerError", "EngineStatus", "LogStream", "Replica", "ReplicaState", "Version",
     "find_version", "probe", "start_version", "stop_deployment", "stop_version",
     "build_image", "client", "containers_of", "engine_status", "ensure_image",

@@ -244,17 +244,35 @@ def prune_images(app_id: int, keep_tags: set[str]) -> list[str]:
     engine = client(timeout=120)
     removed = []
     try:
-        for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"}):
-            if not installation.owns(image.labels):
-                continue
+        for image in _app_images(engine, app_id):
             tags = [t for t in image.tags if _is_app_tag(t, app_id)]
-            if not tags or set(tags) & keep_tags:
+            if set(tags) & keep_tags:
                 continue
             try:
                 engine.images.remove(image.id, force=False, noprune=False)
                 removed.extend(tags)
+            except ImageNotFound:
+                removed.extend(tags)  # removed meanwhile by a racing cleanup
             except APIError:
                 continue  # still used by a container; a later cleanup takes it
     finally:
         engine.close()
     return removed
+
+
+def app_images(app_id: int) -> list[str]:
+    """The tags of this installation's images built for the app (what a cleanup left)."""
+    engine = client(timeout=60)
+    try:
+        return [t for image in _app_images(engine, app_id) for t in image.tags
+                if _is_app_tag(t, app_id)]  # fmt: skip
+    finally:
+        engine.close()
+
+
+def _app_images(engine, app_id: int) -> list:
+    return [
+        image
+        for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"})
+        if installation.owns(image.labels) and any(_is_app_tag(t, app_id) for t in image.tags)
+    ]

@@ -19,6 +19,7 @@ network until their app is deployed again.
 from __future__ import annotations
 
 import http.client
+import logging
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
@@ -37,6 +38,8 @@ from app.runtime.engine import (
 )
 from app.runtime.engine import explain as _explain
 from app.runtime.installation import LABEL_INSTALLATION
+
+log = logging.getLogger("slipway.runtime")
 
 
 @dataclass(frozen=True)
@@ -289,9 +292,17 @@ def containers_of(*, app_id: int | None = None, deployment_id: int | None = None
         engine.close()
 
 
-def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
-    """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), then remove."""
+def stop_and_remove(container_ids: list[str], timeout: int = 10) -> list[str]:
+    """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), then remove; returns the
+    ids still there.
+
+    A container that is already gone (404) is done; so is one whose removal another
+    caller already started (409 "removal ... already in progress": a racing retry of the
+    job, ``docker rm -f``) once that removal ends. Any other failure is logged, the
+    other containers are still removed, and the id is returned.
+    """
     engine = client(timeout=timeout + 30)
+    left = []
     try:
         for cid in container_ids:
             try:
@@ -303,10 +314,30 @@ def stop_and_remove(container_ids: list[str], timeout: int = 10) -> None:
             try:
                 container.stop(timeout=timeout)
             except APIError:
-                pass
-            try:
-                container.remove(force=True)
-            except NotFound:
-                pass
+                pass  # not running, or being removed: the removal below says which
+            if not _removed(container, timeout + 30):
+                left.append(cid)
     finally:
         engine.close()
+    return left
+
+
+def _removed(container, wait_seconds: int) -> bool:
+    try:
+        container.remove(force=True)
+        return True
+    except NotFound:
+        return True
+    except APIError as exc:
+        if exc.status_code != 409:
+            log.warning("container %s: not removed: %s", container.short_id, _explain(exc))
+            return False
+    # Removal already in progress elsewhere: done when that one ends with the container.
+    try:
+        container.wait(condition="removed", timeout=wait_seconds)
+    except NotFound:
+        return True
+    except (DockerException, OSError) as exc:
+        log.warning("container %s: removal did not finish: %s", container.short_id, exc)
+        return False
+    return True
