@@ -9,7 +9,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -89,8 +88,10 @@ def show(deployment_id: int):
 def log_download(deployment_id: int):
     deployment = access.deployment(deployment_id)
     name = f"{deployment.application.name}-deployment-{deployment.id}.log"
+    # Read whole (the stored log is capped, BUILD_LOG_MAX_BYTES): a generator run after
+    # the view would hold the request's database session past its context.
     return Response(
-        stream_with_context(buildlog.as_text(deployment)),
+        "".join(buildlog.as_text(deployment)),
         mimetype="text/plain",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
