@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from app import names
 from app.models import Application
@@ -19,6 +19,8 @@ from app.models import Application
 SKIP_MARKERS = ("[skip deploy]", "[skip ci]")
 ZERO_SHA = re.compile(r"^0+$")
 GITLAB_EVENTS = {"Push Hook": "push", "Tag Push Hook": "push", "System Hook": "system"}
+FORM = "application/x-www-form-urlencoded"
+FILE_LISTS = ("added", "modified", "removed")
 
 
 class Malformed(ValueError):
@@ -123,13 +125,33 @@ def load(body: bytes) -> dict:
         payload = json.loads(body)
     except RecursionError:
         # The C decoder stops cleanly at the interpreter's recursion limit (~1,000 levels;
-        # the body is at most 2 MiB): no forge nests anywhere near that.
+        # the body is at most 25 MiB): no forge nests anywhere near that.
         raise Malformed("the body is nested too deeply") from None
     except ValueError:  # also invalid UTF-8 and integers of more than 4,300 digits
         raise Malformed("the body is not JSON") from None
     if not isinstance(payload, dict):
         raise Malformed(f"the body is {_kind(payload)}, not a JSON object")
     return payload
+
+
+def load_form(body: bytes) -> dict:
+    """The JSON object in the ``payload`` field of a form-encoded body (GitHub's
+    ``application/x-www-form-urlencoded`` content type), or :class:`Malformed`.
+
+    Call it only once the signature over the raw body has been checked."""
+    try:
+        # surrogateescape keeps the percent-decoded bytes exactly, so invalid UTF-8 is
+        # refused by the JSON decoder like in a JSON body, never silently replaced.
+        fields = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True,
+                           errors="surrogateescape", max_num_fields=20)  # fmt: skip
+    except ValueError:  # also UnicodeDecodeError: GitHub percent-encodes every byte
+        raise Malformed("the form-encoded body is not a form") from None
+    values = [value for name, value in fields if name == "payload"]
+    if not values:
+        raise Malformed("the form-encoded body has no payload field")
+    if len(values) > 1:
+        raise Malformed("the form-encoded body has more than one payload field")
+    return load(values[0].encode("utf-8", "surrogateescape"))
 
 
 def event_name(provider: str, header: str) -> str:
@@ -149,9 +171,12 @@ class Push:
     repo_urls: set[str] = field(default_factory=set)
     message: str = ""
     author: str = ""
-    # Every path the pushed commits added, modified or removed; None if the
-    # payload lists only some commits (forges cap the list at 20).
+    # Every path the pushed commits added, modified or removed; None if the payload
+    # does not say them all (``files_unknown`` says why): it lists only some commits
+    # (forges cap the list at 20), no commits, or commits without file lists (Gitea's
+    # documented example).
     changed: set[str] | None = None
+    files_unknown: str = ""
 
 
 def _dict(value) -> dict:
@@ -162,15 +187,26 @@ def _str(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _changed(commits: list, complete: bool) -> set[str] | None:
-    if not complete:
-        return None
+def _changed(commits: list, total: int | None) -> tuple[set[str] | None, str]:
+    """``(every changed path, "")``, or ``(None, why the files are unknown)``.
+
+    ``total`` is the number of pushed commits when the payload says it; else a list of
+    20 or more may have been cut at the forges' cap. A null file list is an empty one
+    (Gitea sends null for none); a commit without one of the lists says nothing."""
+    if not commits:
+        return None, "the payload lists no commits"
+    if total is not None and total > len(commits):
+        return None, f"the payload lists {len(commits)} of {total} commits"
+    if total is None and len(commits) >= 20:
+        return None, f"the payload lists {len(commits)} commits, the most a forge lists"
+    bare = sum(1 for c in commits if not all(key in _dict(c) for key in FILE_LISTS))
+    if bare:
+        return None, f"{bare} commit{'s carry' if bare > 1 else ' carries'} no file lists"
     paths: set[str] = set()
     for commit in commits:
-        commit = _dict(commit)
-        for key in ("added", "modified", "removed"):
-            paths.update(p for p in commit.get(key) or [] if isinstance(p, str))
-    return paths
+        for key in FILE_LISTS:
+            paths.update(p for p in _dict(commit).get(key) or [] if isinstance(p, str))
+    return paths, ""
 
 
 def _head(commits: list, after: str, head_commit: dict) -> dict:
@@ -202,13 +238,16 @@ def parse(provider: str, event: str, payload: dict) -> Push:
         urls = [project.get(k) for k in ("git_http_url", "git_ssh_url", "web_url", "http_url",
                                          "ssh_url")]  # fmt: skip
         urls += [repository.get(k) for k in ("url", "homepage", "git_http_url", "git_ssh_url")]
-        total = payload.get("total_commits_count")
-        complete = isinstance(total, int) and total <= len(commits)
+        total = payload.get("total_commits_count")  # GitLab always sends it
+        changed, files_unknown = (
+            _changed(commits, total) if isinstance(total, int)
+            else (None, "the payload does not say how many commits were pushed")
+        )  # fmt: skip
     else:
         repository = _dict(payload.get("repository"))
         urls = [repository.get(k) for k in ("clone_url", "ssh_url", "html_url", "url")]
-        total = payload.get("total_commits")  # Gitea; GitHub sends no total
-        complete = total <= len(commits) if isinstance(total, int) else len(commits) < 20
+        total = payload.get("total_commits")  # Gitea, not always; GitHub sends no total
+        changed, files_unknown = _changed(commits, total if isinstance(total, int) else None)
     head = _head(commits, after, _dict(payload.get("head_commit")))
     author = _dict(head.get("author"))
     return Push(
@@ -218,7 +257,8 @@ def parse(provider: str, event: str, payload: dict) -> Push:
         repo_urls={u for u in urls if isinstance(u, str) and u},
         message=_str(head.get("message")),
         author=_str(author.get("name")) or _str(author.get("username")),
-        changed=_changed(commits, complete) if commits else None,
+        changed=changed,
+        files_unknown=files_unknown,
     )
 
 
@@ -293,6 +333,9 @@ def decide(app: Application, push: Push) -> tuple[str | None, str]:
         if marker in lowered:
             return None, f"the commit message says {marker}"
     patterns = names.watch_paths(app.watch_paths)
-    if patterns and push.changed is not None and not _matches_any(push.changed, patterns):
+    if patterns and push.changed is None:
+        why = push.files_unknown
+        return name, f"deployed without checking the watch paths: files unknown ({why})"
+    if patterns and not _matches_any(push.changed, patterns):
         return None, "no changed file matches the watch paths"
     return name, "deployed"

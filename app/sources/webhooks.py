@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
+from werkzeug.http import parse_options_header
 
 from app import audit, crypto
 from app.deploys import control
@@ -31,7 +32,11 @@ from app.sources import pushes
 
 PROVIDERS = ("github", "gitlab", "gitea", "generic")
 SECRET_CONTEXT = "webhook_secret"
-MAX_BODY_BYTES = 2 * 1024 * 1024
+# GitHub caps a delivery at 25 MB and does not send larger ones; GitLab refuses to send a
+# hook whose JSON passes 25 MiB (its LimitedEncoder); Gitea and Forgejo state no cap.
+# One limit, the larger reading of "25 MB", so nothing a forge sends is refused.
+MAX_BODY_BYTES = 25 * 1024 * 1024
+MAX_BODY_TEXT = "25 MiB"
 KEEP_DELIVERIES = 200
 # A delivery id is remembered at least this long, whatever the app's traffic: forges
 # redeliver old deliveries (by hand or automatically), and a forgotten id deploys again.
@@ -132,6 +137,15 @@ def verify(app: Application, provider: str, headers: Mapping[str, str], body: by
         raise Refused(f"wrong {header}")
 
 
+def refuse_too_large(app: Application, provider: str, size: int | None) -> str:
+    """Audit a delivery refused for its size (its signature cannot be checked without
+    reading it all); returns the message for the sender."""
+    told = f" ({size} bytes)" if size is not None else ""
+    message = f"The delivery is larger than {MAX_BODY_TEXT}{told}."
+    refuse(app, provider, f"the body is over the {MAX_BODY_TEXT} limit{told}")
+    return message
+
+
 def refuse(app: Application | None, provider: str, reason: str) -> None:
     """Audit a refused delivery (with the source address, via ``audit``); nothing else."""
     audit.record(
@@ -170,7 +184,7 @@ def receive(
     digest = hashlib.sha256(body).hexdigest()
     event = (headers.get(HEADERS[provider][2]) or "push").strip()
     try:
-        push = pushes.parse(provider, event, pushes.load(body))
+        push = pushes.parse(provider, event, _payload(provider, headers, body))
     except pushes.Malformed as exc:
         _log_malformed(app.id, provider, delivery, digest, pushes.event_name(provider, event),
                        str(exc))  # fmt: skip
@@ -214,6 +228,18 @@ def receive(
         raise NotQueued(delivery, linked["id"]) from None
     _prune(app_id, row_id)
     return 202, {"status": DeploymentStatus.queued.value, "deployment": linked["id"]}
+
+
+def _payload(provider: str, headers: Mapping[str, str], body: bytes) -> dict:
+    """The payload of an authenticated body: JSON, or GitHub's form encoding (the JSON
+    in a ``payload`` field; GitHub signs the form body, so it was verified as sent)."""
+    content_type, _ = parse_options_header(headers.get("Content-Type") or "")
+    if content_type.lower() != pushes.FORM:
+        return pushes.load(body)
+    if provider != "github":
+        raise pushes.Malformed("the body is form-encoded; set the webhook's content type to "
+                               "application/json")  # fmt: skip
+    return pushes.load_form(body)
 
 
 def _log_malformed(

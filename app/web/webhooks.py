@@ -48,7 +48,9 @@ def receive(provider: str, token: str):
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        return error_json(413, "too_large", "The delivery is larger than 2 MiB."), 413
+        message = webhooks.refuse_too_large(app, provider, request.content_length)
+        details = {"limit": webhooks.MAX_BODY_BYTES, "size": request.content_length}
+        return error_json(413, "too_large", message, details), 413
     try:
         webhooks.verify(app, provider, request.headers, body)
     except webhooks.Refused as exc:
