@@ -172,6 +172,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
         "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
         "WEBHOOK_REFUSAL_LIMIT": _env("WEBHOOK_REFUSAL_LIMIT", "20 per minute"),
+        # Every request body is capped (forms are small); the webhook route raises its
+        # own cap to the forges' 25 MiB for its request only.
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "SESSION_COOKIE_NAME": "slipway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
