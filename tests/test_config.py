@@ -103,3 +103,32 @@ def test_an_old_allow_list_key_in_overrides_feeds_the_outbound_list(tmp_path, mo
     loaded = config.load({"DATA_DIR": str(tmp_path), "GIT_ALLOWED_HOSTS": ("127.0.0.1",)})
     assert loaded["OUTBOUND_ALLOWED_HOSTS"] == ("127.0.0.1",)
     assert loaded["BACKUP_ALLOWED_HOSTS"] == ("127.0.0.1",)
+
+
+def test_live_views_per_worker_are_the_threads_not_kept_for_pages(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_WEB_THREADS", "40")
+    monkeypatch.setenv("SLIPWAY_WEB_PAGE_THREADS", "12")
+    settings = config.load({"DATA_DIR": str(tmp_path)})
+    assert settings["LIVE_VIEWS_PER_WORKER"] == 28
+
+
+@pytest.mark.parametrize(
+    ("threads", "pages"), [("32", "32"), ("32", "40"), ("32", "0"), ("2", "1"), ("many", "8")]
+)
+def test_page_threads_must_leave_threads_for_live_views(tmp_path, monkeypatch, threads, pages):
+    monkeypatch.setenv("SLIPWAY_WEB_THREADS", threads)
+    monkeypatch.setenv("SLIPWAY_WEB_PAGE_THREADS", pages)
+    with pytest.raises(config.ConfigError, match="SLIPWAY_WEB_"):
+        config.load({"DATA_DIR": str(tmp_path)})
+
+
+def test_make_run_starts_gunicorn_with_the_threads_the_app_counts_on():
+    """scripts/run.py (standard library only) repeats the default; the two must agree."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slipway_run", config.ROOT / "scripts/run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    assert run.DEFAULT_WEB_THREADS == config.DEFAULT_WEB_THREADS
+    assert config.DEFAULT_WEB_PAGE_THREADS < config.DEFAULT_WEB_THREADS
+    assert run.web_layout(99)[-2:] == ["--threads", "99"]

@@ -185,7 +185,7 @@ class RunningSupervisor:
 KINDS = {
     "redis": (r"redis-server", 1),
     "proxy": (r"traefik --configFile=", 1),
-    "web": (r"gunicorn .*wsgi:app", 3),  # the master and two workers
+    "web": (r"gunicorn .*wsgi:app", 2),  # the master and its worker
     "worker": (r"worker\.py --queues deploy,default$", 1),
     "backups": (r"worker\.py --queues backup,default$", 1),
     "notify": (r"worker\.py --queues notify$", 1),

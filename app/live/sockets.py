@@ -13,6 +13,7 @@ password or leaves the team.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from app.models import Membership, User
 SLOTS_KEY = "slipway:ws-open:{}"
 # close codes (4000–4999 are the application's own)
 CLOSE_TOO_MANY = 4429
+CLOSE_BUSY = 4503  # this web worker's live views are all taken; its other threads serve pages
 CLOSE_ACCESS_LOST = 4403
 CLOSE_DONE = 1000
 CLOSE_UNAVAILABLE = 1011  # the client retries later
@@ -57,6 +59,36 @@ def origin_allowed() -> bool:
     if theirs is None:
         return False  # "null" (sandboxed frames, file://) and garbage
     return theirs in {_origin_of(base) for base in urls.dashboard_bases()}
+
+
+class WorkerSeats:
+    """Live views this web process holds open, capped below its thread count.
+
+    Under gunicorn's ``gthread`` worker an open websocket holds one pool thread for
+    as long as it is open, and a page waits in the pool's queue behind them: if
+    live views took every thread, no page would answer. So a process admits at
+    most ``LIVE_VIEWS_PER_WORKER`` (``WEB_THREADS`` - ``WEB_PAGE_THREADS``); the
+    threads left are only ever busy with pages, fragments and handshakes. The
+    count is per process on purpose: the thread pool it protects is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open = 0
+
+    def take(self, cap: int) -> bool:
+        with self._lock:
+            if self.open >= cap:
+                return False
+            self.open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+seats = WorkerSeats()
 
 
 class Slot:

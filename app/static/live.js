@@ -7,9 +7,14 @@
 
   var MAX_LINES = 5000; // lines kept in a log view; older ones are removed
   var PAUSE_BUFFER = 600; // frames (at most ~1 minute) kept while paused
-  var STOP_CODES = { 1000: true, 4403: true, 4429: true, 1008: true };
+  var STOP_CODES = { 1000: true, 4403: true, 4429: true, 4503: true, 1008: true };
   // Closed for good with one of these: say so on the page (base.html's status region).
-  var NOTICES = { 4429: "Live updates paused: too many open tabs — reload to retry." };
+  // The page itself still works without them (4503: the web worker's live views are
+  // all taken, and its remaining threads are kept for pages).
+  var NOTICES = {
+    4429: "Live updates paused: too many open tabs — reload to retry.",
+    4503: "Live updates paused: the server is busy — reload to retry.",
+  };
 
   // Flask builds websocket rules as absolute ws:// URLs; keep the path and use
   // this page's host and scheme (wss:// behind https).
@@ -281,7 +286,9 @@
       },
       closed: function (event) {
         if (event.code === 4403) setState(event.reason || "Closed.");
-        if (event.code === 4429) setState("Not following: live updates paused.");
+        if (event.code === 4429 || event.code === 4503) {
+          setState("Not following: live updates paused.");
+        }
       },
     });
   }

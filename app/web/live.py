@@ -76,12 +76,22 @@ def _before_handshake():
 
 
 def _stream(ws, run: Callable) -> None:
-    """Count the socket, drop the DB session, stream; close with the reason."""
+    """Count the socket (in this process, then per user), drop the DB session, stream."""
     cfg = current_app.config
     user_id, version = current_user.id, current_user.session_version
     db.session.remove()
+    if not sockets.seats.take(cfg["LIVE_VIEWS_PER_WORKER"]):
+        ws.close(sockets.CLOSE_BUSY, "The server is busy: live updates paused.")
+        return
+    try:
+        _stream_counted(ws, run, user_id, version)
+    finally:
+        sockets.seats.release()
+
+
+def _stream_counted(ws, run: Callable, user_id: int, version: int) -> None:
     slot = sockets.Slot(user_id)
-    if not slot.take(cfg["WS_MAX_PER_USER"]):
+    if not slot.take(current_app.config["WS_MAX_PER_USER"]):
         ws.close(sockets.CLOSE_TOO_MANY, "Too many live views open: close another tab.")
         return
     try:
