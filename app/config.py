@@ -228,7 +228,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     for alias in OUTBOUND_ALIASES:
         config[alias] = config["OUTBOUND_ALLOWED_HOSTS"]
     config.setdefault(
-        "LIVE_VIEWS_PER_WORKER", live_views_per_worker(config["WEB_THREADS"], config["WEB_PAGE_THREADS"])
+        "LIVE_VIEWS_PER_WORKER",
+        live_views_per_worker(config["WEB_THREADS"], config["WEB_PAGE_THREADS"]),
     )
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):

@@ -81,6 +81,12 @@ def _stream(ws, run: Callable) -> None:
     user_id, version = current_user.id, current_user.session_version
     db.session.remove()
     if not sockets.seats.take(cfg["LIVE_VIEWS_PER_WORKER"]):
+        log.warning(
+            "live view %s refused: this worker holds its %d live views "
+            "(raise SLIPWAY_WEB_THREADS to admit more)",
+            request.path,
+            cfg["LIVE_VIEWS_PER_WORKER"],
+        )
         ws.close(sockets.CLOSE_BUSY, "The server is busy: live updates paused.")
         return
     try:
