@@ -29,6 +29,7 @@ from tests import lab
 from tests.browser.conftest import log_in, seed, shot, start_server
 from tests.deploys.conftest import _remove_slipway_resources, infra  # noqa: F401 (fixture)
 from tests.factories import make_app, make_project, team_of
+from tests.livekit import LiveServer, close
 
 SLOW_BUILD = "for i in 1 2 3 4 5 6; do echo build-step-$i; sleep 0.4; done"
 CMD = (
@@ -239,3 +240,35 @@ def test_a_tab_over_the_socket_cap_says_live_updates_are_paused(page, app):
     page.goto(f"/apps/{app_id}")
     page.wait_for_timeout(1000)
     expect(page.locator("#live-notice")).to_be_empty()
+
+
+@pytest.fixture
+def busy_server(base_config, tmp_path_factory, app):
+    """A gunicorn whose worker admits one live view (8 threads, 7 kept for pages)."""
+    started = start_server(
+        base_config,
+        tmp_path_factory.mktemp("slipway-busy-server"),
+        {"SLIPWAY_WEB_THREADS": "8", "SLIPWAY_WEB_PAGE_THREADS": "7"},
+    )
+    yield started
+    started.stop()
+
+
+def test_a_page_over_the_workers_live_view_cap_says_the_server_is_busy(open_page, busy_server):
+    """Closed with 4503 (the worker's live views are all taken): the notice, a working page."""
+    seeded = seed("busy", ("web",))
+    app_id = seeded.app_ids["web"]
+    kit = LiveServer(busy_server.url)
+    holder = kit.connect("/ws/status", kit.login(seeded.email))  # takes the only seat
+    try:
+        page = open_page(busy_server)
+        log_in(page, seeded.email)
+        expect(page.locator("#live-notice")).to_have_text(
+            "Live updates paused: the server is busy — reload to retry."
+        )
+        page.goto(f"/apps/{app_id}/logs")
+        expect(page.locator("#log-state")).to_have_text("Not following: live updates paused.")
+        expect(page.locator("h1")).to_contain_text("web")  # pages still answer
+        shot(page, "live-notice-busy")
+    finally:
+        close(holder)
