@@ -2,7 +2,7 @@
 
 Lines are redacted (secret env values never reach the log), cut when very long,
 numbered with a per-deployment sequence, inserted in batches, and each batch
-published on the Redis channel ``slipway:deploy-log:<id>`` for live tails. A
+published on the Redis channel ``slipway:deploy-log:<installation>:<db>:<id>`` for live tails. A
 tail replays rows up to a sequence number and then follows the channel from
 there, so the sequence lets it drop what it has already shown.
 
@@ -28,6 +28,7 @@ from app.extensions import db, redis
 from app.live import logformat
 from app.models import Deployment, DeploymentLogLine
 from app.models.base import utcnow
+from app.runtime import installation
 
 BATCH_LINES = 200
 BATCH_SECONDS = 0.25
@@ -42,7 +43,13 @@ CUT_MARK = "build log cut at "
 
 
 def channel(deployment_id: int) -> str:
-    return f"slipway:deploy-log:{deployment_id}"
+    """The pub/sub channel of a deployment's lines. Redis channels are shared by every
+    database of a server, and deployment ids overlap between installations: the name
+    carries the installation id and the database number, so one installation never
+    hears another's lines."""
+    db_number = redis.client.connection_pool.connection_kwargs.get("db", 0)
+    mine = installation.current_id() or "-"
+    return f"slipway:deploy-log:{mine}:{db_number}:{deployment_id}"
 
 
 def size_text(n: int) -> str:
