@@ -1,9 +1,10 @@
 """Backups: where they go, what they read, the backup run itself and retention.
 
 A run (in the worker) streams the dump through a SHA-256 into a local file and,
-at the same time, a multipart S3 upload; it verifies the object (size and
-multipart ETag) before the backup counts. S3 trouble keeps the local file and
-ends the row ``failed`` with the reason. A heartbeat key tells the reaper the
+at the same time, a multipart S3 upload; it verifies the object
+(:func:`checks.verify`) before the backup counts. S3 trouble keeps the local
+file and ends the row ``failed`` with the reason; an object that fails its
+check is kept too (it may be right), and the reason names it. A heartbeat key tells the reaper the
 run is alive; a run whose worker died is marked failed and its upload aborted.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, crypto, names, notify, outbound
-from app.backups import dumps, retention, storage
+from app.backups import checks, dumps, retention, storage
 from app.backups.targets import s3_target
 from app.extensions import db, queue, redis
 from app.heartbeat import Heartbeat
@@ -148,10 +149,10 @@ class _Run:
     def __init__(self, backup: Backup):
         self.backup, self.policy = backup, backup.policy
         self.cfg = current_app.config
-        self.sha = hashlib.sha256()
-        self.size = 0
+        self.sent = checks.Sent()  # size and digests of what went to the file and to S3
         self.upload: storage.MultipartUpload | None = None
         self.s3_error: str | None = None
+        self.check_error: str | None = None
         self.part_size = max(self.cfg["BACKUP_PART_MB"], 5) << 20
 
     def execute(self) -> None:
@@ -176,7 +177,7 @@ class _Run:
                 b.row_counts = self._dump(source, out, local.parent)
             self._finish_upload()  # its parts are read from the file: rename after
             partial.rename(local)
-            b.local_path, b.size_bytes, b.sha256 = str(local), self.size, self.sha.hexdigest()
+            b.local_path, b.size_bytes, b.sha256 = str(local), self.sent.size, self.sent.sha256
         except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
                 crypto.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
             self._abort_upload()
@@ -186,7 +187,9 @@ class _Run:
             self._abort_upload()
             b.mark_failed(f"{type(exc).__name__}: {exc}")
         else:
-            if self.s3_error:
+            if self.check_error:
+                b.mark_failed(f"{self.check_error}; the local copy is kept")
+            elif self.s3_error:
                 b.mark_failed(f"S3 upload failed, the local copy is kept: {self.s3_error}")
             else:
                 b.status, b.finished_at = BackupStatus.succeeded.value, utcnow()
@@ -211,20 +214,20 @@ class _Run:
     def _pump(self, stream, out) -> None:
         """Chunks → SHA-256 and the local file; each full part goes to S3 from that file."""
         part_start, part_md5 = 0, hashlib.md5()
+        sent = self.sent
         while chunk := stream.read(READ_CHUNK):
-            self.sha.update(chunk)
+            sent.update(chunk)
             out.write(chunk)
-            self.size += len(chunk)
             if self.upload is None:
                 continue
             part_md5.update(chunk)
-            if self.size - part_start >= self.part_size:
+            if sent.size - part_start >= self.part_size:
                 out.flush()  # the upload thread reads these bytes from the file
-                self._send(out.name, part_start, self.size - part_start, part_md5.digest())
-                part_start, part_md5 = self.size, hashlib.md5()
+                self._send(out.name, part_start, sent.size - part_start, part_md5.digest())
+                part_start, part_md5 = sent.size, hashlib.md5()
         out.flush()
-        if self.upload is not None and (self.size > part_start or not self.upload.part_md5s):
-            self._send(out.name, part_start, self.size - part_start, part_md5.digest())
+        if self.upload is not None and (sent.size > part_start or not self.upload.part_md5s):
+            self._send(out.name, part_start, sent.size - part_start, part_md5.digest())
 
     def _send(self, path: str, offset: int, length: int, md5: bytes) -> None:
         try:
@@ -256,40 +259,29 @@ class _Run:
         if self.upload is None:
             return
         try:
-            etag = self.upload.complete()
+            self.upload.complete()
         except storage.StorageError as exc:
             self._give_up_s3(str(exc))
             return
         self.backup.upload_id = None
-        expected = storage.multipart_etag(self.upload.part_md5s)
+        self.sent.part_md5s = self.upload.part_md5s
+        where = f"{self.target.bucket}/{self.backup.object_key}"
         try:
-            size, head_etag = storage.head(
-                self.target, self.backup.object_key, retries=self.cfg["S3_RETRIES"],
+            etag, how = checks.verify(
+                self.target, self.backup.object_key, self.sent, retries=self.cfg["S3_RETRIES"],
                 base_delay=self.cfg["S3_RETRY_BASE_SECONDS"],
             )  # fmt: skip
-        except storage.StorageError as exc:
-            self.s3_error = f"could not verify the object: {exc}" + self._remove_object()
+        except checks.ObjectMismatch as exc:
+            # Kept: the evidence is the object's, and deleting stored data is a person's call.
+            self.check_error = (f"the object in S3 does not match what was sent ({exc}); "
+                                f"it was kept, at {where}")  # fmt: skip
             return
-        if size != self.size or head_etag != expected or etag != expected:
-            self.s3_error = (f"the object does not match what was sent (size {size} vs "
-                             f"{self.size}, ETag {head_etag} vs {expected})"
-                             + self._remove_object())  # fmt: skip
+        except storage.StorageError as exc:  # the check did not run: the object may be right
+            self.check_error = (f"the object in S3 could not be checked ({exc}); "
+                                f"it was kept, at {where}")  # fmt: skip
             return
-        self.backup.etag, self.backup.uploaded = head_etag, True
-
-    def _remove_object(self) -> str:
-        """Delete a completed object that did not pass its check; says how that went.
-
-        It does not count (``uploaded`` stays false), so retention would never
-        delete it: left alone it would take space in the bucket forever.
-        """
-        key = self.backup.object_key
-        try:
-            storage.delete(self.target, key, retries=self.cfg["S3_RETRIES"],
-                           base_delay=self.cfg["S3_RETRY_BASE_SECONDS"])  # fmt: skip
-        except storage.StorageError as exc:
-            return f"; deleting it failed too, remove {key} by hand ({exc})"
-        return "; it was deleted from the bucket"
+        log.info("backup %s: %s verified: %s", self.backup.id, where, how)
+        self.backup.etag, self.backup.uploaded = etag, True
 
     def _abort_upload(self) -> None:
         upload, self.upload = self.upload, None

@@ -3,8 +3,9 @@
 Uploads are multipart: each part is sent from the backup's local file as soon
 as it is written (a bounded number in flight), so memory does not grow with the
 backup, nor with the part size. Each part is retried with
-exponential backoff; a failed upload is aborted. The multipart ETag (MD5 of
-the parts' MD5s, ``-N``) is computed locally and compared with the object's.
+exponential backoff; a failed upload is aborted. The check of what was
+stored, and Test connection, are in :mod:`app.backups.checks`, through the
+functions here.
 Every call gets its client from :func:`client`, which runs the SSRF check on
 the endpoint each time (SECURITY.md 13, at use).
 """
@@ -31,7 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app import names, outbound
 
 log = logging.getLogger("slipway.storage")
-PROBE_BODY = b"slipway probe\n"
+# S3's smallest part but the last.
+MIN_PART = 5 << 20
 # botocore's region redirect (same host, re-signed for the region S3 names); no other.
 MAX_REDIRECTS = 1
 
@@ -186,35 +188,6 @@ def with_retries(what: str, call: Callable[[], Any], retries: int, base_delay: f
     raise AssertionError("unreachable")
 
 
-def probe(target: S3Target) -> list[tuple[str, bool, str]]:
-    """Write, read back and delete a probe object; one (step, ok, detail) per step."""
-    s3 = client(target)
-    key = target.key(f".slipway-probe-{int(time.time() * 1000)}")
-    steps: list[tuple[str, bool, str]] = []
-    try:
-        s3.put_object(Bucket=target.bucket, Key=key, Body=PROBE_BODY)
-        steps.append(("write", True, f"wrote {key}"))
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
-        return [("write", False, describe(exc))]
-    try:
-        body = s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
-        ok = body == PROBE_BODY
-        steps.append(("read", ok, "read it back" if ok else "read back different bytes"))
-    except Exception as exc:  # noqa: BLE001
-        steps.append(("read", False, describe(exc)))
-    try:
-        s3.delete_object(Bucket=target.bucket, Key=key)
-        steps.append(("delete", True, "deleted it"))
-    except Exception as exc:  # noqa: BLE001
-        steps.append(("delete", False, describe(exc)))
-    return steps
-
-
-def multipart_etag(part_md5s: list[bytes]) -> str:
-    """The ETag S3 gives a multipart object: MD5 of the concatenated part MD5s, ``-N``."""
-    return f'"{hashlib.md5(b"".join(part_md5s)).hexdigest()}-{len(part_md5s)}"'
-
-
 class FileSlice(io.RawIOBase):
     """A seekable window on a file: one part of a multipart upload, read from disk.
 
@@ -350,12 +323,29 @@ def abort(target: S3Target, key: str, upload_id: str) -> None:
 def head(
     target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0
 ) -> tuple[int, str]:
-    """(size, ETag) of an object, retried like the upload (a failed check deletes it)."""
-    s3 = client(target)
-    found = with_retries("reading the object's metadata",
-                         lambda: s3.head_object(Bucket=target.bucket, Key=key),
-                         retries, base_delay)  # fmt: skip
+    """(size, ETag) of an object, retried like the upload."""
+    found = head_object(target, key, retries=retries, base_delay=base_delay)
     return found["ContentLength"], found["ETag"]
+
+
+def head_object(target: S3Target, key: str, *, retries: int = 0, base_delay: float = 1.0) -> dict:
+    """HEAD on an object: its size, ETag and any S3 checksums, retried like the upload."""
+    s3 = client(target)
+    # ChecksumMode: a server that keeps S3 checksums returns them (others ignore it).
+    return with_retries("reading the object's metadata",
+                        lambda: s3.head_object(Bucket=target.bucket, Key=key,
+                                               ChecksumMode="ENABLED"),
+                        retries, base_delay)  # fmt: skip
+
+
+def read_range(target: S3Target, key: str, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` (inclusive) of an object: one ranged GET."""
+    body = client(target).get_object(Bucket=target.bucket, Key=key,
+                                     Range=f"bytes={start}-{end}")["Body"]  # fmt: skip
+    try:
+        return body.read()
+    finally:
+        body.close()
 
 
 def iter_object(target: S3Target, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:

@@ -22,7 +22,7 @@ from flask import (
 from flask_login import current_user
 
 from app import access, crypto, outbound
-from app.backups import restores, runs, setup, storage, targets
+from app.backups import checks, restores, runs, setup, storage, targets
 from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
 from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
 from app.models.backups import FINAL_BACKUP_STATUSES
@@ -109,7 +109,7 @@ def destination_edit_post(destination_id: int):
 def destination_test_post(destination_id: int):
     dest = access.backup_destination(destination_id, Role.admin)
     try:
-        steps = storage.probe(targets.s3_target(dest))  # SSRF-checked at use in storage
+        steps = checks.probe(targets.s3_target(dest))  # SSRF-checked at use in storage
     except crypto.SecretError as exc:
         steps = [("secret key", False, str(exc))]
     except storage.StorageError as exc:

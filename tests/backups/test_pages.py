@@ -17,7 +17,7 @@ from app.models import (
     Restore,
     Role,
 )
-from tests.backups.conftest import encrypted_with_a_retired_key, work
+from tests.backups.conftest import BOTH_SERVERS, encrypted_with_a_retired_key, work
 from tests.conftest import Auth, csrf_token
 from tests.factories import make_destination, make_policy, make_team, make_user
 
@@ -237,9 +237,10 @@ def test_only_the_installation_owner_may_back_up_slipways_own_database(app, clie
     assert db.session.query(Backup).count() == 0
 
 
-def test_run_now_download_and_restore_from_the_page(app, client, admin, moto, bucket, source_db):
+@BOTH_SERVERS
+def test_run_now_download_and_restore_from_the_page(app, client, admin, s3, bucket, source_db):
     src = source_db(rows=100)
-    policy = make_policy(_team(admin), make_destination(_team(admin), moto.url, bucket), src.url)
+    policy = make_policy(_team(admin), make_destination(_team(admin), s3.url, bucket), src.url)
     token = csrf_token(client, "/backups/")
     assert client.post(f"/backups/policies/{policy.id}/run",
                        data={"csrf_token": token}).status_code == 303  # fmt: skip

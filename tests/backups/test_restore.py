@@ -7,14 +7,14 @@ from pathlib import Path
 from app.backups import restores, runs
 from app.extensions import db, queue
 from app.models import Backup, NotificationChannel, Restore
-from tests.backups.conftest import SourceDb, work
+from tests.backups.conftest import BOTH_SERVERS, SourceDb, work
 from tests.factories import make_destination, make_policy, make_team
 
 
-def _backed_up(moto, bucket, source_db, rows=200):
+def _backed_up(s3, bucket, source_db, rows=200):
     src = source_db(rows=rows)
     team = make_team()
-    policy = make_policy(team, make_destination(team, moto.url, bucket), src.url)
+    policy = make_policy(team, make_destination(team, s3.url, bucket), src.url)
     backup = runs.start_now(policy)
     work("backup")
     db.session.expire_all()
@@ -31,8 +31,9 @@ def _restore(backup, **kwargs) -> Restore:
     return db.session.get(Restore, restore.id)
 
 
-def test_restore_into_the_same_database_puts_the_rows_back(app, moto, bucket, source_db):
-    src, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_restore_into_the_same_database_puts_the_rows_back(app, s3, bucket, source_db):
+    src, backup = _backed_up(s3, bucket, source_db)
     src.execute("DELETE FROM items WHERE id > 50")
     src.execute("DROP TABLE notes")
     restore = _restore(backup)
@@ -42,8 +43,9 @@ def test_restore_into_the_same_database_puts_the_rows_back(app, moto, bucket, so
     assert "SHA-256 matches" in restore.log and restore.duration_seconds > 0
 
 
-def test_restore_into_a_new_database(app, moto, bucket, source_db):
-    src, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_restore_into_a_new_database(app, s3, bucket, source_db):
+    src, backup = _backed_up(s3, bucket, source_db)
     name = f"{src.name}_copy"
     restore = _restore(backup, target_database=name)
     assert restore.status == "succeeded", restore.error
@@ -52,8 +54,9 @@ def test_restore_into_a_new_database(app, moto, bucket, source_db):
     assert again.status == "failed" and "already exists" in again.error
 
 
-def test_a_corrupted_local_file_without_an_s3_copy_is_refused(app, moto, bucket, source_db):
-    src, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_a_corrupted_local_file_without_an_s3_copy_is_refused(app, s3, bucket, source_db):
+    src, backup = _backed_up(s3, bucket, source_db)
     backup.uploaded = False  # as if S3 had failed: only the local copy exists
     db.session.commit()
     with open(backup.local_path, "r+b") as fh:
@@ -67,8 +70,9 @@ def test_a_corrupted_local_file_without_an_s3_copy_is_refused(app, moto, bucket,
     assert src.execute("SELECT count(*) FROM items") == [(10,)]  # untouched
 
 
-def test_a_corrupted_local_file_falls_back_to_the_verified_s3_copy(app, moto, bucket, source_db):
-    src, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_a_corrupted_local_file_falls_back_to_the_verified_s3_copy(app, s3, bucket, source_db):
+    src, backup = _backed_up(s3, bucket, source_db)
     Path(backup.local_path).write_bytes(b"PGDMP garbage")
     src.execute("DELETE FROM items")
     restore = _restore(backup)
@@ -77,10 +81,11 @@ def test_a_corrupted_local_file_falls_back_to_the_verified_s3_copy(app, moto, bu
     assert src.execute("SELECT count(*) FROM items") == [(200,)]
 
 
+@BOTH_SERVERS
 def test_a_restore_drill_compares_row_counts_and_drops_the_scratch_database(
-    app, moto, bucket, source_db
+    app, s3, bucket, source_db
 ):
-    src, backup = _backed_up(moto, bucket, source_db)
+    src, backup = _backed_up(s3, bucket, source_db)
     src.execute("INSERT INTO notes VALUES (3, 'after the backup')")  # the source moved on
     drill = _restore(backup, kind="drill")
     assert drill.status == "succeeded", drill.error
@@ -93,8 +98,9 @@ def test_a_restore_drill_compares_row_counts_and_drops_the_scratch_database(
     ) == [(0,)]
 
 
-def test_a_failed_drill_is_recorded_and_tells_the_team(app, moto, bucket, source_db):
-    src, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_a_failed_drill_is_recorded_and_tells_the_team(app, s3, bucket, source_db):
+    src, backup = _backed_up(s3, bucket, source_db)
     backup.row_counts = {**backup.row_counts, "public.items": 999}  # what the dump "said"
     db.session.add(NotificationChannel(team_id=backup.team_id, name="ops", kind="webhook",
                                        events=["drill.failed"], settings={}))  # fmt: skip
@@ -111,8 +117,9 @@ def test_a_failed_drill_is_recorded_and_tells_the_team(app, moto, bucket, source
     ]
 
 
-def test_monthly_drills_take_each_policys_latest_good_backup(app, moto, bucket, source_db):
-    _, backup = _backed_up(moto, bucket, source_db)
+@BOTH_SERVERS
+def test_monthly_drills_take_each_policys_latest_good_backup(app, s3, bucket, source_db):
+    _, backup = _backed_up(s3, bucket, source_db)
     assert restores.start_monthly_drills() == 1
     work("backup")
     db.session.expire_all()

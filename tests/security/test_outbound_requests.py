@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from app import crypto, names, notify, outbound
-from app.backups import storage
+from app.backups import checks, storage
 from app.extensions import db
 from app.models import Backup, BackupDestination, NotificationChannel, Role
 from app.sources import gitsrc
@@ -241,7 +241,7 @@ def test_a_region_redirect_is_followed_once_and_no_more(s3_app, redirector):
     """An answer naming the bucket's region is re-signed and sent once more, same host."""
     server = _looping(redirector, **{"x-amz-bucket-region": "eu-west-1"})
     target = storage.S3Target(server.url, "us-east-1", "loop-bucket", "", "k", "s", True, 5)
-    steps = storage.probe(target)
+    steps = checks.probe(target)
     assert steps == [("write", False, steps[0][2])]
     assert "again after one region redirect" in steps[0][2]
     assert len(server.requests) == 2, server.requests
@@ -281,7 +281,7 @@ def test_every_s3_request_checks_its_host_again(app_with, listener):
         patch.setattr(socket, "getaddrinfo", resolve)
         target = storage.S3Target("http://s3.example.com", "us-east-1", "loop-bucket", "",
                                   "k", "s", True, 5)  # fmt: skip
-        steps = storage.probe(target)
+        steps = checks.probe(target)
     assert len(answers) >= 2  # the client was made, then a request was about to go out
     assert steps[0][0] == "write" and not steps[0][1]
     assert listener.seen() == 0
