@@ -2,7 +2,8 @@
 # The services `make test` needs, on Debian 12: install what is missing with
 # apt-get (skipped entirely when every command is present), start what is not
 # running (PostgreSQL, Redis on 127.0.0.1:6379, dockerd), and create the test
-# role and database. Idempotent; takes about a second when all is in place.
+# role and database, and install s3rver (npm, pinned) into .cache/. Idempotent;
+# takes about a second when all is in place.
 # Installing and starting need root; checking does not.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -16,6 +17,9 @@ PG_DB=slipway_test
 REDIS_PORT=6379
 CHROMIUM=/usr/bin/chromium
 LOG_DIR=$SLIPWAY_DATA/test-services
+# s3rver: an S3 server independent of moto, which the backup tests run against too.
+S3RVER_VERSION=3.7.1
+S3RVER_DIR=$SLIPWAY_ROOT/.cache/s3rver
 
 started=$(now_ms)
 
@@ -37,6 +41,7 @@ if ! [ -x "$SLIPWAY_ROOT/.venv/bin/python" ]; then # scripts/venv.sh will need p
     have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want python3 python3-venv
 fi
 [ -r /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates
+have node && have npm || want nodejs npm  # s3rver
 
 if [ ${#packages[@]} -gt 0 ]; then
     can_apt || die "Missing packages: ${packages[*]}. Install them as root (apt-get install ${packages[*]}), or run make test as root."
@@ -110,7 +115,25 @@ if ! redis_answers; then
     }
 fi
 
-# ---- 5. Docker ----------------------------------------------------------------
+# ---- 5. s3rver ------------------------------------------------------------------
+
+s3rver_installed() {
+    [ -x "$S3RVER_DIR/node_modules/.bin/s3rver" ] &&
+        [ "$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+            "$S3RVER_DIR/node_modules/s3rver/package.json" 2>/dev/null)" = "$S3RVER_VERSION" ]
+}
+if ! s3rver_installed; then
+    say "npm install s3rver@$S3RVER_VERSION into $S3RVER_DIR"
+    mkdir -p "$S3RVER_DIR"
+    npm install --prefix "$S3RVER_DIR" --no-audit --no-fund --omit=dev --no-save \
+        "s3rver@$S3RVER_VERSION" </dev/null >"$S3RVER_DIR/npm.log" 2>&1 || {
+        tail -n 20 "$S3RVER_DIR/npm.log" >&2 || true
+        die "npm install s3rver@$S3RVER_VERSION failed (log: $S3RVER_DIR/npm.log)."
+    }
+    s3rver_installed || die "s3rver $S3RVER_VERSION is not in $S3RVER_DIR after npm install."
+fi
+
+# ---- 6. Docker ----------------------------------------------------------------
 
 # dockerd logs to the data directory, as under `make run`: it is the same engine.
 if ! ensure_docker "$SLIPWAY_DATA"; then
