@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 from typing import Any
 
 from flask import has_request_context, request
 from flask_login import current_user
 
-from app.extensions import db
+from app.extensions import db, redis
 from app.models import AuditEvent
 
 
@@ -45,6 +46,8 @@ class Action(StrEnum):
     NOTIFICATION_CHANNEL_DELETED = "notification_channel.deleted"
     NOTIFICATION_CHANNEL_SAVED = "notification_channel.saved"
     PASSWORD_CHANGED = "password.changed"
+    PASSWORD_RESET = "password.reset"
+    PASSWORD_RESET_REQUESTED = "password.reset_requested"
     PROJECT_CREATED = "project.created"
     PROJECT_DELETED = "project.deleted"
     PROJECT_UPDATED = "project.updated"
@@ -78,4 +81,34 @@ def record(
         details=details,
     )
     db.session.add(event)
+    return event
+
+
+def record_counted(
+    action: Action, *, key: str, window_seconds: int = 60, **details: Any
+) -> AuditEvent | None:
+    """Record an event a flood can repeat (a failed login): one row per ``key`` per window.
+
+    The first event of a window adds a row with ``count`` 1; later ones in the same
+    window raise that row's ``count`` (the count lives in Redis, so concurrent events
+    agree on it) instead of adding rows. A flood adds at most one row per key a window,
+    however fast it comes. Returns the row written or updated (the caller commits).
+    """
+    window = int(time.time() // window_seconds)
+    name = f"slipway:audit-count:{Action(action).value}:{key}:{window}"
+    pipe = redis.client.pipeline()
+    pipe.incr(name)
+    pipe.expire(name, window_seconds * 2)
+    count = int(pipe.execute()[0])
+    if count == 1:
+        event = record(action, count=1, window_seconds=window_seconds, **details)
+        db.session.flush()
+        redis.client.set(f"{name}:row", event.id, ex=window_seconds * 2)
+        return event
+    row_id = redis.client.get(f"{name}:row")
+    event = db.session.get(AuditEvent, int(row_id)) if row_id else None
+    if event is None:
+        return None  # the first event's row is not committed yet; a later one catches up
+    if int((event.details or {}).get("count", 0)) < count:
+        event.details = {**(event.details or {}), "count": count}
     return event

@@ -199,12 +199,25 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LIVE_LINES_PER_SECOND": int(_env("LIVE_LINES_PER_SECOND", "1000")),
         "LIVE_BURST_LINES": 600,
         "LIVE_BUFFER_LINES": 2000,
-        "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
+        # Failed logins: per client address (any account), per account from one address;
+        # past the account-wide count an address that failed must wait between tries.
         "LOGIN_LIMIT_IP": _env("LOGIN_LIMIT_IP", "30 per minute"),
+        "LOGIN_LIMIT_ACCOUNT_IP": _env("LOGIN_LIMIT_ACCOUNT_IP", "5 per minute;20 per hour"),
+        "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
+        "LOGIN_SLOW_SECONDS": int(_env("LOGIN_SLOW_SECONDS", "30")),
         "WEBHOOK_REFUSAL_LIMIT": _env("WEBHOOK_REFUSAL_LIMIT", "20 per minute"),
         # Every request body is capped (forms are small); the webhook route raises its
         # own cap to the forges' 25 MiB for its request only.
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        # Mail from the installation itself (password reset links). Unset host = no mail.
+        "SMTP_HOST": _env("SMTP_HOST", ""),
+        "SMTP_PORT": int(_env("SMTP_PORT", "587")),
+        "SMTP_TLS": _env("SMTP_TLS", "starttls"),
+        "SMTP_USERNAME": _env("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": _env("SMTP_PASSWORD", ""),
+        "SMTP_SENDER": _env("SMTP_SENDER", ""),
+        "PASSWORD_RESET_LIMIT_IP": _env("PASSWORD_RESET_LIMIT_IP", "10 per hour"),
+        "PASSWORD_RESET_LIMIT_ACCOUNT": _env("PASSWORD_RESET_LIMIT_ACCOUNT", "3 per hour"),
         "SESSION_COOKIE_NAME": "slipway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -231,6 +244,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LIVE_VIEWS_PER_WORKER",
         live_views_per_worker(config["WEB_THREADS"], config["WEB_PAGE_THREADS"]),
     )
+    if config["SMTP_TLS"] not in ("starttls", "ssl", "none"):
+        raise ConfigError("SLIPWAY_SMTP_TLS must be starttls, ssl or none")
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
         # psycopg 3 is the driver we ship.

@@ -1,11 +1,21 @@
-"""Signing in and out, passwords and sessions: the writes behind the login pages."""
+"""Signing in and out, passwords and sessions: the writes behind the login pages.
+
+Failed logins are limited three ways (the limits are Flask-Limiter's, on Redis): per
+client address, per account from one address (both refuse with 429), and per account
+from everywhere. The account-wide one never refuses: past it the account is *under
+pressure*, and an address that fails for it from then on must wait
+``LOGIN_SLOW_SECONDS`` before its next try (``app.web.auth``). An address that has not
+failed is never slowed, so a guesser cannot lock the owner out.
+"""
 
 from __future__ import annotations
 
+from flask import current_app
+from limits import parse_many
 from sqlalchemy import func, select
 
 from app import audit
-from app.extensions import db
+from app.extensions import client_address, db, limiter
 from app.models import User
 from app.models.accounts import burn_password_check
 from app.models.base import utcnow
@@ -21,7 +31,11 @@ def check_login(email: str, password: str) -> User | None:
     if user is None:
         burn_password_check(password)
     if user is None or not user.check_password(password):
-        audit.record(audit.Action.LOGIN_FAILED, email=email[:254])
+        _count_account_failure(email)
+        # At most one row per (account, address) a minute, with the count of failures.
+        audit.record_counted(
+            audit.Action.LOGIN_FAILED, key=f"{email[:254]}|{client_address()}", email=email[:254]
+        )
         db.session.commit()
         return None
     user.last_login_at = utcnow()
@@ -49,3 +63,21 @@ def end_other_sessions(user: User) -> None:
     user.end_all_sessions()
     audit.record(audit.Action.SESSIONS_REVOKED, target=user)
     db.session.commit()
+
+
+def _account_limits():
+    return parse_many(current_app.config["LOGIN_LIMIT_ACCOUNT"])
+
+
+def _account_key(email: str) -> tuple[str, ...]:
+    return ("slipway-rl", "login-account", email.strip().lower()[:254])
+
+
+def _count_account_failure(email: str) -> None:
+    for item in _account_limits():
+        limiter.limiter.hit(item, *_account_key(email))
+
+
+def account_under_pressure(email: str) -> bool:
+    """More failed logins for this account, from all addresses, than LOGIN_LIMIT_ACCOUNT."""
+    return any(not limiter.limiter.test(item, *_account_key(email)) for item in _account_limits())

@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from app.accounts import login, setup
-from app.extensions import db, limiter
+from app.extensions import client_address, db, limiter
 from app.forms import LoginForm, SetupForm
 from app.models import User
 from app.web.htmx import installed
@@ -42,9 +42,24 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _account_key() -> str:
-    email = (request.form.get("email") or "").strip().lower()[:254]
-    return f"login-account:{email}"
+def _email() -> str:
+    return (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _account_address_key() -> str:
+    return f"login-account-address:{_email()}|{client_address()}"
+
+
+def _slowed_key() -> str:
+    return f"login-slowed:{_email()}|{client_address()}"
+
+
+def _not_under_pressure() -> bool:
+    return not login.account_under_pressure(_email())
+
+
+def _slowed_limit() -> str:
+    return f"1 per {current_app.config['LOGIN_SLOW_SECONDS']} second"
 
 
 def _login_failed(response) -> bool:
@@ -91,9 +106,14 @@ def login_get():
 @bp.post("/login")
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_IP"], deduct_when=_login_failed)
 @limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_ACCOUNT"],
-    key_func=_account_key,
+    lambda: current_app.config["LOGIN_LIMIT_ACCOUNT_IP"],
+    key_func=_account_address_key,
     deduct_when=_login_failed,
+)
+# The account-wide limit only slows: while the account is under pressure, an address
+# that fails must wait before its next try; an address that has not failed goes through.
+@limiter.limit(
+    _slowed_limit, key_func=_slowed_key, deduct_when=_login_failed, exempt_when=_not_under_pressure
 )
 def login_post():
     form = LoginForm()

@@ -38,8 +38,15 @@ def _logins_succeeded() -> int:
 
 
 def _account_limit(flask_app) -> int:
-    """The per-minute allowance of LOGIN_LIMIT_ACCOUNT ("5 per minute;20 per hour" → 5)."""
-    return int(flask_app.config["LOGIN_LIMIT_ACCOUNT"].split(";")[0].split()[0])
+    """The per-minute allowance of LOGIN_LIMIT_ACCOUNT_IP ("5 per minute;20 per hour" → 5)."""
+    return int(flask_app.config["LOGIN_LIMIT_ACCOUNT_IP"].split(";")[0].split()[0])
+
+
+def _failed_login_rows() -> list[AuditEvent]:
+    db.session.expire_all()
+    return db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "login.failed").order_by(AuditEvent.id)
+    ).all()
 
 
 def _normalised(body: str, email: str) -> str:
@@ -51,8 +58,10 @@ def _normalised(body: str, email: str) -> str:
 # ---- case 3: rate limits ---------------------------------------------------
 
 
-def test_failed_logins_lock_the_account_even_for_the_right_password(app, client, owner):
-    """After LOGIN_LIMIT_ACCOUNT failures the next try is refused without a check."""
+def test_failed_logins_lock_the_account_from_that_address_even_for_the_right_password(
+    app, client, owner
+):
+    """After LOGIN_LIMIT_ACCOUNT_IP failures the next try from that address is refused."""
     for _ in range(_account_limit(app)):
         assert _post_login(client, owner.email, "wrong password").status_code == 401
     response = _post_login(client, owner.email, PASSWORD)
@@ -63,23 +72,64 @@ def test_failed_logins_lock_the_account_even_for_the_right_password(app, client,
     assert owner.last_login_at is None
 
 
-def test_account_limit_holds_across_client_addresses_and_email_spellings(app, client, owner):
-    """A distributed guesser (many IPs, Owner@EXAMPLE.com, padding) shares one bucket."""
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(app_with, owner):
+    """Issue 11 item 10: a guesser at X cannot lock the owner out; the right password from
+    Y, an address that has not failed, logs in at once. X stays limited; the failures are
+    in the audit log."""
+    proxied = app_with(TRUSTED_PROXIES=1)
+    attacker, owner_browser = proxied.test_client(), proxied.test_client()
+    x, y = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "203.0.113.5"}
+    limit = _account_limit(proxied)
+    for _ in range(limit):
+        assert _post_login(attacker, owner.email, "wrong password", headers=x).status_code == 401
+    assert _post_login(attacker, owner.email, "wrong password", headers=x).status_code == 429
+    assert _post_login(owner_browser, owner.email, PASSWORD, headers=y).status_code == 303
+    assert _is_logged_in(owner_browser)
+    assert _post_login(attacker, owner.email, PASSWORD, headers=x).status_code == 429
+    assert not _is_logged_in(attacker)
+    rows = _failed_login_rows()
+    assert rows and {r.ip for r in rows} == {"198.51.100.66"}
+    assert {r.details["email"] for r in rows} == {owner.email}
+    assert sum(r.details["count"] for r in rows) == limit  # refused tries are not checks
+
+
+def test_under_account_pressure_an_address_that_failed_must_wait(app_with, owner):
+    """Past LOGIN_LIMIT_ACCOUNT failures (many addresses, any spelling of the email, one
+    bucket) an address that fails again must wait LOGIN_SLOW_SECONDS, even with the right
+    password; addresses that have not failed are not slowed."""
+    proxied = app_with(TRUSTED_PROXIES=1, LOGIN_LIMIT_ACCOUNT="4 per minute")
+    client = proxied.test_client()
     spellings = [owner.email, owner.email.upper(), f"  {owner.email}  ", owner.email.title()]
-    for number in range(_account_limit(app)):
-        response = _post_login(
-            client,
-            spellings[number % len(spellings)],
-            "wrong password",
-            environ_base={"REMOTE_ADDR": f"198.51.100.{number + 1}"},
-        )
-        assert response.status_code == 401
-    response = _post_login(
-        client, owner.email, PASSWORD, environ_base={"REMOTE_ADDR": "203.0.113.77"}
-    )
-    assert response.status_code == 429
+    for number, spelling in enumerate(spellings):
+        headers = {"X-Forwarded-For": f"198.51.100.{number + 1}"}
+        assert _post_login(client, spelling, "wrong password", headers=headers).status_code == 401
+    first = {"X-Forwarded-For": "198.51.100.1"}
+    # Under pressure now: one more failure from an address, then it must wait.
+    assert _post_login(client, owner.email, "wrong password", headers=first).status_code == 401
+    assert _post_login(client, owner.email, PASSWORD, headers=first).status_code == 429
     assert not _is_logged_in(client)
-    assert _logins_succeeded() == 0
+    fresh = proxied.test_client()
+    headers = {"X-Forwarded-For": "203.0.113.77"}
+    assert _post_login(fresh, owner.email, PASSWORD, headers=headers).status_code == 303
+    assert _logins_succeeded() == 1
+
+
+def test_a_flood_of_failed_logins_adds_one_audit_row_a_minute_per_account_and_address(
+    app_with, owner
+):
+    """The count goes up; the table does not grow with the flood."""
+    roomy = app_with(
+        LOGIN_LIMIT_ACCOUNT_IP="100 per minute",
+        LOGIN_LIMIT_ACCOUNT="100 per minute",
+        LOGIN_LIMIT_IP="100 per minute",
+    )
+    client = roomy.test_client()
+    for _ in range(12):
+        assert _post_login(client, "nobody@example.com", "guess").status_code == 401
+    rows = _failed_login_rows()
+    assert 1 <= len(rows) <= 2  # two only if the flood straddled a minute
+    assert sum(r.details["count"] for r in rows) == 12
+    assert {r.details["email"] for r in rows} == {"nobody@example.com"}
 
 
 def test_failed_logins_are_limited_per_ip_and_spoofed_forwarded_for_does_not_reset_it(
