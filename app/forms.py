@@ -28,6 +28,7 @@ from wtforms.validators import (
 )
 
 from app import names
+from app.models.accounts import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.projects.catalog import APP_FIELDS
 from app.projects.envvars import parse_dotenv
 
@@ -56,7 +57,9 @@ class SetupForm(FlaskForm):
     team = StringField(
         "Team name", [DataRequired(), Length(max=100), checked(names.plain_text)], filters=[strip]
     )
-    password = PasswordField("Password", [DataRequired(), Length(min=12, max=200)])
+    password = PasswordField(
+        "Password", [DataRequired(), Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH)]
+    )
     confirm = PasswordField("Repeat password", [EqualTo("password", "Passwords differ.")])
 
     def validate_email(self, field) -> None:
@@ -71,10 +74,21 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class PasswordForm(FlaskForm):
-    current = PasswordField("Current password", [DataRequired()])
-    password = PasswordField("New password", [DataRequired(), Length(min=12, max=200)])
+class NewPasswordForm(FlaskForm):
+    """A new password, by the rules every form that sets one follows."""
+
+    password = PasswordField(
+        "New password", [DataRequired(), Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH)]
+    )
     confirm = PasswordField("Repeat new password", [EqualTo("password", "Passwords differ.")])
+
+
+class PasswordForm(NewPasswordForm):
+    current = PasswordField("Current password", [DataRequired()])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", [DataRequired(), Length(max=254)], filters=[strip])
 
 
 class InstallationAdminForm(FlaskForm):

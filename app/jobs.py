@@ -160,3 +160,11 @@ def notification_attempt_failed(job, connection, exc_type, exc_value, traceback)
     channel_id, event, object_id, *rest = job.args
     with _context():
         notify.retry_later(channel_id, event, object_id, rest[0] if rest else 0)
+
+
+def send_password_reset(user_id: int) -> str:
+    """Mail a one-time password reset link to the user (``app.accounts.resets``)."""
+    from app.accounts import resets
+
+    with _context():
+        return resets.send_mail(user_id)

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
 import urllib.request
 from datetime import timedelta
-from email.message import EmailMessage
 from urllib.error import HTTPError, URLError
 
 from flask import current_app
 from rq.job import Callback
 from sqlalchemy import select
 
-from app import crypto, names, outbound
+from app import crypto, mail, names, outbound
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -158,18 +156,15 @@ def _send_email(channel: NotificationChannel, subject: str, text: str) -> None:
     s = channel.settings or {}
     check_host_at_use(s["host"])
     password = _secret(channel) if s.get("username") and channel.secret else None
-    msg = EmailMessage()
-    msg["Subject"], msg["From"], msg["To"] = subject, s["sender"], s["to"]
-    msg.set_content(text)
+    server = mail.Server(
+        host=s["host"], port=int(s.get("port", 25)),
+        tls="starttls" if s.get("starttls") else "none",
+        username=s["username"] if password is not None else "", password=password or "",
+    )  # fmt: skip
     try:
-        with smtplib.SMTP(s["host"], int(s.get("port", 25)), timeout=_timeout()) as smtp:
-            if s.get("starttls"):
-                smtp.starttls()
-            if password is not None:
-                smtp.login(s["username"], password)
-            smtp.send_message(msg)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise DeliveryError(f"SMTP {s['host']}: {exc}") from None
+        mail.send(server, s["sender"], s["to"], subject, text, timeout=_timeout())
+    except mail.MailError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 def send(channel: NotificationChannel, what: str, subject: str, text: str) -> None:

@@ -1,6 +1,6 @@
 """The data model, one module per aggregate."""
 
-from app.models.accounts import Installation, Membership, Role, Team, User
+from app.models.accounts import Installation, Membership, PasswordReset, Role, Team, User
 from app.models.applications import Application, Domain, EnvVar
 from app.models.audit import AuditEvent
 from app.models.backups import (
@@ -51,6 +51,7 @@ __all__ = [
     "MetricScope",
     "NotificationChannel",
     "NotificationEvent",
+    "PasswordReset",
     "Project",
     "Restore",
     "Role",

@@ -22,6 +22,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, Timestamped, UTCDateTime
 
+# The password rules, for every form and command that sets one.
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 200
+
 
 class Role(enum.StrEnum):
     owner = "owner"
@@ -74,6 +78,25 @@ class User(UserMixin, Timestamped, Base):
     def end_all_sessions(self) -> None:
         """Every session cookie issued before this call stops working."""
         self.session_version += 1
+
+
+class PasswordReset(Timestamped, Base):
+    """A one-time link to set a new password (``app.accounts.resets``).
+
+    Only the SHA-256 of the token is stored; the token itself is in the mail or the
+    command's output. ``used_at`` is set when the link is used, and on every other open
+    link of the user at the same moment.
+    """
+
+    __tablename__ = "password_resets"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    via: Mapped[str] = mapped_column(String(10))  # "email" or "cli"
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 _hasher = PasswordHasher()

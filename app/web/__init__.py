@@ -19,6 +19,11 @@ PUBLIC_ENDPOINTS = {
     "auth.login_post",
     "auth.setup_get",
     "auth.setup_post",
+    # Forgot password: the form, and the one-time link it mails (app.accounts.resets).
+    "auth.forgot_get",
+    "auth.forgot_post",
+    "auth.reset_get",
+    "auth.reset_post",
     "static",
     "health.healthz",
     # Off (404) unless SLIPWAY_METRICS_TOKEN is set; then the view itself requires

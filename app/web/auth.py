@@ -16,9 +16,9 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from app.accounts import login, setup
+from app.accounts import login, resets, setup
 from app.extensions import client_address, db, limiter
-from app.forms import LoginForm, SetupForm
+from app.forms import ForgotPasswordForm, LoginForm, NewPasswordForm, SetupForm
 from app.models import User
 from app.web.htmx import installed
 
@@ -127,6 +127,59 @@ def login_post():
     session.clear()
     login_user(user)
     return redirect(safe_next(form.next.data), 303)
+
+
+@bp.get("/password/forgot")
+def forgot_get():
+    return render_template(
+        "auth/forgot.html", form=ForgotPasswordForm(), mail=resets.mail_available(), sent=False
+    )
+
+
+@bp.post("/password/forgot")
+@limiter.limit(lambda: current_app.config["PASSWORD_RESET_LIMIT_IP"])
+def forgot_post():
+    form = ForgotPasswordForm()
+    mail = resets.mail_available()
+    if not form.validate():
+        return render_template("auth/forgot.html", form=form, mail=mail, sent=False), 422
+    resets.request_by_email(form.email.data)
+    # The same answer whether or not the account exists.
+    return render_template("auth/forgot.html", form=ForgotPasswordForm(formdata=None),
+                           mail=mail, sent=mail)  # fmt: skip
+
+
+def _refused(exc: resets.ResetRefused):
+    return render_template("auth/reset_refused.html", message=exc.message), exc.status
+
+
+@bp.get("/password/reset/<token>")
+def reset_get(token: str):
+    try:
+        resets.check(token)
+    except resets.ResetRefused as exc:
+        return _refused(exc)
+    return render_template("auth/reset.html", form=NewPasswordForm(), token=token)
+
+
+@bp.post("/password/reset/<token>")
+def reset_post(token: str):
+    try:
+        resets.check(token)
+    except resets.ResetRefused as exc:
+        return _refused(exc)
+    form = NewPasswordForm()
+    if not form.validate():
+        return render_template("auth/reset.html", form=form, token=token), 422
+    try:
+        resets.complete(token, form.password.data)
+    except resets.ResetRefused as exc:
+        return _refused(exc)
+    logout_user()
+    session.clear()
+    flash("Your new password is set and every session of the account has ended. Log in.",
+          "success")  # fmt: skip
+    return redirect(url_for("auth.login_get"), 303)
 
 
 @bp.post("/logout")

@@ -18,6 +18,11 @@ ALLOWED_PUBLIC = {
     "auth.login_post",
     "auth.setup_get",
     "auth.setup_post",
+    # Issue 11: "Forgot password?" and its one-time link (tests/accounts/test_password_reset.py).
+    "auth.forgot_get",
+    "auth.forgot_post",
+    "auth.reset_get",
+    "auth.reset_post",
     "static",
     "health.healthz",
     # Prometheus: no session, but a bearer token (monitoring/test_prometheus.py); off by default.
