@@ -8,6 +8,7 @@ loopback, as a forge would.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -85,12 +86,43 @@ class GitServer:
             server_class=_ThreadingWSGIServer,
             handler_class=_Quiet,
         )
+        self.requests: list[str] = []  # every path asked for, in order
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _lfs(self, environ, path, body, start_response):
+        """The download half of the Git LFS batch API (basic transfer), for objects that
+        ``git lfs push`` to the bare repository stored under ``lfs/objects``."""
+        repo, _, rest = path.partition("/info/lfs/")
+        store = self.root / repo.lstrip("/") / "lfs" / "objects"
+        if rest == "objects/batch" and environ["REQUEST_METHOD"] == "POST":
+            request = json.loads(body)
+            base = f"http://{environ['HTTP_HOST']}{repo}/info/lfs/objects"
+            objects = []
+            for obj in request["objects"]:
+                oid = obj["oid"]
+                if (store / oid[:2] / oid[2:4] / oid).is_file():
+                    href = {"href": f"{base}/{oid}"}
+                    objects.append(obj | {"authenticated": True, "actions": {"download": href}})
+                else:
+                    objects.append(obj | {"error": {"code": 404, "message": "no such object"}})
+            start_response("200 OK", [("Content-Type", "application/vnd.git-lfs+json")])
+            return [json.dumps({"transfer": "basic", "objects": objects}).encode()]
+        oid = rest.removeprefix("objects/")
+        target = store / oid[:2] / oid[2:4] / oid
+        if environ["REQUEST_METHOD"] == "GET" and oid.isalnum() and target.is_file():
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return [target.read_bytes()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
 
     def _wsgi(self, environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
+        path = environ.get("PATH_INFO", "")
+        self.requests.append(path)
+        if "/info/lfs/" in path:
+            return self._lfs(environ, path, body, start_response)
         env = {
             "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.root),
             "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": environ["REQUEST_METHOD"],
@@ -140,6 +172,23 @@ class Repo:
              "-m", message, cwd=self.work)  # fmt: skip
         _git("push", "-q", "-f", "origin", f"HEAD:{branch}", cwd=self.work)
         return _git("rev-parse", "HEAD", cwd=self.work).strip()
+
+    def track_lfs(self, pattern: str) -> None:
+        """Store files matching ``pattern`` in Git LFS from the next commit on (the push
+        copies their objects into the bare repository, which the server serves)."""
+        _git("lfs", "install", "--local", cwd=self.work)
+        # Pushed to the bare repository whatever a committed .lfsconfig says.
+        _git("config", "lfs.url", f"file://{self.bare}", cwd=self.work)
+        _git("lfs", "track", pattern, cwd=self.work)
+
+    def add_submodule(self, sub: Repo, path: str, message: str, url: str | None = None) -> None:
+        """Add ``sub``'s current commit as a submodule at ``path``, recorded in
+        ``.gitmodules`` with ``url`` (default: ``sub``'s URL on the server)."""
+        _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", "--",
+             str(sub.bare), path, cwd=self.work)  # fmt: skip
+        _git("config", "-f", ".gitmodules", f"submodule.{path}.url", url or sub.url,
+             cwd=self.work)  # fmt: skip
+        self.commit({}, message)
 
     def symlink(self, rel: str, target: str, message: str) -> None:
         path = self.work / rel

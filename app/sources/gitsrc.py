@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -64,25 +65,45 @@ NETWORK_CONFIG = ("-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=n
 REDIRECTED = "The requested URL returned error: 30"
 
 
-def _credential_env(creds: Credentials, tmp: Path) -> dict[str, str]:
-    """GIT_SSH_COMMAND with the app's key and known-hosts file; askpass for a token."""
+# While cloning, no LFS filter runs, whatever the user's or system's git config says:
+# LFS objects are fetched afterwards, by :func:`_lfs`, from the checked host only.
+NO_LFS_FILTER = ("-c", "filter.lfs.smudge=", "-c", "filter.lfs.process=",
+                 "-c", "filter.lfs.required=false")  # fmt: skip
+# What ``git lfs install --local`` would write, for the one ``git lfs pull``.
+LFS_FILTER = ("-c", "filter.lfs.clean=git-lfs clean -- %f",
+              "-c", "filter.lfs.smudge=git-lfs smudge -- %f",
+              "-c", "filter.lfs.process=git-lfs filter-process",
+              "-c", "filter.lfs.required=true")  # fmt: skip
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1"
+MAX_SUBMODULE_DEPTH = 5
+
+
+def _credential_env(creds: Credentials, tmp: Path, *, secrets: bool = True) -> dict[str, str]:
+    """GIT_SSH_COMMAND with the app's key and known-hosts file; askpass for a token.
+
+    Without ``secrets`` (a submodule on another host), neither the key nor the token
+    is offered; the known-hosts file is the same one.
+    """
     known_hosts = tmp / "known_hosts"
-    known_hosts.write_text(creds.known_hosts)
+    if not known_hosts.exists():
+        known_hosts.write_text(creds.known_hosts)
     ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
            "-o", "StrictHostKeyChecking=accept-new", "-o", "UpdateHostKeys=no"]  # fmt: skip
-    if creds.ssh_private_key:
+    if creds.ssh_private_key and secrets:
         key = tmp / "id_ed25519"
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(creds.ssh_private_key)
+        if not key.exists():
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(creds.ssh_private_key)
         ssh += ["-i", str(key)]
     # git runs GIT_SSH_COMMAND through the shell: every word is quoted.
     env = {"GIT_SSH_COMMAND": shlex.join(ssh)}
-    if creds.token:
+    if creds.token and secrets:
         askpass = tmp / "askpass"
-        askpass.write_text(ASKPASS)
-        askpass.chmod(0o700)
+        if not askpass.exists():
+            askpass.write_text(ASKPASS)
+            askpass.chmod(0o700)
         env |= {"GIT_ASKPASS": str(askpass), "SLIPWAY_GIT_TOKEN": creds.token,
                 "SLIPWAY_GIT_USER": creds.token_user or "x-access-token"}  # fmt: skip
     return env
@@ -142,7 +163,7 @@ def clone(
     except names.InvalidValue as exc:
         raise GitError(str(exc)) from None
     argv = [
-        "git", *NETWORK_CONFIG, "-c", "core.symlinks=true", "clone", "--depth=1",
+        "git", *NETWORK_CONFIG, *NO_LFS_FILTER, "-c", "core.symlinks=true", "clone", "--depth=1",
         "--single-branch", "--no-tags", f"--branch={branch}", "--", url, str(dest),
     ]  # fmt: skip
     seen: list[str] = []
@@ -163,6 +184,9 @@ def clone(
                          "--no-tags", "--", "origin"]  # fmt: skip
                 _run_streaming(fetch, timeout, line, should_stop, env)
                 _checkout_on_branch(dest, commit, branch)
+            fetcher = _Fetcher(url, allowed_hosts, creds, Path(tmp), timeout, line, should_stop)
+            fetcher.lfs(dest, url, env)
+            fetcher.submodules(dest)
         except GitError as exc:
             if any(REDIRECTED in text for text in seen):
                 raise GitError(
@@ -179,6 +203,117 @@ def clone(
         finally:
             creds.known_hosts = (Path(tmp) / "known_hosts").read_text()
     return head_commit(dest)
+
+
+@dataclass
+class _Fetcher:
+    """What follows a clone: its submodules (recursively) and its LFS objects.
+
+    Every submodule URL passes :func:`check_url` before git uses it; the app's
+    credentials go only to the app's own host; the clone's network rules, timeout
+    and cancellation apply to every git and git-lfs command.
+    """
+
+    url: str
+    allowed_hosts: tuple[str, ...]
+    creds: Credentials
+    tmp: Path
+    timeout: float
+    line: Callable[[str], None]
+    should_stop: Callable[[], bool]
+
+    def env_for(self, url: str) -> dict[str, str]:
+        same_host = names.git_host(url) == names.git_host(self.url)
+        return _credential_env(self.creds, self.tmp, secrets=same_host)
+
+    def submodules(self, repo: Path, level: int = 0) -> None:
+        if not (repo / ".gitmodules").is_file():
+            return
+        if level >= MAX_SUBMODULE_DEPTH:
+            raise GitError(f"submodules are nested more than {MAX_SUBMODULE_DEPTH} deep")
+        # Local: copies each URL to .git/config, a relative one resolved against the
+        # URL the repository was cloned from, as git itself resolves it.
+        _local_git(repo, "submodule", "init")
+        for name, url in _submodule_urls(repo):
+            try:
+                check_url(url, self.allowed_hosts)
+            except (names.InvalidValue, GitError) as exc:
+                raise GitError(f"submodule {name} ({url}) is refused: {exc}") from None
+            path = _local_git(repo, "config", "-f", ".gitmodules", "--get",
+                              f"submodule.{name}.path").strip()  # fmt: skip
+            self.line(f"submodule {name}: {url} at {path}")
+            env = self.env_for(url)
+            argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *NO_LFS_FILTER, "submodule",
+                    "update", "--checkout", "--depth=1", "--single-branch", "--", path]  # fmt: skip
+            _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "submodule")
+            sub = inside(repo, path)
+            self.lfs(sub, url, env)
+            self.submodules(sub, level + 1)
+
+    def lfs(self, repo: Path, url: str, env: dict[str, str]) -> None:
+        """Fetch the LFS objects of the checked-out commit, from ``url``'s host only."""
+        uses = _lfs_use(repo)
+        if not uses:
+            return
+        if not shutil.which("git-lfs", path=_env()["PATH"]):
+            self.line(f"this repository uses Git LFS ({uses}), but git-lfs is not installed: "
+                      "the files are deployed as pointer files")  # fmt: skip
+            return
+        endpoint = lfs_endpoint(url)
+        # Pinned in git's config, which wins over a .lfsconfig in the repository: the
+        # LFS API is asked on the host that passed the checks, never on another one.
+        try:
+            outbound.check_host(names.git_host(endpoint), self.allowed_hosts)
+        except outbound.HostRefused as exc:
+            raise GitError(str(exc)) from None
+        self.line(f"fetching Git LFS objects ({uses}) from {endpoint}")
+        argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *LFS_FILTER, "-c", f"lfs.url={endpoint}",
+                "-c", "lfs.fetchrecentalways=false", "-c", "lfs.fetchrecentrefsdays=0",
+                "-c", "lfs.fetchrecentcommitsdays=0", "lfs", "pull", "origin"]  # fmt: skip
+        _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "lfs pull")
+
+
+def lfs_endpoint(url: str) -> str:
+    """The LFS API of a remote, as git-lfs derives it: ``<repo>.git/info/lfs``; an SSH
+    remote stays itself (git-lfs asks the server over SSH)."""
+    if not url.startswith(("https://", "http://")):
+        return url
+    base = url.rstrip("/")
+    return f"{base if base.endswith('.git') else base + '.git'}/info/lfs"
+
+
+def _lfs_use(repo: Path) -> str:
+    """Why ``repo`` looks like it uses LFS (for the build log), or ``""``."""
+    attributes = _local_git(repo, "grep", "-l", "-I", "-e", "filter=lfs", "--",
+                            ".gitattributes", ":(glob)**/.gitattributes", check=False)  # fmt: skip
+    if attributes.strip():
+        return f"filter=lfs in {', '.join(attributes.split())}"
+    pointers = _local_git(repo, "grep", "-l", "-I", "-x", "-F", "-e", LFS_POINTER,
+                          check=False).split()  # fmt: skip
+    if pointers:
+        return f"{len(pointers)} LFS pointer file{'s' if len(pointers) != 1 else ''}"
+    return ""
+
+
+def _submodule_urls(repo: Path) -> list[tuple[str, str]]:
+    out = _local_git(repo, "config", "--local", "-z", "--get-regexp", r"^submodule\..*\.url$",
+                     check=False)  # fmt: skip
+    found = []
+    for entry in filter(None, out.split("\0")):
+        key, _, url = entry.partition("\n")
+        found.append((key.removeprefix("submodule.").removesuffix(".url"), url))
+    return found
+
+
+def _local_git(repo: Path, *args: str, check: bool = True) -> str:
+    """A git command that never talks to a remote."""
+    done = subprocess.run(  # noqa: S603
+        ["git", "-C", str(repo), *NETWORK_CONFIG, *args],
+        capture_output=True, text=True, env=_env(), timeout=60, check=False,
+    )  # fmt: skip
+    if check and done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {done.stderr.strip()[:300]}")
+    return done.stdout
 
 
 def _peeled(repo: Path, sha: str) -> str:
@@ -212,7 +347,7 @@ def _checkout_on_branch(repo: Path, commit: str, branch: str) -> None:
         raise GitError(f"could not check out commit {commit[:12]}")
 
 
-def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None) -> None:
+def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None, what=None) -> None:
     import selectors
     import time
 
@@ -251,7 +386,8 @@ def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None) -> None:
             proc.wait()
         selector.close()
     if code != 0:
-        raise GitError(f"git {'fetch' if 'fetch' in argv else 'clone'} failed (exit {code})")
+        what = what or ("fetch" if "fetch" in argv else "clone")
+        raise GitError(f"git {what} failed (exit {code})")
 
 
 def head_commit(repo: Path) -> Commit:

@@ -1,0 +1,100 @@
+"""Submodules and Git LFS objects of a git app, fetched under the main clone's rules,
+against the real git server (smart HTTP and the LFS batch API on loopback)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import lab
+from tests.deploys.conftest import _deploy, _log, _names, _through_traefik, _web_app
+
+BIG = "".join(f"line {n} of a file kept in Git LFS\n" for n in range(200))
+
+
+def _sub(infra, files: dict[str, str]) -> lab.Repo:
+    sub = lab.Repo(infra["git"], f"lib{next(_names)}", infra["root"] / "work")
+    sub.commit(files, "library")
+    return sub
+
+
+def test_submodule_on_the_same_server_is_in_the_image(app, infra, repo):
+    inner = _sub(infra, {"inner.html": "from the nested submodule\n"})
+    sub = _sub(infra, {"index.html": "from the submodule\n"})
+    sub.add_submodule(inner, "deeper", "nested", url=f"../{inner.bare.name}")
+    repo.commit(lab.web_files("v1"), "v1")
+    # Relative, as most .gitmodules are: resolved against the app's URL.
+    repo.add_submodule(sub, "www/lib", "add the library", url=f"../{sub.bare.name}")
+    deployment = _deploy(_web_app(repo))
+    assert deployment.status == "running", deployment.error
+    assert _through_traefik(infra, deployment.application, "/lib/index.html").text == (
+        "from the submodule\n"
+    )
+    nested = _through_traefik(infra, deployment.application, "/lib/deeper/inner.html")
+    assert nested.text == "from the nested submodule\n"
+    assert f"submodule www/lib: {sub.url} at www/lib" in _log(deployment.id)
+
+
+@pytest.mark.parametrize("kind", ["file", "internal host", "ext"])
+def test_refused_submodule_url_fails_the_deploy_and_connects_nowhere(app, infra, repo, kind):
+    sub = _sub(infra, {"index.html": "must not be fetched\n"})
+    url = {
+        "file": f"file://{sub.bare}",
+        # The same server under a name the allow-list does not hold.
+        "internal host": f"http://localhost:{infra['git'].port}/{sub.bare.name}",
+        "ext": "ext::sh -c touch% /tmp/pwned",
+    }[kind]
+    repo.commit(lab.web_files("v1"), "v1")
+    repo.add_submodule(sub, "www/lib", "add the library", url=url)
+    infra["git"].requests.clear()
+    deployment = _deploy(_web_app(repo))
+    assert deployment.status == "failed"
+    assert f"submodule www/lib ({url}) is refused" in deployment.error
+    assert not [path for path in infra["git"].requests if sub.bare.name in path]
+    assert not (
+        Path(infra["config"]["BUILDS_DIR"]).exists()
+        and list(Path(infra["config"]["BUILDS_DIR"]).rglob("www/lib/index.html"))
+    )
+
+
+def _lfs_repo(repo, extra: dict[str, str] | None = None) -> None:
+    repo.track_lfs("*.dat")
+    repo.commit(lab.web_files("v1") | {"www/big.dat": BIG} | (extra or {}), "v1 with LFS")
+    pointer = (repo.bare / "lfs" / "objects").rglob("*")
+    assert any(p.is_file() for p in pointer), "the push did not store the LFS object"
+
+
+def test_lfs_object_content_is_in_the_image(app, infra, repo):
+    # A .lfsconfig naming another endpoint is not followed: the app's host is asked.
+    other = f"http://localhost:{infra['git'].port}/elsewhere.git/info/lfs"
+    _lfs_repo(repo, {".lfsconfig": f"[lfs]\n\turl = {other}\n"})
+    infra["git"].requests.clear()
+    deployment = _deploy(_web_app(repo))
+    assert deployment.status == "running", deployment.error
+    served = _through_traefik(infra, deployment.application, "/big.dat")
+    assert served.text == BIG
+    assert "fetching Git LFS objects" in _log(deployment.id)
+    assert not [path for path in infra["git"].requests if "elsewhere" in path]
+
+
+def test_without_git_lfs_the_build_log_warns_and_pointers_are_deployed(
+    app, infra, repo, tmp_path, monkeypatch
+):
+    _lfs_repo(repo)
+    hidden = tmp_path / "bin"  # git, but no git-lfs, on PATH
+    hidden.mkdir()
+    (hidden / "git").symlink_to(shutil.which("git"))
+    monkeypatch.setenv("PATH", str(hidden))
+    assert shutil.which("git-lfs", path=os.environ["PATH"]) is None
+    deployment = _deploy(_web_app(repo))
+    assert deployment.status == "running", deployment.error
+    log = _log(deployment.id)
+    assert (
+        "this repository uses Git LFS (filter=lfs in .gitattributes), but git-lfs is not "
+        "installed: the files are deployed as pointer files" in log
+    )
+    served = _through_traefik(infra, deployment.application, "/big.dat")
+    assert served.text.startswith("version https://git-lfs.github.com/spec/v1\n")
