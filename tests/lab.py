@@ -87,6 +87,10 @@ class GitServer:
             handler_class=_Quiet,
         )
         self.requests: list[str] = []  # every path asked for, in order
+        # What a hostile LFS server could answer: download hrefs on another base URL, or
+        # a redirect (to this Location) instead of an object.
+        self.lfs_href_base: str | None = None
+        self.lfs_redirect: str | None = None
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -97,7 +101,9 @@ class GitServer:
         store = self.root / repo.lstrip("/") / "lfs" / "objects"
         if rest == "objects/batch" and environ["REQUEST_METHOD"] == "POST":
             request = json.loads(body)
-            base = f"http://{environ['HTTP_HOST']}{repo}/info/lfs/objects"
+            base = (
+                f"{self.lfs_href_base or 'http://' + environ['HTTP_HOST']}{repo}/info/lfs/objects"
+            )
             objects = []
             for obj in request["objects"]:
                 oid = obj["oid"]
@@ -110,6 +116,9 @@ class GitServer:
             return [json.dumps({"transfer": "basic", "objects": objects}).encode()]
         oid = rest.removeprefix("objects/")
         target = store / oid[:2] / oid[2:4] / oid
+        if self.lfs_redirect:
+            start_response("302 Found", [("Location", self.lfs_redirect)])
+            return [b""]
         if environ["REQUEST_METHOD"] == "GET" and oid.isalnum() and target.is_file():
             start_response("200 OK", [("Content-Type", "application/octet-stream")])
             return [target.read_bytes()]

@@ -6,14 +6,21 @@ are checked by ``app.names`` again here, at use, whatever the database says.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from app import names, outbound
 
@@ -75,6 +82,7 @@ LFS_FILTER = ("-c", "filter.lfs.clean=git-lfs clean -- %f",
               "-c", "filter.lfs.process=git-lfs filter-process",
               "-c", "filter.lfs.required=true")  # fmt: skip
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1"
+OID_RE = re.compile(r"[0-9a-f]{64}")
 MAX_SUBMODULE_DEPTH = 5
 
 
@@ -245,13 +253,25 @@ class _Fetcher:
             env = self.env_for(url)
             argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *NO_LFS_FILTER, "submodule",
                     "update", "--checkout", "--depth=1", "--single-branch", "--", path]  # fmt: skip
-            _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "submodule")
+            try:
+                _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "submodule")
+            except GitError as exc:
+                if self.should_stop():
+                    raise
+                raise GitError(f"submodule {name} ({url}) could not be fetched: {exc}") from None
             sub = inside(repo, path)
             self.lfs(sub, url, env)
             self.submodules(sub, level + 1)
 
     def lfs(self, repo: Path, url: str, env: dict[str, str]) -> None:
-        """Fetch the LFS objects of the checked-out commit, from ``url``'s host only."""
+        """Put the LFS objects of the checked-out commit in place of their pointer files.
+
+        git-lfs lists the pointers and checks the files out, offline. The objects are
+        downloaded here, not by git-lfs: git-lfs would follow any href the LFS server
+        answers (an internal address too) and any redirect, so each request passes the
+        outbound check at use and none is redirected. The app's token goes only to the
+        app's own host.
+        """
         uses = _lfs_use(repo)
         if not uses:
             return
@@ -259,25 +279,115 @@ class _Fetcher:
             self.line(f"this repository uses Git LFS ({uses}), but git-lfs is not installed: "
                       "the files are deployed as pointer files")  # fmt: skip
             return
+        listed = json.loads(_local_git(repo, "lfs", "ls-files", "--json") or "{}")
+        wanted = {f["oid"]: f for f in listed.get("files") or ()
+                  if not f.get("downloaded") and OID_RE.fullmatch(str(f.get("oid")))}  # fmt: skip
+        if not wanted:
+            return
         endpoint = lfs_endpoint(url)
-        # Pinned in git's config, which wins over a .lfsconfig in the repository: the
-        # LFS API is asked on the host that passed the checks, never on another one.
+        self.line(f"fetching {len(wanted)} Git LFS object{'s' if len(wanted) != 1 else ''} "
+                  f"({uses}) from {endpoint}")  # fmt: skip
+        auth = {}
+        if self.creds.token and names.git_host(url) == names.git_host(self.url):
+            basic = f"{self.creds.token_user or 'x-access-token'}:{self.creds.token}"
+            auth = {"Authorization": "Basic " + base64.b64encode(basic.encode()).decode()}
+        objects = [{"oid": oid, "size": f["size"]} for oid, f in wanted.items()]
+        batch = {"operation": "download", "transfers": ["basic"], "objects": objects}
+        answer = self._lfs_request(
+            f"{endpoint}/objects/batch", auth | LFS_HEADERS, json.dumps(batch).encode()
+        )
         try:
-            outbound.check_host(names.git_host(endpoint), self.allowed_hosts)
+            objects = json.load(answer).get("objects") or []
+        except ValueError:
+            raise GitError(f"{names.git_host(endpoint)} did not answer the LFS batch API") from None
+        finally:
+            answer.close()
+        store = repo / ".git" / "lfs" / "objects"
+        for obj in objects:
+            oid = str(obj.get("oid", ""))
+            if oid not in wanted:
+                continue
+            name = wanted[oid]["name"]
+            if obj.get("error"):
+                message = str(obj["error"].get("message", ""))[:200]
+                raise GitError(f"the LFS object of {name} could not be fetched: {message}")
+            action = (obj.get("actions") or {}).get("download") or {}
+            href, headers = str(action.get("href", "")), dict(action.get("header") or {})
+            if not headers and names.url_host(href) == names.git_host(url):
+                headers = auth
+            target = store / oid[:2] / oid[2:4] / oid
+            self._lfs_download(href, headers, target, oid, int(wanted[oid]["size"]), name)
+            del wanted[oid]
+        if wanted:
+            raise GitError(f"the LFS server did not offer {next(iter(wanted.values()))['name']}")
+        argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *LFS_FILTER, "lfs", "checkout"]
+        _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "lfs checkout")
+
+    def _lfs_request(self, url: str, headers: dict[str, str], body: bytes | None = None):
+        """An HTTP request of the LFS transfer, under the git URL rules (https, or plain
+        http to an allow-listed host) and the outbound check at use; never redirected."""
+        host = names.url_host(url)
+        scheme = url.partition("://")[0]
+        if scheme != "https" and not (scheme == "http" and host in self.allowed_hosts):
+            raise GitError(f"LFS URL refused: only https:// is accepted for {host or url}")
+        try:
+            outbound.check_host(host, self.allowed_hosts)
         except outbound.HostRefused as exc:
-            raise GitError(str(exc)) from None
-        self.line(f"fetching Git LFS objects ({uses}) from {endpoint}")
-        argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *LFS_FILTER, "-c", f"lfs.url={endpoint}",
-                "-c", "lfs.fetchrecentalways=false", "-c", "lfs.fetchrecentrefsdays=0",
-                "-c", "lfs.fetchrecentcommitsdays=0", "lfs", "pull", "origin"]  # fmt: skip
-        _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "lfs pull")
+            raise GitError(f"LFS: {exc}") from None
+        request = urllib.request.Request(url, data=body, headers=headers,
+                                         method="POST" if body is not None else "GET")  # fmt: skip
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            return opener.open(request, timeout=min(self.timeout, 120))
+        except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise GitError(f"{host} answered an LFS request with a redirect, which Slipway "
+                               "does not follow") from None  # fmt: skip
+            raise GitError(f"{host} answered an LFS request with {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise GitError(f"LFS request to {host} failed: {exc}") from None
+
+    def _lfs_download(self, href, headers, target: Path, oid, size: int, name: str) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        digest, written = hashlib.sha256(), 0
+        with self._lfs_request(href, headers) as response, partial.open("wb") as out:
+            while chunk := response.read(1 << 16):
+                if self.should_stop():
+                    raise GitError("stopped")
+                written += len(chunk)
+                if written > size:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+        if written != size or digest.hexdigest() != oid:
+            partial.unlink(missing_ok=True)
+            raise GitError(f"the LFS object of {name} does not match its pointer")
+        partial.replace(target)
+
+
+LFS_HEADERS = {"Accept": "application/vnd.git-lfs+json",
+               "Content-Type": "application/vnd.git-lfs+json", "User-Agent": "Slipway"}  # fmt: skip
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect could point anywhere, internal addresses included: never follow."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def lfs_endpoint(url: str) -> str:
-    """The LFS API of a remote, as git-lfs derives it: ``<repo>.git/info/lfs``; an SSH
-    remote stays itself (git-lfs asks the server over SSH)."""
+    """The LFS API of a remote, as git-lfs derives it: ``<repo>.git/info/lfs``. For an
+    SSH remote, the same path over https on the same host (anonymous: no
+    ``git-lfs-authenticate``), as a forge serves it."""
     if not url.startswith(("https://", "http://")):
-        return url
+        scp = names.SCP_LIKE_RE.fullmatch(url)
+        if "://" not in url and scp:
+            url = f"https://{scp['host']}/{scp['path'].lstrip('/')}"
+        else:
+            parts = urlsplit(url)
+            url = f"https://{parts.hostname}{parts.path}"
     base = url.rstrip("/")
     return f"{base if base.endswith('.git') else base + '.git'}/info/lfs"
 

@@ -76,8 +76,41 @@ def test_lfs_object_content_is_in_the_image(app, infra, repo):
     assert deployment.status == "running", deployment.error
     served = _through_traefik(infra, deployment.application, "/big.dat")
     assert served.text == BIG
-    assert "fetching Git LFS objects" in _log(deployment.id)
+    assert (
+        "fetching 1 Git LFS object (filter=lfs in .gitattributes) from "
+        f"{repo.url}/info/lfs" in _log(deployment.id)
+    )
     assert not [path for path in infra["git"].requests if "elsewhere" in path]
+
+
+@pytest.fixture
+def hostile_lfs(infra):
+    yield infra["git"]
+    infra["git"].lfs_href_base = infra["git"].lfs_redirect = None
+
+
+@pytest.mark.parametrize("answer", ["internal href", "plain http href", "redirect"])
+def test_lfs_hrefs_and_redirects_pass_the_outbound_rules(app, infra, repo, hostile_lfs, answer):
+    port = infra["git"].port
+    if answer == "internal href":  # the same server, under a name that is not allow-listed
+        hostile_lfs.lfs_href_base = f"https://localhost:{port}"
+    elif answer == "plain http href":
+        hostile_lfs.lfs_href_base = f"http://localhost:{port}"
+    else:
+        hostile_lfs.lfs_redirect = f"http://localhost:{port}/elsewhere.git/info/lfs/objects/x"
+    _lfs_repo(repo)
+    hostile_lfs.requests.clear()
+    deployment = _deploy(_web_app(repo))
+    assert deployment.status == "failed"
+    message = {
+        "internal href": "LFS: localhost resolves to an internal address",
+        "plain http href": "LFS URL refused: only https:// is accepted for localhost",
+        "redirect": "answered an LFS request with a redirect, which Slipway does not follow",
+    }[answer]
+    assert message in deployment.error
+    downloads = [p for p in hostile_lfs.requests if "/info/lfs/objects/" in p and "batch" not in p]
+    assert len(downloads) == (1 if answer == "redirect" else 0)  # and the redirect not followed
+    assert not [path for path in hostile_lfs.requests if "elsewhere" in path]
 
 
 def test_without_git_lfs_the_build_log_warns_and_pointers_are_deployed(

@@ -84,11 +84,13 @@ class TokenGitServer(lab.GitServer):
     def __init__(self, root: Path, user: str, token: str):
         self.expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
         self.seen_authorization: list[str] = []
+        self.seen: list[tuple[str, str, str]] = []  # (Host, path, Authorization) of each request
         super().__init__(root)
 
     def _wsgi(self, environ, start_response):
         given = environ.get("HTTP_AUTHORIZATION", "")
         self.seen_authorization.append(given)
+        self.seen.append((environ.get("HTTP_HOST", ""), environ.get("PATH_INFO", ""), given))
         if given != self.expected:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
                                                  ("Content-Length", "0")])  # fmt: skip

@@ -181,3 +181,44 @@ def test_webhook_commit_is_checked_out_only_if_on_the_branch(app, tmp_path):
             )
     finally:
         server.stop()
+
+
+def test_the_token_reaches_submodules_and_lfs_on_the_apps_host_only(app, token_server, tmp_path):
+    """Same host: the submodule and the LFS object are fetched with the app's token.
+    Another host (the same server under another name): the token is never offered, and
+    the deploy fails naming the submodule."""
+    token, port = "glpat-CANARY-abc123", token_server.port
+    sub_bare, sub_work = servers.bare_repo(token_server.root, "library")
+    servers.commit(sub_work, {"lib.txt": "from the library\n"}, "library")
+    bare, work = servers.bare_repo(token_server.root, "tokenrepo")
+    subprocess.run(["git", "lfs", "install", "--local"], cwd=work, check=True)
+    subprocess.run(["git", "config", "lfs.url", f"file://{bare}"], cwd=work, check=True)
+    subprocess.run(["git", "lfs", "track", "*.dat"], cwd=work, check=True, capture_output=True)
+    subprocess.run(["git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", "--",
+                    str(sub_bare), "lib"], cwd=work, check=True)  # fmt: skip
+    subprocess.run(["git", "config", "-f", ".gitmodules", "submodule.lib.url", "../library.git"],
+                   cwd=work, check=True)  # fmt: skip
+    servers.commit(work, {"big.dat": "large content\n" * 50}, "with a submodule and LFS")
+    row = make_app(make_project(make_team()), git_url=f"{token_server.url}/tokenrepo.git")
+    credentials.set_token(row, token, "oauth2")
+    db.session.commit()
+    both = ("127.0.0.1", "localhost")
+
+    credentials.clone_for(row, "main", None, tmp_path / "out", allowed_hosts=both)
+    assert (tmp_path / "out" / "lib" / "lib.txt").read_text() == "from the library\n"
+    assert (tmp_path / "out" / "big.dat").read_text() == "large content\n" * 50
+    authorized = {path for _, path, auth in token_server.seen if auth == token_server.expected}
+    assert any(path.startswith("/library.git/") for path in authorized)
+    assert any("/info/lfs/objects/" in path and "batch" not in path for path in authorized)
+
+    subprocess.run(["git", "config", "-f", ".gitmodules", "submodule.lib.url",
+                    f"http://localhost:{port}/library.git"], cwd=work, check=True)  # fmt: skip
+    servers.commit(work, {}, "the submodule on another host")
+    token_server.seen.clear()
+    with pytest.raises(gitsrc.GitError) as failed:
+        credentials.clone_for(row, "main", None, tmp_path / "other", allowed_hosts=both)
+    assert f"submodule lib (http://localhost:{port}/library.git) could not be fetched" in str(
+        failed.value
+    )
+    assert any(host.startswith("localhost:") for host, _, _ in token_server.seen)
+    assert all(auth == "" for host, _, auth in token_server.seen if host.startswith("localhost:"))
