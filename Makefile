@@ -19,6 +19,7 @@ help:
 run:
 	@bash scripts/venv.sh
 	@bash scripts/ensure-docker.sh
+	@bash scripts/ensure-git-lfs.sh
 	@exec $(VENV)/bin/python scripts/run.py
 
 test:

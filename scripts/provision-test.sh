@@ -34,6 +34,7 @@ have pg_ctlcluster && have psql && have pg_isready &&
 have redis-server && have redis-cli || want redis-server
 have dockerd && have docker || want docker.io iptables
 have git || want git
+have git-lfs || want git-lfs  # the LFS deploy tests push and check out LFS objects
 dpkg -s busybox-static >/dev/null 2>&1 || want busybox-static  # the base image of the deploy tests
 [ -x "$CHROMIUM" ] || want chromium fonts-liberation
 [ -x /usr/sbin/sshd ] || want openssh-server  # the private-repository tests run their own sshd

@@ -302,7 +302,10 @@ class _Fetcher:
             raise GitError(f"{names.git_host(endpoint)} did not answer the LFS batch API") from None
         finally:
             answer.close()
-        store = repo / ".git" / "lfs" / "objects"
+        # A submodule's git directory is in its superproject's .git/modules.
+        store = (
+            Path(_local_git(repo, "rev-parse", "--absolute-git-dir").strip()) / "lfs" / "objects"
+        )
         for obj in objects:
             oid = str(obj.get("oid", ""))
             if oid not in wanted:

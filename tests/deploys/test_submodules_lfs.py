@@ -23,7 +23,9 @@ def _sub(infra, files: dict[str, str]) -> lab.Repo:
 
 def test_submodule_on_the_same_server_is_in_the_image(app, infra, repo):
     inner = _sub(infra, {"inner.html": "from the nested submodule\n"})
-    sub = _sub(infra, {"index.html": "from the submodule\n"})
+    sub = lab.Repo(infra["git"], f"lib{next(_names)}", infra["root"] / "work")
+    sub.track_lfs("*.dat")  # a submodule's LFS objects come from the submodule's host
+    sub.commit({"index.html": "from the submodule\n", "blob.dat": BIG}, "library")
     sub.add_submodule(inner, "deeper", "nested", url=f"../{inner.bare.name}")
     repo.commit(lab.web_files("v1"), "v1")
     # Relative, as most .gitmodules are: resolved against the app's URL.
@@ -35,6 +37,7 @@ def test_submodule_on_the_same_server_is_in_the_image(app, infra, repo):
     )
     nested = _through_traefik(infra, deployment.application, "/lib/deeper/inner.html")
     assert nested.text == "from the nested submodule\n"
+    assert _through_traefik(infra, deployment.application, "/lib/blob.dat").text == BIG
     assert f"submodule www/lib: {sub.url} at www/lib" in _log(deployment.id)
 
 
