@@ -191,6 +191,7 @@ class EnvVarForm(FlaskForm):
 class GitSettingsForm(FlaskForm):
     watch_paths = TextAreaField("Watch paths", [checked(names.watch_paths)])
     deploy_tags = StringField("Deploy tags matching", [checked(names.tag_pattern)], filters=[strip])
+    submodules = BooleanField("Clone submodules")
 
     def validate(self, extra_validators=None) -> bool:
         # checked() would store the parsed list; keep the text the user typed.

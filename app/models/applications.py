@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -68,6 +69,8 @@ class Application(Timestamped, Base):
     git_known_hosts: Mapped[str | None] = mapped_column(Text)  # pinned on first use
     git_token: Mapped[str | None] = mapped_column(Text)  # ciphertext
     git_token_user: Mapped[str | None] = mapped_column(String(100))
+    # Clone the submodules in .gitmodules (recursively, under the clone's own rules).
+    git_submodules: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     project: Mapped[Project] = relationship()

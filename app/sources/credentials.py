@@ -65,10 +65,15 @@ def set_token(app: Application, token: str, user: str) -> None:
     db.session.commit()
 
 
-def save_push_settings(app: Application, watch_paths: str, deploy_tags: str | None) -> None:
-    """Which pushes deploy: watched paths and the tag pattern (see ``sources.pushes``)."""
+def save_push_settings(
+    app: Application, watch_paths: str, deploy_tags: str | None, *, submodules: bool | None = None
+) -> None:
+    """Which pushes deploy: watched paths and the tag pattern (see ``sources.pushes``);
+    and whether a clone fetches the repository's submodules (``None``: unchanged)."""
     app.watch_paths = watch_paths or ""
     app.deploy_tags = deploy_tags or None
+    if submodules is not None:
+        app.git_submodules = bool(submodules)
     audit.record(audit.Action.APP_GIT_SETTINGS_UPDATED, team_id=app.project.team_id, target=app)
     db.session.commit()
 
@@ -115,8 +120,9 @@ def clone_for(app: Application, ref: str, commit: str | None, dest, **options) -
     creds = git_credentials(app)
     try:
         return gitsrc.clone(
-            app.git_url or "", ref, dest, commit=commit, credentials=creds, **options
-        )
+            app.git_url or "", ref, dest, commit=commit, credentials=creds,
+            submodules=app.git_submodules is not False, **options,
+        )  # fmt: skip
     finally:
         if creds.known_hosts.strip() and creds.known_hosts != (app.git_known_hosts or ""):
             app.git_known_hosts = creds.known_hosts

@@ -154,13 +154,16 @@ def clone(
     should_stop: Callable[[], bool] = lambda: False,
     commit: str | None = None,
     credentials: Credentials | None = None,
+    submodules: bool = True,
 ) -> Commit:
     """Shallow-clone ``branch`` (or tag) of ``url`` into ``dest`` and describe the commit.
 
     With ``commit``, that commit is checked out instead of the branch head, after
     checking that it is on the branch (up to 200 commits back); an annotated tag's
     object id stands for the commit it tags. ``credentials``
-    reach a private repository; their ``known_hosts`` is updated in place.
+    reach a private repository; their ``known_hosts`` is updated in place. The
+    submodules are cloned too (recursively) unless ``submodules`` is false; the LFS
+    objects of every checkout are fetched when git-lfs is installed.
     """
     creds = credentials or Credentials()
     try:
@@ -194,7 +197,10 @@ def clone(
                 _checkout_on_branch(dest, commit, branch)
             fetcher = _Fetcher(url, allowed_hosts, creds, Path(tmp), timeout, line, should_stop)
             fetcher.lfs(dest, url, env)
-            fetcher.submodules(dest)
+            if submodules:
+                fetcher.submodules(dest)
+            elif (dest / ".gitmodules").is_file():
+                line("submodules are turned off for this app: .gitmodules was not followed")
         except GitError as exc:
             if any(REDIRECTED in text for text in seen):
                 raise GitError(

@@ -19,7 +19,10 @@ DELIVERIES_SHOWN = 200
 
 def _page(app: Application, settings_form=None, token_form=None, status: int = 200):
     settings_form = settings_form or GitSettingsForm(
-        formdata=None, watch_paths=app.watch_paths, deploy_tags=app.deploy_tags or ""
+        formdata=None,
+        watch_paths=app.watch_paths,
+        deploy_tags=app.deploy_tags or "",
+        submodules=app.git_submodules,
     )
     page = render_template(
         "repos/show.html",
@@ -93,7 +96,9 @@ def save_settings(app_id: int):
     form = GitSettingsForm()
     if not form.validate():
         return _page(app, settings_form=form, status=422)
-    credentials.save_push_settings(app, form.watch_paths.data, form.deploy_tags.data)
+    credentials.save_push_settings(
+        app, form.watch_paths.data, form.deploy_tags.data, submodules=form.submodules.data
+    )
     flash("Push settings saved.", "success")
     return _back(app, "push")
 

@@ -63,6 +63,18 @@ def test_refused_submodule_url_fails_the_deploy_and_connects_nowhere(app, infra,
     )
 
 
+def test_with_submodules_turned_off_the_build_log_says_so(app, infra, repo):
+    sub = _sub(infra, {"index.html": "not cloned\n"})
+    repo.commit(lab.web_files("v1"), "v1")
+    # A URL that would be refused: nothing of .gitmodules is looked at.
+    repo.add_submodule(sub, "www/lib", "add the library", url=f"file://{sub.bare}")
+    deployment = _deploy(_web_app(repo, git_submodules=False))
+    assert deployment.status == "running", deployment.error
+    log = _log(deployment.id)
+    assert "submodules are turned off for this app: .gitmodules was not followed" in log
+    assert _through_traefik(infra, deployment.application, "/lib/index.html").status_code == 404
+
+
 def _lfs_repo(repo, extra: dict[str, str] | None = None) -> None:
     repo.track_lfs("*.dat")
     repo.commit(lab.web_files("v1") | {"www/big.dat": BIG} | (extra or {}), "v1 with LFS")

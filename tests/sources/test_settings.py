@@ -164,3 +164,22 @@ def test_deliveries_list_says_when_a_deploy_could_not_be_queued(logged_in, monke
     page = client.get(f"/apps/{row.id}/webhooks/deliveries").get_data(as_text=True)
     assert "not queued" in page and "the deploy could not be queued" in page
     assert "deployment #" in page  # the failed deployment says why too
+
+
+def test_submodules_checkbox_turns_cloning_them_off_and_on(logged_in):
+    client, owner = logged_in
+    row = _app(owner)
+    page = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
+    assert re.search(r'<input checked id="submodules" name="submodules" type="checkbox"', page)
+    token = csrf_token(client, f"/apps/{row.id}/git")
+    off = client.post(f"/apps/{row.id}/git/settings", data={"csrf_token": token})
+    assert off.status_code == 303
+    assert _fresh(row.id).git_submodules is False
+    page = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
+    assert '<input id="submodules" name="submodules" type="checkbox"' in page
+    on = client.post(f"/apps/{row.id}/git/settings",
+                     data={"csrf_token": token, "submodules": "y"})  # fmt: skip
+    assert on.status_code == 303
+    assert _fresh(row.id).git_submodules is True
+    events = db.session.scalars(select(AuditEvent.action).where(AuditEvent.target_id == row.id))
+    assert list(events).count("app.git_settings_updated") == 2
