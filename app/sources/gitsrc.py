@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -73,10 +74,10 @@ REDIRECTED = "The requested URL returned error: 30"
 
 
 # While cloning, no LFS filter runs, whatever the user's or system's git config says:
-# LFS objects are fetched afterwards, by :func:`_lfs`, from the checked host only.
+# LFS objects are fetched afterwards, by :meth:`_Fetcher.lfs`, under the outbound rules.
 NO_LFS_FILTER = ("-c", "filter.lfs.smudge=", "-c", "filter.lfs.process=",
                  "-c", "filter.lfs.required=false")  # fmt: skip
-# What ``git lfs install --local`` would write, for the one ``git lfs pull``.
+# What ``git lfs install --local`` would write, for ``git lfs checkout``.
 LFS_FILTER = ("-c", "filter.lfs.clean=git-lfs clean -- %f",
               "-c", "filter.lfs.smudge=git-lfs smudge -- %f",
               "-c", "filter.lfs.process=git-lfs filter-process",
@@ -286,10 +287,16 @@ class _Fetcher:
                       "the files are deployed as pointer files")  # fmt: skip
             return
         listed = json.loads(_local_git(repo, "lfs", "ls-files", "--json") or "{}")
-        wanted = {f["oid"]: f for f in listed.get("files") or ()
-                  if not f.get("downloaded") and OID_RE.fullmatch(str(f.get("oid")))}  # fmt: skip
-        if not wanted:
+        files = [f for f in listed.get("files") or () if OID_RE.fullmatch(str(f.get("oid")))]
+        if not files:
             return
+        wanted = {f["oid"]: f for f in files if not f.get("downloaded")}
+        if wanted:
+            self._lfs_fetch(repo, url, uses, wanted)
+        argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *LFS_FILTER, "lfs", "checkout"]
+        _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "lfs checkout")
+
+    def _lfs_fetch(self, repo: Path, url: str, uses: str, wanted: dict[str, dict]) -> None:
         endpoint = lfs_endpoint(url)
         self.line(f"fetching {len(wanted)} Git LFS object{'s' if len(wanted) != 1 else ''} "
                   f"({uses}) from {endpoint}")  # fmt: skip
@@ -329,8 +336,6 @@ class _Fetcher:
             del wanted[oid]
         if wanted:
             raise GitError(f"the LFS server did not offer {next(iter(wanted.values()))['name']}")
-        argv = ["git", "-C", str(repo), *NETWORK_CONFIG, *LFS_FILTER, "lfs", "checkout"]
-        _run_streaming(argv, self.timeout, self.line, self.should_stop, env, "lfs checkout")
 
     def _lfs_request(self, url: str, headers: dict[str, str], body: bytes | None = None):
         """An HTTP request of the LFS transfer, under the git URL rules (https, or plain
@@ -360,10 +365,14 @@ class _Fetcher:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
         digest, written = hashlib.sha256(), 0
+        deadline = time.monotonic() + self.timeout
         with self._lfs_request(href, headers) as response, partial.open("wb") as out:
             while chunk := response.read(1 << 16):
                 if self.should_stop():
                     raise GitError("stopped")
+                if time.monotonic() > deadline:
+                    raise GitError(f"the LFS download of {name} took longer than "
+                                   f"{self.timeout:.0f} s")  # fmt: skip
                 written += len(chunk)
                 if written > size:
                     break
