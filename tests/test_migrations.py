@@ -327,6 +327,9 @@ def test_0011_gives_sqlite_files_autoincrement_back_and_keeps_everything(tmp_pat
                    and "AUTOINCREMENT" not in creates[t.name]]  # fmt: skip
         assert lacking == []
         assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        session.remove()
+        upgrade()  # the models are the head's
+        session = db.session
         project = session.get(Project, 1)
         assert make_app(project, "next").id == 4  # not 3, the deleted app's
         assert make_project(project.team, "next").id == 5  # not 3 or 4

@@ -20,10 +20,12 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("applications", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("git_submodules", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
+    # A plain ADD COLUMN, not a batch operation: on SQLite a batch rebuilds the table
+    # from its reflection, which has no AUTOINCREMENT, and ids would be reused again.
+    op.add_column(
+        "applications",
+        sa.Column("git_submodules", sa.Boolean(), server_default=sa.true(), nullable=False),
+    )
 
 
 def downgrade():
