@@ -4,7 +4,7 @@ A clone now fetches the submodules in ``.gitmodules``; an app can turn that off
 (its build log then says ``.gitmodules`` was not followed). On for every app.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-02 16:30:00
 
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0013"
-down_revision = "0011"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
