@@ -24,6 +24,7 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    StopValidation,
     ValidationError,
 )
 
@@ -45,20 +46,46 @@ def checked(rule: Callable[..., str], *args) -> Callable:
     return validator
 
 
+class Limit(Length):
+    """``Length`` whose message names the field and its limit, without a ``maxlength``
+    attribute: a browser cuts a longer paste at ``maxlength`` without a word, whereas the
+    server refuses it and says what the limit is."""
+
+    def __init__(self, maximum: int, what: str, minimum: int = -1):
+        if minimum > 0:
+            message = f"{what} must be {minimum:,} to {maximum:,} characters long."
+        else:
+            message = f"{what} is limited to {maximum:,} characters."
+        super().__init__(min=minimum, max=maximum, message=message)
+        self.field_flags = {}
+
+    def __call__(self, form, field) -> None:
+        # Stop here: the field's other rules would only add noise about a value that long.
+        try:
+            super().__call__(form, field)
+        except ValidationError as exc:
+            raise StopValidation(str(exc)) from None
+
+
 def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
 class SetupForm(FlaskForm):
     name = StringField(
-        "Your name", [DataRequired(), Length(max=100), checked(names.plain_text)], filters=[strip]
+        "Your name",
+        [DataRequired(), Limit(100, "Your name"), checked(names.plain_text)],
+        filters=[strip],
     )
-    email = EmailField("Email", [DataRequired(), Length(max=254)], filters=[strip])
+    email = EmailField("Email", [DataRequired(), Limit(254, "The email address")], filters=[strip])
     team = StringField(
-        "Team name", [DataRequired(), Length(max=100), checked(names.plain_text)], filters=[strip]
+        "Team name",
+        [DataRequired(), Limit(100, "The team name"), checked(names.plain_text)],
+        filters=[strip],
     )
     password = PasswordField(
-        "Password", [DataRequired(), Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH)]
+        "Password",
+        [DataRequired(), Limit(PASSWORD_MAX_LENGTH, "The password", PASSWORD_MIN_LENGTH)],
     )
     confirm = PasswordField("Repeat password", [EqualTo("password", "Passwords differ.")])
 
@@ -69,8 +96,10 @@ class SetupForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", [DataRequired(), Length(max=254)], filters=[strip])
-    password = PasswordField("Password", [DataRequired(), Length(max=200)])
+    email = EmailField("Email", [DataRequired(), Limit(254, "The email address")], filters=[strip])
+    password = PasswordField(
+        "Password", [DataRequired(), Limit(PASSWORD_MAX_LENGTH, "The password")]
+    )
     next = HiddenField()
 
 
@@ -78,17 +107,20 @@ class NewPasswordForm(FlaskForm):
     """A new password, by the rules every form that sets one follows."""
 
     password = PasswordField(
-        "New password", [DataRequired(), Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH)]
+        "New password",
+        [DataRequired(), Limit(PASSWORD_MAX_LENGTH, "The password", PASSWORD_MIN_LENGTH)],
     )
     confirm = PasswordField("Repeat new password", [EqualTo("password", "Passwords differ.")])
 
 
 class PasswordForm(NewPasswordForm):
-    current = PasswordField("Current password", [DataRequired()])
+    current = PasswordField(
+        "Current password", [DataRequired(), Limit(PASSWORD_MAX_LENGTH, "The password")]
+    )
 
 
 class ForgotPasswordForm(FlaskForm):
-    email = EmailField("Email", [DataRequired(), Length(max=254)], filters=[strip])
+    email = EmailField("Email", [DataRequired(), Limit(254, "The email address")], filters=[strip])
 
 
 class InstallationAdminForm(FlaskForm):
@@ -104,10 +136,12 @@ class InstallationAdminForm(FlaskForm):
 
 class ProjectForm(FlaskForm):
     name = StringField(
-        "Name", [DataRequired(), checked(names.slug, "The project name")], filters=[strip]
+        "Name",
+        [DataRequired(), Limit(63, "The project name"), checked(names.slug, "The project name")],
+        filters=[strip],
     )
     description = TextAreaField(
-        "Description", [Optional(), Length(max=2000), checked(names.plain_text)]
+        "Description", [Optional(), Limit(2000, "The description"), checked(names.plain_text)]
     )
 
 
@@ -118,37 +152,55 @@ def _dotenv(_form, field) -> None:
         raise ValidationError(str(exc)) from None
 
 
+ENV_TEXT_LIMIT = 256 * 1024
+
+
 class ApplicationForm(FlaskForm):
     name = StringField(
-        "Name", [DataRequired(), checked(names.slug, "The app name")], filters=[strip]
+        "Name",
+        [DataRequired(), Limit(63, "The app name"), checked(names.slug, "The app name")],
+        filters=[strip],
     )
     description = TextAreaField(
-        "Description", [Optional(), Length(max=2000), checked(names.plain_text)]
+        "Description", [Optional(), Limit(2000, "The description"), checked(names.plain_text)]
     )
     environment_id = SelectField("Environment", coerce=int)
     source_type = RadioField(
         "Source", choices=[("git", "Git repository"), ("image", "Docker image")], default="git"
     )
-    git_url = StringField("Repository URL", filters=[strip])
-    git_branch = StringField("Branch", default="main", filters=[strip])
-    build_context = StringField("Build context", default=".", filters=[strip])
-    dockerfile_path = StringField("Dockerfile path", default="Dockerfile", filters=[strip])
-    image = StringField("Image", filters=[strip])
+    git_url = StringField("Repository URL", [Limit(500, "The repository URL")], filters=[strip])
+    git_branch = StringField(
+        "Branch", [Limit(255, "The branch name")], default="main", filters=[strip]
+    )
+    build_context = StringField(
+        "Build context", [Limit(255, "The build context")], default=".", filters=[strip]
+    )
+    dockerfile_path = StringField(
+        "Dockerfile path",
+        [Limit(255, "The Dockerfile path")],
+        default="Dockerfile",
+        filters=[strip],
+    )
+    image = StringField("Image", [Limit(255, "The image reference")], filters=[strip])
     container_port = IntegerField(
         "Container port", [InputRequired(), NumberRange(1, 65535)], default=8000
     )
     replicas = IntegerField("Replicas", [InputRequired(), NumberRange(1, 10)], default=1)
     health_check_path = StringField(
         "Health-check path",
-        [DataRequired(), checked(names.health_path)],
+        [DataRequired(), Limit(255, "The health-check path"), checked(names.health_path)],
         default="/",
         filters=[strip],
     )
     cpu_limit = FloatField("CPU limit (cores)", [Optional(), NumberRange(0.05, 64)])
     memory_limit_mb = IntegerField("Memory limit (MiB)", [Optional(), NumberRange(16, 262144)])
     auto_deploy = BooleanField("Deploy automatically on push")
-    env_text = TextAreaField("Environment variables", [_dotenv])
-    secret_env_text = TextAreaField("Secret environment variables", [_dotenv])
+    env_text = TextAreaField(
+        "Environment variables", [Limit(ENV_TEXT_LIMIT, "The variables"), _dotenv]
+    )
+    secret_env_text = TextAreaField(
+        "Secret environment variables", [Limit(ENV_TEXT_LIMIT, "The variables"), _dotenv]
+    )
 
     def __init__(self, *args, allowed_git_hosts: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,6 +219,8 @@ class ApplicationForm(FlaskForm):
         else:
             rules = [(self.image, names.image, ())]
         for field, rule, args in rules:
+            if field.errors:  # over its limit already
+                continue
             try:
                 field.data = rule(field.data or "", *args)
             except names.InvalidValue as exc:
@@ -183,14 +237,27 @@ class ApplicationForm(FlaskForm):
 
 
 class EnvVarForm(FlaskForm):
-    key = StringField("Key", [DataRequired(), checked(names.env_key)], filters=[strip])
-    value = TextAreaField("Value", [checked(names.env_value)])
+    key = StringField(
+        "Key", [DataRequired(), Limit(255, "The key"), checked(names.env_key)], filters=[strip]
+    )
+    value = TextAreaField("Value", [Limit(32 * 1024, "A value"), checked(names.env_value)])
     is_secret = BooleanField("Secret")
 
 
+# Room for MAX_WATCH_PATHS lines of the longest pattern, with blank lines and spaces.
+WATCH_PATHS_TEXT_LIMIT = 4 * names.MAX_WATCH_PATHS * names.MAX_WATCH_PATH_LENGTH
+
+
 class GitSettingsForm(FlaskForm):
-    watch_paths = TextAreaField("Watch paths", [checked(names.watch_paths)])
-    deploy_tags = StringField("Deploy tags matching", [checked(names.tag_pattern)], filters=[strip])
+    watch_paths = TextAreaField(
+        "Watch paths",
+        [Limit(WATCH_PATHS_TEXT_LIMIT, "The watch paths"), checked(names.watch_paths)],
+    )
+    deploy_tags = StringField(
+        "Deploy tags matching",
+        [Limit(255, "The tag pattern"), checked(names.tag_pattern)],
+        filters=[strip],
+    )
     submodules = BooleanField("Clone submodules")
 
     def validate(self, extra_validators=None) -> bool:
@@ -203,8 +270,8 @@ class GitSettingsForm(FlaskForm):
 
 
 class GitTokenForm(FlaskForm):
-    token = PasswordField("Access token", [DataRequired(), Length(max=500)])
-    user = StringField("User name", [Optional(), Length(max=100)], filters=[strip])
+    token = PasswordField("Access token", [DataRequired(), Limit(500, "The access token")])
+    user = StringField("User name", [Optional(), Limit(100, "The user name")], filters=[strip])
 
     def validate_user(self, field) -> None:
         try:

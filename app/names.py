@@ -315,6 +315,23 @@ def s3_prefix(value: str | None) -> str:
     return value
 
 
+S3_REGION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def s3_region(value: str | None) -> str:
+    """An S3 region as AWS names them (``us-east-1``, ``eu-central-1``) or as a self-hosted
+    server is configured (``garage``, ``default``): 1–32 lowercase letters, digits, - and _.
+
+    It goes into every request's signature scope, so nothing else can be right anyway."""
+    value = (value or "").strip()
+    if not S3_REGION_RE.fullmatch(value):
+        raise InvalidValue(
+            "A region is 1–32 lowercase letters, digits, '-' and '_', such as us-east-1 "
+            "(ask your S3 provider; MinIO and most self-hosted servers use us-east-1)."
+        )
+    return value
+
+
 def bucket(value: str) -> str:
     if not BUCKET_RE.fullmatch(value or "") or ".." in value:
         raise InvalidValue("A bucket name is 3–63 lowercase letters, digits, '.' and '-'.")
@@ -411,6 +428,12 @@ WATCH_PATH_RE = re.compile(r"^[A-Za-z0-9_.*?][A-Za-z0-9._/*?-]*$")
 TAG_PATTERN_RE = re.compile(r"^[A-Za-z0-9_*?][A-Za-z0-9._/*?+-]*$")
 SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 MAX_WATCH_PATHS = 50
+MAX_WATCH_PATH_LENGTH = 200
+
+
+def _quoted_start(text: str, keep: int = 40) -> str:
+    """The start of a refused value for a message: a long one is never echoed whole."""
+    return repr(text if len(text) <= keep else text[:keep] + "…")
 
 
 def watch_paths(text: str | None) -> list[str]:
@@ -420,15 +443,22 @@ def watch_paths(text: str | None) -> list[str]:
     """
     patterns = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if len(patterns) > MAX_WATCH_PATHS:
-        raise InvalidValue(f"At most {MAX_WATCH_PATHS} watch paths.")
+        raise InvalidValue(
+            f"At most {MAX_WATCH_PATHS} watch paths, one per line ({len(patterns):,} given)."
+        )
     for pattern in patterns:
-        if len(pattern) > 255 or not WATCH_PATH_RE.fullmatch(pattern):
+        if len(pattern) > MAX_WATCH_PATH_LENGTH:
             raise InvalidValue(
-                f"{pattern!r}: use letters, digits, . _ / - and the wildcards * ** ? only, "
-                "relative to the repository root."
+                f"{_quoted_start(pattern)}: a watch path is limited to "
+                f"{MAX_WATCH_PATH_LENGTH} characters (this one has {len(pattern):,})."
+            )
+        if not WATCH_PATH_RE.fullmatch(pattern):
+            raise InvalidValue(
+                f"{_quoted_start(pattern)}: use letters, digits, . _ / - and the wildcards "
+                "* ** ? only, relative to the repository root."
             )
         if any(part == ".." for part in pattern.split("/")):
-            raise InvalidValue(f"{pattern!r} cannot leave the repository ('..').")
+            raise InvalidValue(f"{_quoted_start(pattern)} cannot leave the repository ('..').")
     return patterns
 
 

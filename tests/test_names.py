@@ -183,3 +183,16 @@ def test_hostname_accepts(value):
 def test_hostname_refuses(value):
     with pytest.raises(names.InvalidValue):
         names.hostname(value)
+
+
+@pytest.mark.parametrize("value", ["us-east-1", "eu-central-1", "ap-southeast-2", "auto", "garage",
+                                   "default", "fr-par", "us-gov-west-1", "my_zone"])  # fmt: skip
+def test_s3_region_accepts(value):
+    assert names.s3_region(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "US-EAST-1", "us east 1", "-us", "us-east-1\nx", "r" * 33,
+                                   "eu/central", "../x", "us-east-1;", "région"])  # fmt: skip
+def test_s3_region_refuses(value):
+    with pytest.raises(names.InvalidValue, match="region"):
+        names.s3_region(value)

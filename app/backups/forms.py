@@ -15,7 +15,6 @@ from wtforms import (
 from wtforms.validators import (
     DataRequired,
     InputRequired,
-    Length,
     NumberRange,
     Optional,
     ValidationError,
@@ -23,19 +22,28 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app import names
-from app.forms import checked, strip
+from app.forms import Limit, checked, strip
 from app.models import ChannelKind, NotificationEvent
 
 
 class DestinationForm(FlaskForm):
-    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
-    endpoint_url = StringField("Endpoint URL", [DataRequired()], filters=[strip])
-    region = StringField("Region", [DataRequired(), Length(max=63)], default="us-east-1",
+    name = StringField(
+        "Name",
+        [DataRequired(), Limit(63, "The name"), checked(names.slug, "The name")],
+        filters=[strip],
+    )
+    endpoint_url = StringField("Endpoint URL", [DataRequired(), Limit(500, "The endpoint URL")],
+                               filters=[strip])  # fmt: skip
+    region = StringField("Region", [DataRequired(), Limit(32, "The region"),
+                         checked(names.s3_region)], default="us-east-1",
                          filters=[strip])  # fmt: skip
-    bucket = StringField("Bucket", [DataRequired(), checked(names.bucket)], filters=[strip])
-    prefix = StringField("Prefix", [checked(names.s3_prefix)], filters=[strip])
-    access_key_id = StringField("Access key", [DataRequired(), Length(max=200)], filters=[strip])
-    secret_access_key = PasswordField("Secret key", [Length(max=500)])
+    bucket = StringField("Bucket", [DataRequired(), Limit(63, "The bucket name"),
+                         checked(names.bucket)], filters=[strip])  # fmt: skip
+    prefix = StringField("Prefix", [Limit(200, "The prefix"), checked(names.s3_prefix)],
+                         filters=[strip])  # fmt: skip
+    access_key_id = StringField("Access key", [DataRequired(), Limit(200, "The access key")],
+                                filters=[strip])  # fmt: skip
+    secret_access_key = PasswordField("Secret key", [Limit(500, "The secret key")])
     path_style = BooleanField("Path-style addressing (MinIO, Ceph, most self-hosted S3)")
 
     def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), editing=False, **kwargs):
@@ -54,14 +62,19 @@ class DestinationForm(FlaskForm):
 
 
 class PolicyForm(FlaskForm):
-    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
+    name = StringField(
+        "Name",
+        [DataRequired(), Limit(63, "The name"), checked(names.slug, "The name")],
+        filters=[strip],
+    )
     target_type = RadioField(
         "What to back up", default="postgres",
         choices=[("postgres", "A PostgreSQL database"), ("slipway", "Slipway's own database")],
     )  # fmt: skip
-    database_url = PasswordField("Database URL", filters=[strip])
+    database_url = PasswordField("Database URL", [Limit(500, "The database URL")], filters=[strip])
     destination_id = SelectField("Destination", coerce=int)
-    cron = StringField("Schedule (cron)", [DataRequired(), checked(names.cron)],
+    cron = StringField("Schedule (cron)", [DataRequired(), Limit(100, "The schedule"),
+                       checked(names.cron)],
                        default="0 2 * * *", filters=[strip])  # fmt: skip
     keep_local_days = IntegerField("Keep local copies (days)", [InputRequired(),
                                    NumberRange(0, 3650)], default=7)  # fmt: skip
@@ -98,8 +111,10 @@ class RestoreForm(FlaskForm):
         "Restore into", default="new",
         choices=[("new", "A new database"), ("same", "The same database")],
     )  # fmt: skip
-    new_database = StringField("New database name", filters=[strip])
-    confirm = StringField("Type the database name to confirm", filters=[strip])
+    new_database = StringField("New database name", [Limit(63, "The database name")],
+                               filters=[strip])  # fmt: skip
+    confirm = StringField("Type the database name to confirm", [Limit(63, "The database name")],
+                          filters=[strip])  # fmt: skip
 
     def __init__(self, *args, database_name: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -130,7 +145,11 @@ EVENT_LABELS = {
 
 
 class ChannelForm(FlaskForm):
-    name = StringField("Name", [DataRequired(), checked(names.slug, "The name")], filters=[strip])
+    name = StringField(
+        "Name",
+        [DataRequired(), Limit(63, "The name"), checked(names.slug, "The name")],
+        filters=[strip],
+    )
     kind = SelectField("Kind", choices=[
         (ChannelKind.webhook.value, "Webhook (JSON POST)"),
         (ChannelKind.slack.value, "Slack or Discord incoming webhook"),
@@ -138,14 +157,14 @@ class ChannelForm(FlaskForm):
     ])  # fmt: skip
     events = MultiCheckboxField("Events", choices=list(EVENT_LABELS.items()),
                                 default=[NotificationEvent.backup_failed.value])  # fmt: skip
-    url = PasswordField("Webhook URL", filters=[strip])
-    smtp_host = StringField("SMTP host", filters=[strip])
+    url = PasswordField("Webhook URL", [Limit(500, "The webhook URL")], filters=[strip])
+    smtp_host = StringField("SMTP host", [Limit(253, "The SMTP host")], filters=[strip])
     smtp_port = IntegerField("SMTP port", [Optional(), NumberRange(1, 65535)], default=587)
     smtp_starttls = BooleanField("STARTTLS", default=True)
-    smtp_username = StringField("SMTP user", [Length(max=200)], filters=[strip])
-    smtp_password = PasswordField("SMTP password", [Length(max=500)])
-    sender = StringField("From", [Length(max=254)], filters=[strip])
-    to = StringField("To", [Length(max=254)], filters=[strip])
+    smtp_username = StringField("SMTP user", [Limit(200, "The SMTP user")], filters=[strip])
+    smtp_password = PasswordField("SMTP password", [Limit(500, "The SMTP password")])
+    sender = StringField("From", [Limit(254, "The sender address")], filters=[strip])
+    to = StringField("To", [Limit(254, "The recipient address")], filters=[strip])
 
     def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -156,12 +175,18 @@ class ChannelForm(FlaskForm):
         if self.kind.data == ChannelKind.email.value:
             rules = [(self.smtp_host, lambda v: names.hostname(v.lower(), "The SMTP host"))]
             for field in (self.sender, self.to):
-                if "@" not in (field.data or "") or any(c in field.data for c in "\r\n,;"):
+                if (
+                    not field.errors
+                    and "@" not in (field.data or "")
+                    or any(c in field.data for c in "\r\n,;")
+                ):
                     field.errors = [*field.errors, "Enter one email address."]
                     ok = False
         else:
             rules = [(self.url, lambda v: names.public_url(v, self._allowed, "webhook URL"))]
         for field, rule in rules:
+            if field.errors:  # over its limit already
+                continue
             try:
                 field.data = rule(field.data or "")
                 if (
