@@ -270,7 +270,10 @@ class GitSettingsForm(FlaskForm):
 
 
 class GitTokenForm(FlaskForm):
-    token = PasswordField("Access token", [DataRequired(), Limit(500, "The access token")])
+    # Not id="token": that is the id of the Git page's section this form is in.
+    token = PasswordField(
+        "Access token", [DataRequired(), Limit(500, "The access token")], id="access_token"
+    )
     user = StringField("User name", [Optional(), Limit(100, "The user name")], filters=[strip])
 
     def validate_user(self, field) -> None:
