@@ -45,6 +45,7 @@ class Action(StrEnum):
     LOGOUT = "logout"
     NOTIFICATION_CHANNEL_DELETED = "notification_channel.deleted"
     NOTIFICATION_CHANNEL_SAVED = "notification_channel.saved"
+    NOTIFICATION_SIGNING_SECRET_ROTATED = "notification_channel.signing_secret_rotated"
     PASSWORD_CHANGED = "password.changed"
     PASSWORD_RESET = "password.reset"
     PASSWORD_RESET_REQUESTED = "password.reset_requested"

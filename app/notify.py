@@ -10,12 +10,21 @@ socket operation, three times that for the whole job, RQ's job timeout); a faile
 attempt schedules the next one with exponential backoff (RQ's ``enqueue_in``, moved
 onto the queue by the notify worker's RQ scheduler) instead of sleeping in the job.
 URLs and SMTP hosts pass the SSRF check on save and again here, at use.
+
+A generic webhook channel signs each body it sends (``signature_headers``): the
+receiver computes HMAC-SHA256 over ``<timestamp>.<body>`` with the channel's
+signing secret and compares it with ``X-Slipway-Signature``; the timestamp bounds
+replays. The README documents the scheme for receivers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import secrets
+import time
 import urllib.request
 from datetime import timedelta
 from urllib.error import HTTPError, URLError
@@ -38,6 +47,10 @@ from app.models import (
 
 log = logging.getLogger("slipway.notify")
 SECRET_CONTEXT = "notification-channel-secret"
+SIGNING_CONTEXT = "notification-signing-secret"
+SIGNATURE_HEADER = "X-Slipway-Signature"
+TIMESTAMP_HEADER = "X-Slipway-Timestamp"
+EVENT_HEADER = "X-Slipway-Event"
 QUEUE = "notify"
 JOB = "app.jobs.send_notification"
 
@@ -116,13 +129,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _post_json(url: str, payload: dict) -> None:
+def new_signing_secret() -> str:
+    """A channel's signing key: 32 random bytes as 64 hex characters."""
+    return secrets.token_hex(32)
+
+
+def signature_headers(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict:
+    """``X-Slipway-Timestamp: <unix seconds>`` and ``X-Slipway-Signature: sha256=<hex>``,
+    the HMAC-SHA256 under ``signing_secret`` of ``b"<timestamp>." + body``: the timestamp is
+    signed too, so a receiver that refuses old ones refuses a replayed body."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(signing_secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"sha256={mac.hexdigest()}"}
+
+
+def _post_json(url: str, payload: dict, signing_secret: str | None = None) -> None:
     host = names.url_host(url)
     check_host_at_use(host)
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "Slipway"},
-    )  # fmt: skip
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "Slipway"}
+    if signing_secret is not None:
+        headers |= signature_headers(signing_secret, body)
+        headers[EVENT_HEADER] = str(payload.get("event", ""))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=_timeout()) as response:
@@ -147,6 +176,18 @@ def _secret(channel: NotificationChannel) -> str:
         return crypto.decrypt_stored(
             channel.secret, context=SECRET_CONTEXT, what="the channel's URL or SMTP password",
             remedy=f"delete {channel.name} and add it again",
+        )  # fmt: skip
+    except crypto.SecretError as exc:
+        raise DeliveryError(str(exc)) from None
+
+
+def _signing_secret(channel: NotificationChannel) -> str | None:
+    if not channel.signing_secret:
+        return None
+    try:
+        return crypto.decrypt_stored(
+            channel.signing_secret, context=SIGNING_CONTEXT, what="the channel's signing secret",
+            remedy=f"make a new signing secret for {channel.name}",
         )  # fmt: skip
     except crypto.SecretError as exc:
         raise DeliveryError(str(exc)) from None
@@ -179,7 +220,8 @@ def send(channel: NotificationChannel, what: str, subject: str, text: str) -> No
         _post_json(url, {"text": text, "content": text})
     else:
         _post_json(url, {"event": what, "subject": subject, "text": text,
-                         "team": team.name if team else None})  # fmt: skip
+                         "team": team.name if team else None},
+                   signing_secret=_signing_secret(channel))  # fmt: skip
 
 
 def deliver(channel_id: int, what: str, object_id: int, attempt: int = 0) -> str:

@@ -166,12 +166,18 @@ class ChannelForm(FlaskForm):
     sender = StringField("From", [Limit(254, "The sender address")], filters=[strip])
     to = StringField("To", [Limit(254, "The recipient address")], filters=[strip])
 
-    def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args, allowed_hosts: tuple[str, ...] = (), kind: str | None = None,
+                 **kwargs):  # fmt: skip
+        """``kind``: the kind of the channel being edited, which the form cannot change."""
         super().__init__(*args, **kwargs)
-        self._allowed = allowed_hosts
+        self._allowed, self._editing = allowed_hosts, kind is not None
+        if kind is not None:
+            self.kind.data = kind
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)
+        if self._editing and self.kind.data != ChannelKind.email.value and not self.url.data:
+            return ok  # an empty URL on an edit keeps the stored one
         if self.kind.data == ChannelKind.email.value:
             rules = [(self.smtp_host, lambda v: names.hostname(v.lower(), "The SMTP host"))]
             for field in (self.sender, self.to):

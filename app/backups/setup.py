@@ -107,8 +107,17 @@ def delete_policy(policy: BackupPolicy) -> None:
     _delete(policy, audit.Action.BACKUP_POLICY_DELETED)
 
 
-def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
-    channel.name, channel.kind, channel.events = form.name.data, form.kind.data, form.events.data
+def save_channel(form, channel: NotificationChannel) -> str | None:
+    """Create or edit a channel from a validated :class:`ChannelForm`.
+
+    The kind of an existing channel never changes. An empty URL or SMTP password on an
+    edit keeps the stored one. A new generic webhook gets a signing secret, returned
+    (the only time it is readable) so that the page can show it once; otherwise None.
+    """
+    editing = channel.id is not None
+    if not editing:
+        channel.kind = form.kind.data
+    channel.name, channel.events = form.name.data, form.events.data
     if channel.kind == ChannelKind.email.value:
         channel.settings = {
             "host": form.smtp_host.data, "port": form.smtp_port.data or 25,
@@ -117,17 +126,33 @@ def save_channel(form, channel: NotificationChannel) -> NotificationChannel:
         }  # fmt: skip
         if form.smtp_password.data:
             channel.secret = crypto.encrypt(form.smtp_password.data, context=notify.SECRET_CONTEXT)
-    else:
+    elif form.url.data:
         from app import names
 
         channel.settings = {"host": names.url_host(form.url.data)}
         channel.secret = crypto.encrypt(form.url.data, context=notify.SECRET_CONTEXT)
+    signing_secret = None
+    if channel.kind == ChannelKind.webhook.value and not channel.signing_secret:
+        signing_secret = notify.new_signing_secret()
+        channel.signing_secret = crypto.encrypt(signing_secret, context=notify.SIGNING_CONTEXT)
     db.session.add(channel)
     db.session.flush()
     audit.record(audit.Action.NOTIFICATION_CHANNEL_SAVED, team_id=channel.team_id, target=channel,
-                  name=channel.name)  # fmt: skip
+                 name=channel.name, edited=editing, kind=channel.kind)  # fmt: skip
     db.session.commit()
-    return channel
+    return signing_secret
+
+
+def rotate_signing_secret(channel: NotificationChannel) -> str:
+    """A new signing secret for a generic webhook channel; returned to be shown once."""
+    if channel.kind != ChannelKind.webhook.value:
+        raise ValueError("only generic webhook channels sign their bodies")
+    signing_secret = notify.new_signing_secret()
+    channel.signing_secret = crypto.encrypt(signing_secret, context=notify.SIGNING_CONTEXT)
+    audit.record(audit.Action.NOTIFICATION_SIGNING_SECRET_ROTATED, team_id=channel.team_id,
+                 target=channel, name=channel.name)  # fmt: skip
+    db.session.commit()
+    return signing_secret
 
 
 def delete_channel(channel: NotificationChannel) -> None:

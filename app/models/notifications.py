@@ -36,3 +36,6 @@ class NotificationChannel(Timestamped, Base):
     secret: Mapped[str | None] = mapped_column(Text)
     # Non-secret settings: the URL's host for display; SMTP host, port, from, to, user, tls.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Generic webhooks: the HMAC-SHA256 key that signs each body (app/notify.py), encrypted.
+    # NULL for other kinds, and for webhooks made before migration 0015 until one is made.
+    signing_secret: Mapped[str | None] = mapped_column(Text)

@@ -1,18 +1,19 @@
-"""Notification channels: list, add, test, delete. Admins manage; viewers may look.
+"""Notification channels: list, add, edit, test, delete. Admins manage; viewers may look.
 
 Webhook URLs and SMTP passwords are stored encrypted and never shown again: the
-list shows a webhook's host only.
+list shows a webhook's host only. A generic webhook's signing secret is shown once,
+when the channel is added or the secret is replaced.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from app import access, notify, outbound
 from app.backups import setup
 from app.backups.forms import EVENT_LABELS, ChannelForm
 from app.extensions import db
-from app.models import NotificationChannel, Role
+from app.models import ChannelKind, NotificationChannel, Role
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -42,9 +43,59 @@ def create_post():
         form.name.errors.append("Your team already has a channel with this name.")
     if form.errors:
         return _page(form, 422)
-    channel = setup.save_channel(form, NotificationChannel(team_id=team.id))
+    channel = NotificationChannel(team_id=team.id)
+    signing_secret = setup.save_channel(form, channel)
     flash(f"Channel {channel.name} added.", "success")
+    if signing_secret:
+        return _secret_page(channel, signing_secret)
     return redirect(url_for("notifications.index"), 303)
+
+
+def _secret_page(channel: NotificationChannel, signing_secret: str):
+    return render_template(
+        "notifications/secret.html", channel=channel, secret=signing_secret,
+        signature_header=notify.SIGNATURE_HEADER, timestamp_header=notify.TIMESTAMP_HEADER,
+    )  # fmt: skip
+
+
+def _edit_page(channel: NotificationChannel, form, status=200):
+    return render_template("notifications/edit.html", channel=channel, form=form,
+                           labels=EVENT_LABELS), status  # fmt: skip
+
+
+@bp.get("/<int:channel_id>/edit")
+def edit_get(channel_id: int):
+    channel = access.notification_channel(channel_id, Role.admin)
+    s = channel.settings or {}
+    data = {"name": channel.name, "events": channel.events}
+    if channel.kind == ChannelKind.email.value:
+        data |= {"smtp_host": s.get("host"), "smtp_port": s.get("port"), "sender": s.get("sender"),
+                 "smtp_starttls": s.get("starttls"), "smtp_username": s.get("username"),
+                 "to": s.get("to")}  # fmt: skip
+    return _edit_page(channel, ChannelForm(formdata=None, data=data, kind=channel.kind))
+
+
+@bp.post("/<int:channel_id>/edit")
+def edit_post(channel_id: int):
+    channel = access.notification_channel(channel_id, Role.admin)
+    form = ChannelForm(allowed_hosts=outbound.allowed_hosts(), kind=channel.kind)
+    if form.validate() and setup.name_taken(
+        NotificationChannel, channel.team_id, form.name.data, exclude_id=channel.id
+    ):
+        form.name.errors.append("Your team already has a channel with this name.")
+    if form.errors:
+        return _edit_page(channel, form, 422)
+    setup.save_channel(form, channel)
+    flash(f"Channel {channel.name} saved.", "success")
+    return redirect(url_for("notifications.index"), 303)
+
+
+@bp.post("/<int:channel_id>/signing-secret")
+def signing_secret_post(channel_id: int):
+    channel = access.notification_channel(channel_id, Role.admin)
+    if channel.kind != ChannelKind.webhook.value:
+        abort(404)
+    return _secret_page(channel, setup.rotate_signing_secret(channel))
 
 
 @bp.post("/<int:channel_id>/test")
