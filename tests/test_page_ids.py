@@ -46,14 +46,15 @@ def world(app, logged_in):
     db.session.add(deployment)
     dest = make_destination(team, "http://127.0.0.1:9", "backups")
     policy = make_policy(team, dest, None)
-    db.session.add(NotificationChannel(
+    channel = NotificationChannel(
         team_id=team.id, name="ops", kind="webhook", events=["backup.failed"],
         settings={"host": "hooks.example.com"},
         secret=crypto.encrypt("https://hooks.example.com/x", context=notify.SECRET_CONTEXT),
-    ))  # fmt: skip
+    )  # fmt: skip
+    db.session.add(channel)
     db.session.commit()
     ids = {"p": project.id, "a": git_app.id, "d": deployment.id, "dest": dest.id,
-           "pol": policy.id}  # fmt: skip
+           "pol": policy.id, "ch": channel.id}  # fmt: skip
     db.session.close()
     return client, ids
 
@@ -64,7 +65,8 @@ PAGES = [
     "/deployments/{d}", "/apps/{a}/logs", "/apps/{a}/git", "/apps/{a}/webhooks/deliveries",
     "/apps/{a}/metrics", "/backups/", "/backups/destinations/new",
     "/backups/destinations/{dest}/edit", "/backups/policies/new", "/backups/policies/{pol}/edit",
-    "/notifications/", "/account/", "/server", "/server/admins", "/workers",
+    "/notifications/", "/notifications/{ch}/edit", "/account/", "/server", "/server/admins",
+    "/workers",
 ]  # fmt: skip
 
 
