@@ -6,7 +6,7 @@ the app: a migration has no encryption key), which signs every body it sends.
 Channels from before have NULL and send unsigned until an admin makes one.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-02 16:40:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = "0015"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
