@@ -10,9 +10,9 @@ Revises: 0013
 Create Date: 2026-12-02 16:40:00
 
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0015"
 down_revision = "0013"
