@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from flask import current_app
 from sqlalchemy import func, insert, select, update
@@ -40,6 +40,22 @@ RESERVE_BYTES = 64 * 1024
 SLIPWAY_ONLY_BYTES = 16 * 1024
 RESERVE_STREAMS = ("slipway", "container")
 CUT_MARK = "build log cut at "
+
+
+def secrets_to_redact(values) -> list[str]:
+    """The secret values a log must not show, longest first (so a secret containing
+    another is redacted whole); values under 4 characters are left alone, since
+    redacting them would blank ordinary words."""
+    return sorted({s for s in values if s and len(s) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each of ``secrets`` (from :func:`secrets_to_redact`) as ``••••••``.
+
+    Build logs and runtime logs (pages, frames, downloads) both go through this."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def channel(deployment_id: int) -> str:
@@ -71,8 +87,7 @@ class BuildLog:
         self, deployment_id: int, secrets: list[str] | None = None, max_bytes: int | None = None
     ):
         self.deployment_id = deployment_id
-        # Longest first, so a secret containing another is redacted whole.
-        self.secrets = sorted({s for s in (secrets or []) if len(s) >= 4}, key=len, reverse=True)
+        self.secrets = secrets_to_redact(secrets or [])
         last, stored = db.session.execute(
             select(
                 func.max(DeploymentLogLine.seq),
@@ -93,9 +108,7 @@ class BuildLog:
         self.last_flush = time.monotonic()
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, self.secrets)
 
     def line(self, text: str, stream: str = "stdout") -> None:
         text = text.rstrip("\n")

@@ -101,8 +101,7 @@ class _Run:
         self.cfg = current_app.config
         env = envvars.decrypted(self.app)
         self.env = {"PORT": str(self.app.container_port)} | env
-        secret_values = [envvars.decrypted_one(v) for v in self.app.env_vars if v.is_secret]
-        self.log = buildlog.BuildLog(deployment_id, secret_values)
+        self.log = buildlog.BuildLog(deployment_id, envvars.secret_values(self.app))
         self.workdir = Path(self.cfg["BUILDS_DIR"]) / f"d{deployment_id}"
         self.new_containers: list[str] = []
         self.switched = False

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Sequence
 
+from app.deploys import buildlog
 from app.live import logformat
 from app.runtime import containers
 
@@ -125,9 +127,10 @@ class ContainerFollow:
                 buffer.add(self.label, lines)
 
 
-def parse_runtime_line(source: str, raw: bytes) -> dict:
-    """``<RFC 3339 timestamp> <text>`` → ``{"ts", "src", "text"}`` (text not yet escaped)."""
-    text = raw.decode("utf-8", "replace").rstrip("\r")
+def parse_runtime_line(source: str, raw: bytes, secrets: Sequence[str] = ()) -> dict:
+    """``<RFC 3339 timestamp> <text>`` → ``{"ts", "src", "text"}`` (text not yet escaped),
+    with the app's ``secrets`` (:func:`app.deploys.buildlog.secrets_to_redact`) redacted."""
+    text = buildlog.redact(raw.decode("utf-8", "replace").rstrip("\r"), secrets)
     stamp, _, rest = text.partition(" ")
     if len(stamp) >= 19 and stamp[4] == "-" and "T" in stamp:
         ts = stamp[:10] + " " + stamp[11:23]
@@ -136,8 +139,8 @@ def parse_runtime_line(source: str, raw: bytes) -> dict:
     return {"ts": ts, "src": source, "text": rest}
 
 
-def runtime_line(source: str, raw: bytes) -> dict:
-    """A frame line: the text as escaped HTML (app.logformat)."""
-    line = parse_runtime_line(source, raw)
+def runtime_line(source: str, raw: bytes, secrets: Sequence[str] = ()) -> dict:
+    """A frame line: the text, secrets redacted, as escaped HTML (app.logformat)."""
+    line = parse_runtime_line(source, raw, secrets)
     line["html"] = str(logformat.to_html(line.pop("text")))
     return line

@@ -10,7 +10,10 @@ sequence number the page already shows, then follow the channel, dropping lines
 whose ``seq`` was already sent. When the deployment reaches a final status
 (published after its last lines), read the rows once more and end.
 
-Runtime log: follow ``docker logs`` of the app's running deployment's
+Runtime log: the app's secret env values are redacted from every line (page,
+frames, download) as in build logs, for every role: no role reads a secret value
+back in Slipway (they are write-only), so none reads it in the app's output.
+Follow ``docker logs`` of the app's running deployment's
 containers (the last lines first); when another deployment of the app becomes
 ``running``, switch to its containers. Lines are coalesced into one frame per
 ``LIVE_FRAME_SECONDS``, at most ``LIVE_LINES_PER_SECOND`` on average; the rest is
@@ -31,7 +34,8 @@ from app.deploys import buildlog, control, livestatus
 from app.extensions import db, redis
 from app.live import logformat, runtimelogs
 from app.live.sockets import AccessWatch
-from app.models import Deployment, DeploymentLogLine, DeploymentStatus
+from app.models import Application, Deployment, DeploymentLogLine, DeploymentStatus
+from app.projects import envvars
 from app.runtime import containers
 
 Send = Callable[[dict], None]
@@ -182,6 +186,7 @@ class RuntimeTail:
         self.buffer = runtimelogs.LineBuffer(cfg["LIVE_BUFFER_LINES"], runtimelogs.LINE_BYTES)
         self.follows: list[runtimelogs.ContainerFollow] = []
         self.deployment_id: int | None = None
+        self.secrets: list[str] = []
         self.redis = redis.client
 
     def _current(self) -> int | None:
@@ -194,6 +199,7 @@ class RuntimeTail:
     def _attach(self, deployment_id: int | None) -> None:
         self._detach()
         self.deployment_id = deployment_id
+        self.secrets = _secrets(self.app_id)  # read again: a redeploy may bring new values
         replicas = containers.replicas_of(self.app_id, deployment_id) if deployment_id else []
         for container_id, label in replicas:
             try:
@@ -232,7 +238,7 @@ class RuntimeTail:
             if lines or skipped:
                 frame = {
                     "type": "lines",
-                    "lines": [runtimelogs.runtime_line(s, raw) for s, raw in lines],
+                    "lines": [runtimelogs.runtime_line(s, raw, self.secrets) for s, raw in lines],
                 }
                 if skipped:
                     frame["skipped"] = skipped
@@ -245,6 +251,15 @@ class RuntimeTail:
             if not self.watch.still_allowed():
                 return "access"
         return "closed"
+
+
+def _secrets(app_id: int) -> list[str]:
+    """The app's secret values to redact from its output (short session)."""
+    try:
+        app = db.session.get(Application, app_id)
+        return buildlog.secrets_to_redact(envvars.secret_values(app) if app else [])
+    finally:
+        db.session.remove()
 
 
 def _current_replicas(app_id: int) -> list[tuple[str, str]]:
@@ -262,13 +277,16 @@ def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None
     Returns ``(lines, problem)``; ``problem`` says why there are none when the
     engine cannot be asked.
     """
+    secrets = _secrets(app_id)
     try:
         replicas = _current_replicas(app_id)
         lines = []
         for container_id, label in replicas:
             raw = containers.recent_logs(container_id, tail)
             lines += [
-                runtimelogs.parse_runtime_line(label, line) for line in raw.split(b"\n") if line
+                runtimelogs.parse_runtime_line(label, line, secrets)
+                for line in raw.split(b"\n")
+                if line
             ]
     except containers.ContainerError as exc:
         return [], f"The Docker engine did not answer: {exc}"
@@ -277,12 +295,14 @@ def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None
 
 
 def runtime_text(app_id: int, tail: int) -> tuple[str, str | None]:
-    """The last ``tail`` lines of each running replica as plain text (download)."""
+    """The last ``tail`` lines of each running replica as plain text (download), secrets
+    redacted."""
+    secrets = _secrets(app_id)
     try:
         parts = []
         for container_id, label in _current_replicas(app_id):
             raw = containers.recent_logs(container_id, tail).decode("utf-8", "replace")
-            parts += [f"{label} {line}" for line in raw.splitlines()]
+            parts += [f"{label} {buildlog.redact(line, secrets)}" for line in raw.splitlines()]
     except containers.ContainerError as exc:
         return f"The Docker engine did not answer: {exc}\n", str(exc)
     return "\n".join(parts) + ("\n" if parts else ""), None

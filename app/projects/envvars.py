@@ -78,6 +78,11 @@ def decrypted_one(var: EnvVar) -> str:
     return var.value or ""
 
 
+def secret_values(app: Application) -> list[str]:
+    """The app's secret values in clear, for redacting logs (build and runtime)."""
+    return [decrypted_one(v) for v in app.env_vars if v.is_secret]
+
+
 def decrypted(app: Application) -> dict[str, str]:
     """The full environment for a container. Only the worker calls this."""
     return {v.key: decrypted_one(v) for v in app.env_vars}

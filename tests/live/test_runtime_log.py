@@ -229,3 +229,50 @@ def test_the_logs_page_and_download_show_the_last_lines_escaped(app, live_server
     lines = download.text.splitlines()
     assert lines[0].startswith("r0 20") and lines[0].endswith("early 1")  # all, with timestamps
     assert any(line.endswith("<img src=x onerror=alert(1)>") for line in lines)  # plain text
+
+
+CANARY = "s3cr3t-canary-9f2c41"
+SCRIPT_SECRET = r"""
+echo "starting with API_TOKEN=$API_TOKEN"
+echo ready
+j=0; while :; do j=$((j+1)); echo "tick $j token=$API_TOKEN"; sleep 0.2; done
+"""
+
+
+@pytest.mark.parametrize("role", ["viewer", "owner"])
+def test_secret_env_values_are_redacted_on_the_page_in_frames_and_the_download(
+    app, live_server, engine, world, role
+):
+    """An app printing its secret value: no role reads it back (secrets are write-only in
+    Slipway), so the Logs page, the socket's frames and the download show ••••••."""
+    from sqlalchemy import select
+
+    from app.models import Application, User
+    from app.projects import envvars
+
+    application = db.session.get(Application, world["app_id"])
+    envvars.set_var(application, "API_TOKEN", CANARY, secret=True)
+    db.session.commit()
+    email = world["email"]
+    if role == "viewer":
+        owner = db.session.scalar(select(User).where(User.email == email))
+        email = make_user(team_of(owner), role="viewer").email
+    dep = _run(engine, world["app_id"], SCRIPT_SECRET, environment={"API_TOKEN": CANARY})
+    _wait_for_output(engine, dep, b"tick 2")
+    db.session.remove()
+    session = live_server.login(email)
+    page = session.get(f"{live_server.url}/apps/{world['app_id']}/logs", timeout=10)
+    assert page.status_code == 200
+    assert "starting with API_TOKEN=••••••" in page.text and CANARY not in page.text
+    download = session.get(f"{live_server.url}/apps/{world['app_id']}/logs/download", timeout=10)
+    assert download.status_code == 200
+    assert "API_TOKEN=••••••" in download.text and CANARY not in download.text
+    ws = live_server.connect(f"/ws/apps/{world['app_id']}/logs", session)
+    try:
+        got = receive(ws, timeout=10, until=lambda f: sum("tick" in h for h in _t(f)) >= 5)
+    finally:
+        close(ws)
+    texts = _texts(got)
+    assert "starting with API_TOKEN=••••••" in texts
+    assert any(t.startswith("tick ") and t.endswith("token=••••••") for t in texts)
+    assert not any(CANARY in t for t in texts)
