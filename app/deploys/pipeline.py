@@ -22,6 +22,7 @@ from app import names, outbound
 from app.deploys import buildlog, control, livestatus, routing
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
+from app.live import logformat
 from app.models import ACTIVE_STATUSES, Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
 from app.projects import envvars
@@ -36,6 +37,9 @@ LOCK_KEY = "slipway:deploy-lock:{}"
 # The per-app lock lives this long unless the heartbeat extends it: a killed
 # worker frees its app within a minute.
 LOCK_TTL = 60
+# A failure's reason ends with the container's last few lines, each cut this short.
+LAST_WORDS = 3
+LAST_WORD_CHARS = 200
 
 
 class Cancelled(Exception):
@@ -254,7 +258,8 @@ class _Run:
         )  # fmt: skip
         self.new_containers = version.container_ids
         for r in version.replicas:
-            self.log.info(f"started {r.name} at {r.address}")
+            where = f"at {r.address}" if r.address else "(not running: it has no address)"
+            self.log.info(f"started {r.name} {where}")
         return version
 
     def _health_gate(self, version: containers.Version) -> None:
@@ -273,6 +278,7 @@ class _Run:
                     raise HealthError(
                         f"health check failed: {replica.name} {answer} on "
                         f"{path} within {self.cfg['HEALTH_TIMEOUT_SECONDS']:.0f} s"
+                        + self._last_output(replica)
                     )
                 time.sleep(0.25)
         settle_until = time.monotonic() + self.cfg["HEALTH_SETTLE_SECONDS"]
@@ -284,16 +290,33 @@ class _Run:
         for replica in version.replicas:
             status = containers.probe(replica, path)
             if status is None or not 200 <= status < 300:
-                raise HealthError(f"health check failed after settling: {replica.name}")
+                raise HealthError(
+                    f"health check failed after settling: {replica.name}"
+                    + self._last_output(replica)
+                )
 
     def _ensure_up(self, replica: containers.Replica) -> None:
         state = containers.replica_state(replica.id)
         if state.running and state.restarts == 0:
             return
-        for line in containers.replica_logs(replica.id):
-            self.log.line(line, stream="container")
         code = f" with code {state.exit_code}" if state.exit_code is not None else ""
-        raise HealthError(f"the container stopped{code} before it became healthy")
+        restarted = f" (Docker restarted it {state.restarts} times)" if state.restarts else ""
+        raise HealthError(
+            f"{replica.name} exited{code} before it became healthy{restarted}"
+            + self._last_output(replica, until=state.exited_at)
+        )
+
+    def _last_output(self, replica: containers.Replica, until: float | None = None) -> str:
+        """Copy the replica's last lines (of its first run, with ``until``) into the build
+        log; the last few, redacted and cut, end the failure's reason (shown in red)."""
+        lines = containers.replica_logs(replica.id, until=until)
+        for line in lines:
+            self.log.line(line, stream="container")
+        said = [logformat.cut(logformat.plain(self.log.redact(line)).strip(), LAST_WORD_CHARS)
+                for line in lines if logformat.plain(line).strip()][-LAST_WORDS:]  # fmt: skip
+        if not said:
+            return "; it printed nothing"
+        return "; its last output: " + " ⏎ ".join(said)
 
     def _switch(self, version: containers.Version) -> None:
         self.switched = True

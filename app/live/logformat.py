@@ -31,6 +31,11 @@ def cut(text: str, limit: int = MAX_LINE) -> str:
     return text
 
 
+def plain(text: str) -> str:
+    """The text without escape sequences and control characters (for a one-line summary)."""
+    return _CONTROL.sub("", _OTHER_ESCAPES.sub("", _SGR.sub("", text)))
+
+
 def _classes(codes: list[int], state: dict[str, str]) -> None:
     for code in codes:
         if code == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import time
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
@@ -248,18 +249,30 @@ class ReplicaState:
     restarts: int
     exit_code: int | None
     detail: str
+    exited_at: float | None = None  # when it first exited (Unix time), if it did
 
 
 def replica_state(container_id: str) -> ReplicaState:
+    """Whether a replica runs, and how it ended: ``exit_code`` is its *first* exit's code.
+
+    Replicas restart (``unless-stopped``), and after a restart the engine's ``ExitCode``
+    is the new run's (0 while it runs): the first ``die`` event has the code the app
+    really ended with."""
     engine = client(timeout=30)
     try:
         container = engine.containers.get(container_id)
         state = container.attrs["State"]
+        running = bool(state.get("Running")) and not state.get("Restarting")
+        restarts = int(container.attrs.get("RestartCount", 0))
+        exit_code, exited_at = state.get("ExitCode"), None
+        if restarts or not running:
+            exit_code, exited_at = _first_exit(engine, container_id, exit_code)
         return ReplicaState(
-            running=bool(state.get("Running")) and not state.get("Restarting"),
-            restarts=int(container.attrs.get("RestartCount", 0)),
-            exit_code=state.get("ExitCode"),
+            running=running,
+            restarts=restarts,
+            exit_code=exit_code,
             detail=state.get("Error") or state.get("Status", ""),
+            exited_at=exited_at,
         )
     except NotFound:
         return ReplicaState(False, 0, None, "the container is gone")
@@ -267,10 +280,31 @@ def replica_state(container_id: str) -> ReplicaState:
         engine.close()
 
 
-def replica_logs(container_id: str, tail: int = 20) -> list[str]:
+def _first_exit(engine, container_id: str, fallback: int | None) -> tuple[int | None, float | None]:
+    """The exit code and time of the container's first ``die`` event (the engine keeps
+    recent events; a replica checked by the health gate started moments ago)."""
+    now = int(time.time())
+    try:
+        events = engine.api.events(
+            since=now - 3600, until=now + 1, decode=True,
+            filters={"container": container_id, "event": "die"},
+        )  # fmt: skip
+        for event in events:
+            code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+            if code is not None and str(code).lstrip("-").isdigit():
+                events.close()
+                return int(code), int(event.get("timeNano", 0)) / 1e9 or None
+    except (APIError, DockerException, OSError):
+        pass
+    return fallback, None
+
+
+def replica_logs(container_id: str, tail: int = 20, until: float | None = None) -> list[str]:
+    """The last ``tail`` lines a replica printed (up to ``until``: its first run's)."""
     engine = client(timeout=30)
     try:
-        raw = engine.containers.get(container_id).logs(tail=tail)
+        options = {"until": until} if until else {}  # the die event comes after the last line
+        raw = engine.containers.get(container_id).logs(tail=tail, **options)
         return raw.decode("utf-8", "replace").splitlines()
     except (NotFound, APIError):
         return []

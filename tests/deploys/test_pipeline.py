@@ -135,13 +135,17 @@ def test_crash_looping_container_fails_and_old_version_serves(app, infra, repo):
     assert _deploy(app_row).status == "running"
     files = lab.web_files("v2")
     files["Dockerfile"] = (
-        f'FROM {lab.BASE_IMAGE}\nCMD ["/bin/busybox", "sh", "-c", "echo boom; exit 3"]\n'
+        f'FROM {lab.BASE_IMAGE}\nCMD ["/bin/busybox", "sh", "-c", '
+        '"echo boom; echo missing DATABASE_URL; exit 3"]\n'
     )
     repo.commit(files, "crashes")
     failed = _deploy(app_row)
     assert failed.status == "failed"
-    assert "stopped" in failed.error
+    # The first exit's code (not the 0 of a restarted run), and its last lines.
+    assert re.search(r"r0 exited with code 3\b", failed.error), failed.error
+    assert failed.error.endswith("its last output: boom ⏎ missing DATABASE_URL"), failed.error
     assert "boom" in _log(failed.id)  # the container's last words are in the log
+    assert " at \n" not in _log(failed.id) + "\n"  # no empty address
     assert _through_traefik(infra, app_row).text == "hello from v1\n"
     client = docker.from_env()
     assert not client.containers.list(all=True, filters=ours(f"slipway.deployment={failed.id}"))
@@ -157,6 +161,26 @@ def test_never_healthy_version_fails_after_the_health_timeout(app, infra, repo):
     assert "health check failed" in failed.error and "404" in failed.error
     assert _through_traefik(infra, app_row).status_code == 404  # Traefik: no route at all
     assert not Path(infra["config"]["PROXY_DIR"], "dynamic", f"app-{app_row.id}.yml").exists()
+
+
+def test_a_version_that_never_answers_shows_its_own_last_output(app, infra, repo):
+    """Listening on the wrong port: the failure ends with what the app printed, redacted."""
+    app.config["HEALTH_TIMEOUT_SECONDS"] = 3.0
+    files = lab.web_files("v1")
+    files["Dockerfile"] = (
+        f'FROM {lab.BASE_IMAGE}\nCOPY www /www\nCMD ["/bin/busybox", "sh", "-c", '
+        '"echo token=$API_TOKEN; echo listening on 9999; '
+        'exec /bin/busybox httpd -f -p 9999 -h /www"]\n'
+    )
+    repo.commit(files, "wrong port")
+    app_row = _web_app(repo)
+    envvars.set_var(app_row, "API_TOKEN", CANARY, secret=True)
+    db.session.commit()
+    failed = _deploy(app_row)
+    assert failed.status == "failed"
+    assert "health check failed" in failed.error and "did not answer" in failed.error
+    assert failed.error.endswith("its last output: token=•••••• ⏎ listening on 9999")
+    assert CANARY not in failed.error and CANARY not in _log(failed.id)
 
 
 def test_rollback_reuses_the_kept_image_without_a_build(app, infra, repo):
