@@ -30,6 +30,33 @@ class GitError(Exception):
     """A clone failed; the message is safe to show the user."""
 
 
+class GitExited(GitError):
+    """git itself ended with an error code; what it said is in the lines it printed."""
+
+
+# git's own words about why it failed: ``fatal:`` and ``error:`` lines first, else what
+# the server said (not its progress), else git's warnings. Progress lines ("Cloning
+# into", "Receiving objects: 42%") are never the reason.
+_MESSAGE_LINES = 3
+_MESSAGE_CHARS = 300
+_SERVER_PROGRESS = ("Enumerating", "Counting", "Compressing", "Total", "Finding")
+
+
+def git_message(lines: list[str]) -> str | None:
+    """git's own last meaningful lines among ``lines`` (already redacted), or None."""
+    said = [line.strip()[:_MESSAGE_CHARS] for line in lines]
+    errors = [line for line in said if line.startswith(("fatal:", "error:"))]
+    server = [
+        line for line in said
+        if line.startswith("remote:") and line.removeprefix("remote:").strip()
+        and not line.removeprefix("remote:").strip().startswith(_SERVER_PROGRESS)
+        and "%" not in line
+    ]  # fmt: skip
+    warnings = [line for line in said if line.startswith("warning:")]
+    chosen = errors or server or warnings
+    return " ".join(chosen[-_MESSAGE_LINES:]) or None
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
@@ -214,7 +241,8 @@ def clone(
                     "one; if the server's key really changed, forget the pinned key in the "
                     "app's git settings"
                 ) from None
-            raise GitError(creds.redact(str(exc))) from None
+            said = git_message(seen) if isinstance(exc, GitExited) else None
+            raise GitError(creds.redact(said or str(exc))) from None
         finally:
             creds.known_hosts = (Path(tmp) / "known_hosts").read_text()
     return head_commit(dest)
@@ -515,7 +543,7 @@ def _run_streaming(argv, timeout, on_line, should_stop, extra_env=None, what=Non
         selector.close()
     if code != 0:
         what = what or ("fetch" if "fetch" in argv else "clone")
-        raise GitError(f"git {what} failed (exit {code})")
+        raise GitExited(f"git {what} failed (exit {code})")
 
 
 def head_commit(repo: Path) -> Commit:

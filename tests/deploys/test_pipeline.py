@@ -314,3 +314,14 @@ def test_a_switch_traefik_never_loads_puts_the_old_version_back(app, infra, repo
     client = docker.from_env()
     assert not client.containers.list(all=True, filters=ours(f"slipway.deployment={second.id}"))
     client.close()
+
+
+def test_a_failed_clone_says_what_git_said(app, infra, repo):
+    """A branch the repository does not have: git's own message, not its exit code."""
+    repo.commit(lab.web_files("v1"), "v1")
+    app_row = _web_app(repo, git_branch="no-such-branch")
+    failed = _deploy(app_row)
+    assert failed.status == "failed"
+    assert failed.error.startswith("clone failed: "), failed.error
+    assert "Remote branch no-such-branch not found" in failed.error, failed.error
+    assert "exit 128" not in failed.error
