@@ -154,6 +154,13 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     db.session.commit()
 
 
+def cancel_requested(deployment: Deployment) -> bool:
+    """Whether a building deployment was asked to stop and has not stopped yet."""
+    if deployment.status != DeploymentStatus.building.value:
+        return False
+    return bool(redis.client.exists(CANCEL_KEY.format(deployment.id)))
+
+
 def rollback(deployment: Deployment, user: User | None = None) -> Deployment:
     """Deploy the image of an earlier successful deployment again, without a rebuild."""
     if not deployment.can_roll_back:

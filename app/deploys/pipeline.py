@@ -155,7 +155,8 @@ class _Run:
             self._finish()
         except Cancelled:
             self._undo()
-            self._end(DeploymentStatus.cancelled, "cancelled")
+            where = f" during {self.dep.step}" if self.dep.step else ""
+            self._end(DeploymentStatus.cancelled, f"cancelled{where}")
         except STEP_ERRORS as exc:
             self._undo()
             self._end(DeploymentStatus.failed, str(exc))
@@ -400,6 +401,9 @@ class _Run:
         self.dep.finished_at = utcnow()
         db.session.commit()
         redis.client.delete(control.CANCEL_KEY.format(self.dep.id))
-        self.log.info(f"{status.value}: {reason}")
+        # One line says how it ended; a cancellation's reason already says "cancelled".
+        self.log.info(
+            reason if status == DeploymentStatus.cancelled else f"{status.value}: {reason}"
+        )
         self.log.close()
         livestatus.publish(self.dep)

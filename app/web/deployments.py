@@ -28,8 +28,9 @@ LOG_LIMIT = 5000
 @bp.post("/apps/<int:app_id>/deploy")
 def deploy(app_id: int):
     app = access.application(app_id, Role.developer)
+    # No flash: the status partial says "queued" while it is, and is redrawn live when
+    # the deployment moves on (a flash would stay on the page, stale).
     deployment = control.start_deploy(app, trigger="manual", user=current_user)
-    flash(f"Deployment #{deployment.id} queued.", "success")
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
 
@@ -73,14 +74,16 @@ def show(deployment_id: int):
     deployment = access.deployment(deployment_id)
     can_deploy = access.can(deployment.application.project.team_id, Role.developer)
     steps = progress.steps(deployment)
+    cancelling = control.cancel_requested(deployment)
     if is_htmx():
         return render_template(
-            "deployments/_status.html", deployment=deployment, can_deploy=can_deploy, steps=steps
-        )
+            "deployments/_status.html", deployment=deployment, can_deploy=can_deploy, steps=steps,
+            cancelling=cancelling,
+        )  # fmt: skip
     return render_template(
         "deployments/show.html", deployment=deployment, app=deployment.application,
         lines=_log_lines(deployment.id), can_deploy=can_deploy, log_limit=LOG_LIMIT, steps=steps,
-        cut_notice=buildlog.cut_notice(deployment),
+        cut_notice=buildlog.cut_notice(deployment), cancelling=cancelling,
     )  # fmt: skip
 
 
@@ -111,8 +114,7 @@ def log(deployment_id: int):
 def cancel(deployment_id: int):
     deployment = access.deployment(deployment_id, Role.developer)
     try:
-        control.cancel(deployment, current_user)
-        flash("Cancelling the deployment.", "success")
+        control.cancel(deployment, current_user)  # the status partial says "cancelling"
     except control.DeployError as exc:
         flash(str(exc), "error")
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
@@ -126,5 +128,4 @@ def rollback(deployment_id: int):
     except control.DeployError as exc:
         flash(str(exc), "error")
         return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
-    flash(f"Rolling back to deployment #{deployment.id}.", "success")
     return redirect(url_for("deployments.show", deployment_id=new.id), 303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -106,6 +107,46 @@ def test_deploy_button_queues_and_returns_at_once(logged_in):
     assert f"#{deployment.id}" in listing
     fragment = client.get(f"/deployments/{deployment.id}", headers={"HX-Request": "true"})
     assert fragment.get_data(as_text=True).lstrip().startswith('<div id="deployment-status"')
+
+
+def _status_text(html: str) -> str:
+    part = html.split('id="deployment-status"', 1)[1].split("Build log", 1)[0]
+    return " ".join(re.sub(r"<[^>]+>", " ", part).split())
+
+
+def test_the_queued_message_lives_in_the_status_partial_not_a_flash(logged_in):
+    """ "Deployment #N queued" is part of what live.js redraws on a status change, so it
+    goes when the deployment moves on; a flash would stay on the open page."""
+    client, user = logged_in
+    app_row = make_app(make_project(team_of(user)), "web")
+    response = _post(client, f"/apps/{app_row.id}/deploy")
+    deployment = db.session.scalar(select(Deployment))
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'class="flash' not in page
+    assert page.count(f"Deployment #{deployment.id} queued") == 1
+    assert f"Deployment #{deployment.id} queued" in _status_text(page)
+    deployment.status, deployment.step = "building", "clone"
+    db.session.commit()
+    fragment = client.get(f"/deployments/{deployment.id}", headers={"HX-Request": "true"})
+    assert f"Deployment #{deployment.id} queued" not in fragment.get_data(as_text=True)
+
+
+def test_a_building_deployment_asked_to_cancel_says_cancelling_once(logged_in):
+    client, user = logged_in
+    app_row = make_app(make_project(team_of(user)), "web")
+    deployment = Deployment(application_id=app_row.id, status="building", step="build")
+    db.session.add(deployment)
+    db.session.commit()
+    assert _post(client, f"/deployments/{deployment.id}/cancel").status_code == 303
+    try:
+        page = client.get(f"/deployments/{deployment.id}").get_data(as_text=True)
+        assert 'class="flash' not in page
+        assert _status_text(page).count("Cancelling") == 1
+        assert "Cancelling" in client.get(
+            f"/deployments/{deployment.id}", headers={"HX-Request": "true"}
+        ).get_data(as_text=True)
+    finally:
+        redis.client.delete(control.CANCEL_KEY.format(deployment.id))
 
 
 def test_final_status_fragment_has_no_live_hook(logged_in):

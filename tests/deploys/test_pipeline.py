@@ -244,6 +244,44 @@ def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
     assert _through_traefik(infra, app_row).text == "hello from v1\n"
 
 
+def _visible(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_a_cancelled_deployment_says_so_once(app, infra, repo, client, auth):
+    """Cancel from the page: once stopped, one note on the page (no flash, no red box)
+    and one line in the log, not three messages."""
+    from tests.conftest import csrf_token
+    from tests.factories import make_user
+
+    slow = f"/bin/busybox sleep 60 && echo {time.time()}"
+    repo.commit(lab.web_files("v1", extra_run=slow), "slow build")
+    app_row = _web_app(repo)
+    auth.login(make_user(app_row.project.team))
+    deployment = control.start_deploy(app_row, trigger="manual")
+    worker = threading.Thread(target=jobs.run_deployment, args=(deployment.id,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        row = db.session.get(Deployment, deployment.id)
+        if row.status == "building" and row.step == "build":
+            break
+        time.sleep(0.1)
+    page = f"/deployments/{deployment.id}"
+    response = client.post(f"{page}/cancel", data={"csrf_token": csrf_token(client, page)})
+    assert response.status_code == 303
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    done = client.get(page).get_data(as_text=True)
+    head = done.split("Build log", 1)[0]
+    assert 'class="flash' not in done and "error-box" not in done
+    assert _visible(head).count("ancelled during") == 1, _visible(head)
+    assert "Cancelled during build." in _visible(head)  # besides the badge and the step
+    lines = _log(deployment.id).splitlines()
+    assert [line for line in lines if "ancel" in line] == ["cancelled during build"]
+
+
 def test_secret_values_printed_by_a_build_are_redacted(app, infra, repo):
     repo.commit(lab.web_files("v1", extra_run=f"/bin/busybox echo token={CANARY}"), "leaky")
     app_row = _web_app(repo)
