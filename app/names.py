@@ -161,6 +161,18 @@ def embedded_ipv4(
     return None
 
 
+ALLOW_SETTING = "SLIPWAY_OUTBOUND_ALLOWED_HOSTS"
+
+
+def internal_refused(host: str, resolves: bool = False) -> str:
+    """Why ``host`` is refused, and what the server's operator can do about it."""
+    what = "resolves to an internal address" if resolves else "is an internal address"
+    return (
+        f"{host} {what}; an admin must allow-list it: add {host} to {ALLOW_SETTING} "
+        "(comma-separated) in Slipway's environment and restart Slipway."
+    )
+
+
 def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
     """``https://`` and ``ssh://`` URLs and ``user@host:path``; nothing else.
 
@@ -183,7 +195,10 @@ def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
         parts = urlsplit(value)
         plain_http_allowed = parts.scheme == "http" and (parts.hostname or "") in allowed_hosts
         if parts.scheme not in ("https", "ssh") and not plain_http_allowed:
-            raise InvalidValue("Only https:// and ssh:// repository URLs are accepted.")
+            raise InvalidValue(
+                "Only https:// and ssh:// repository URLs are accepted (plain http:// only "
+                f"for a host listed in {ALLOW_SETTING})."
+            )
         if parts.password is not None or (parts.scheme != "ssh" and parts.username):
             raise InvalidValue("Do not put credentials in the URL.")
         if parts.username and not SSH_USER_RE.fullmatch(parts.username):
@@ -199,7 +214,7 @@ def git_url(value: str, allowed_hosts: tuple[str, ...] = ()) -> str:
     if not path or not REPO_PATH_RE.fullmatch(path) or ".." in path.split("/"):
         raise InvalidValue("The repository path is not valid.")
     if is_internal_address(host) and host not in allowed_hosts:
-        raise InvalidValue(f"{host} is an internal address; an admin must allow-list it.")
+        raise InvalidValue(internal_refused(host))
     return value
 
 
@@ -343,7 +358,7 @@ def _checked_host(host: str, allowed_hosts: tuple[str, ...], what: str) -> str:
         raise InvalidValue(f"The {what} needs a host.")
     host = _host_or_ip(host)
     if host not in allowed_hosts and is_internal_address(host):
-        raise InvalidValue(f"{host} is an internal address; an admin must allow-list it.")
+        raise InvalidValue(internal_refused(host))
     return host
 
 
@@ -358,7 +373,10 @@ def public_url(value: str, allowed_hosts: tuple[str, ...] = (), what: str = "URL
     parts = urlsplit(value)
     host = (parts.hostname or "").lower()
     if parts.scheme != "https" and not (parts.scheme == "http" and host in allowed_hosts):
-        raise InvalidValue(f"The {what} must start with https://.")
+        raise InvalidValue(
+            f"The {what} must start with https:// (plain http:// only for a host listed in "
+            f"{ALLOW_SETTING})."
+        )
     if parts.username or parts.password:
         raise InvalidValue("Do not put credentials in the URL.")
     try:

@@ -32,8 +32,5 @@ def check_host(host: str, allowed: tuple[str, ...] | None = None) -> str:
     """
     allowed = allowed_hosts() if allowed is None else allowed
     if host not in allowed and names.resolves_internally(host):
-        raise HostRefused(
-            f"{host} resolves to an internal address; an admin must allow-list it "
-            "(SLIPWAY_OUTBOUND_ALLOWED_HOSTS)."
-        )
+        raise HostRefused(names.internal_refused(host, resolves=True))
     return host

@@ -14,6 +14,9 @@ def test_an_internal_host_is_refused_unless_allow_listed(app):
     app.config["OUTBOUND_ALLOWED_HOSTS"] = ()
     with pytest.raises(outbound.HostRefused, match="localhost resolves to an internal address"):
         outbound.check_host("localhost")
+    with pytest.raises(outbound.HostRefused) as refused:
+        outbound.check_host("localhost")
+    assert "add localhost to SLIPWAY_OUTBOUND_ALLOWED_HOSTS" in str(refused.value)
     app.config["OUTBOUND_ALLOWED_HOSTS"] = ("localhost",)
     assert outbound.check_host("localhost") == "localhost"
 

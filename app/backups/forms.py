@@ -200,8 +200,7 @@ class ChannelForm(FlaskForm):
                     and field.data not in self._allowed
                     and (names.is_internal_address(field.data))
                 ):
-                    raise names.InvalidValue(f"{field.data} is an internal address; an admin "
-                                             "must allow-list it.")  # fmt: skip
+                    raise names.InvalidValue(names.internal_refused(field.data))
             except names.InvalidValue as exc:
                 field.errors = [*field.errors, str(exc)]
                 ok = False

@@ -107,6 +107,22 @@ def test_bad_field_rerenders_422_with_message_and_input(logged_in, project, fiel
     assert db.session.scalar(select(func.count(EnvVar.id))) == 0
 
 
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("https://10.1.2.3/team/site.git", "10.1.2.3"), ("http://192.168.1.20/a/b.git", "")],
+)
+def test_an_internal_git_url_names_the_setting_that_allows_it(logged_in, project, url, host):
+    """The form says which setting lets an admin allow the host (and plain http://)."""
+    client, _ = logged_in
+    response = _post(client, f"/projects/{project.id}/apps/new", _app_form(project, git_url=url))
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert "SLIPWAY_OUTBOUND_ALLOWED_HOSTS" in body
+    if host:
+        assert f"add {host} to SLIPWAY_OUTBOUND_ALLOWED_HOSTS" in body
+    assert db.session.scalar(select(func.count(Application.id))) == 0
+
+
 def test_image_source_needs_a_valid_image(logged_in, project):
     client, _ = logged_in
     form = _app_form(project, source_type="image", image="nginx;id")

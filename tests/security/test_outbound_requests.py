@@ -332,9 +332,9 @@ def test_the_destination_form_refuses_an_ipv6_spelling_of_loopback(app, client, 
             "region": "us-east-1", "bucket": "bucket", "prefix": "", "access_key_id": "k",
             "secret_access_key": "s", "path_style": "y"})  # fmt: skip
         assert page.status_code == 422, ip
-        assert "is an internal address; an admin must allow-list it" in page.get_data(
-            as_text=True
-        ), ip
+        body = page.get_data(as_text=True)
+        assert "is an internal address; an admin must allow-list it" in body, ip
+        assert f"add {ip} to SLIPWAY_OUTBOUND_ALLOWED_HOSTS" in body, ip
     assert counts() == before
     assert db.session.query(BackupDestination).count() == 0
 
