@@ -56,6 +56,7 @@ class Action(StrEnum):
     SETUP_COMPLETED = "setup.completed"
     WEBHOOK_REFUSED = "webhook.refused"
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
+    WEBHOOK_SECRET_REVEALED = "webhook.secret_revealed"
 
 
 def record(

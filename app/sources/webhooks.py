@@ -102,6 +102,19 @@ def rotate_secret(app: Application) -> str:
     return plaintext
 
 
+def reveal_secret(app: Application, user_id: int | None = None) -> str | None:
+    """The app's signing secret in clear, for an admin who asked to see it (audited).
+
+    Never part of a GET page: only the answer to the admin's POST carries it."""
+    if not app.webhook_secret:
+        return None
+    plaintext = crypto.decrypt(app.webhook_secret, context=SECRET_CONTEXT)
+    audit.record(audit.Action.WEBHOOK_SECRET_REVEALED, team_id=app.project.team_id,
+                 target=app, user_id=user_id)  # fmt: skip
+    db.session.commit()
+    return plaintext
+
+
 def _hmac_sha256(secret: str, body: bytes) -> bytes:
     return hmac.new(secret.encode(), body, hashlib.sha256).digest()
 

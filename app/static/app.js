@@ -88,3 +88,30 @@
     kindToggle();
   }
 })();
+
+// Copy buttons (data-copy-target: the id of the element whose text is copied). Hidden
+// in the markup; shown only where the Clipboard API exists (secure contexts).
+(function () {
+  "use strict";
+  function copyButtons() {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.dataset.copyTarget);
+        if (!source) return;
+        navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+          button.textContent = "Copied";
+          setTimeout(function () { button.textContent = "Copy"; }, 2000);
+        }, function () {
+          button.textContent = "Copy failed";
+        });
+      });
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", copyButtons);
+  } else {
+    copyButtons();
+  }
+})();

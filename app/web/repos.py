@@ -4,6 +4,7 @@ watch paths and tag deploys; and its webhook delivery log."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
 from app import access
@@ -11,13 +12,13 @@ from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
 from app.models import Application, Role, WebhookDelivery
 from app.sources import credentials, webhooks
-from app.urls import webhook_url
+from app.urls import unreachable_base, webhook_url
 
 bp = Blueprint("repos", __name__)
 DELIVERIES_SHOWN = 200
 
 
-def _page(app: Application, settings_form=None, token_form=None, status: int = 200):
+def _page(app: Application, settings_form=None, token_form=None, status: int = 200, secret=None):
     settings_form = settings_form or GitSettingsForm(
         formdata=None,
         watch_paths=app.watch_paths,
@@ -28,6 +29,9 @@ def _page(app: Application, settings_form=None, token_form=None, status: int = 2
         "repos/show.html",
         app=app,
         urls={p: webhook_url(app, p) for p in webhooks.PROVIDERS},
+        unreachable=unreachable_base(),
+        can_reveal=access.can(app.project.team_id, Role.admin),
+        secret=secret,
         host_keys=credentials.host_keys(app),
         settings_form=settings_form,
         token_form=token_form or GitTokenForm(formdata=None),
@@ -50,8 +54,16 @@ def rotate_secret(app_id: int):
     secret = webhooks.rotate_secret(app)
     # Shown once, in this response only; afterwards the page shows it masked.
     return render_template(
-        "repos/secret.html", app=app, secret=secret, url=webhook_url(app, "github")
-    )
+        "repos/secret.html", app=app, secret=secret, url=webhook_url(app, "github"),
+        unreachable=unreachable_base(),
+    )  # fmt: skip
+
+
+@bp.post("/apps/<int:app_id>/git/secret/reveal")
+def reveal_secret(app_id: int):
+    # A POST, so no GET page ever carries the secret; team admins only, audited.
+    app = access.application(app_id, Role.admin)
+    return _page(app, secret=webhooks.reveal_secret(app, current_user.id))
 
 
 @bp.post("/apps/<int:app_id>/git/deploy-key")

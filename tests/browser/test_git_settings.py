@@ -63,3 +63,29 @@ def test_git_settings_and_deliveries(page, server):
     expect(row).to_contain_text("auto-deploy is off")
     expect(row).to_contain_text("+1 replay ignored")
     shot(page, "git-deliveries")
+
+
+def test_copy_buttons_put_the_webhook_address_and_the_secret_on_the_clipboard(page, server):
+    """The copy buttons work under the CSP (app.js, no inline handler); an owner shows the
+    secret on the page that lists the addresses and copies it too."""
+    seeded = seed("shop", apps=("web",))
+    app_id = seeded.app_ids["web"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    log_in(page, seeded.email)
+    page.goto(f"/apps/{app_id}/git")
+    page.get_by_role("button", name="Generate secret").click()
+    page.get_by_role("link", name="Done").click()
+    webhook = page.locator("#webhook")
+    expect(webhook.locator("[data-unreachable]")).to_contain_text("SLIPWAY_PUBLIC_URL")
+    github_url = webhook.locator("#webhook-url-github").inner_text().strip()
+    copy = webhook.get_by_role("button", name="Copy GitHub address")
+    expect(copy).to_be_visible()
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == github_url
+    webhook.get_by_role("button", name="Show secret").click()
+    secret = page.locator("#webhook-secret").inner_text().strip()
+    assert len(secret) >= 40
+    page.get_by_role("button", name="Copy secret").click()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    shot(page, "git-secret-shown")

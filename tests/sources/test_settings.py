@@ -6,9 +6,10 @@ import re
 
 from sqlalchemy import select
 
-from app import crypto
+from app import crypto, urls
 from app.extensions import db
 from app.models import Application, AuditEvent, Role
+from app.sources import webhooks
 from tests.conftest import csrf_token
 from tests.factories import make_app, make_project, make_user, team_of
 
@@ -28,7 +29,9 @@ def test_generate_secret_shows_it_once_then_masked(logged_in):
     token = csrf_token(client, f"/apps/{row.id}/git")
     shown = client.post(f"/apps/{row.id}/git/secret", data={"csrf_token": token})
     assert shown.status_code == 200
-    secret = re.search(r'<pre class="secret"><code>([^<]+)</code>', shown.get_data(as_text=True))[1]
+    body = shown.get_data(as_text=True)
+    secret = re.search(r'<pre class="secret"><code id="webhook-secret">([^<]+)</code>', body)[1]
+    assert 'data-copy-target="webhook-secret"' in body
     stored = _fresh(row.id)
     assert crypto.decrypt(stored.webhook_secret, context="webhook_secret") == secret
     assert secret not in stored.webhook_secret and stored.webhook_token
@@ -41,6 +44,74 @@ def test_generate_secret_shows_it_once_then_masked(logged_in):
     assert _fresh(row.id).webhook_token == stored.webhook_token  # the URL stays
     actions = db.session.scalars(select(AuditEvent.action)).all()
     assert actions.count("webhook.secret_rotated") == 2
+
+
+def _with_secret(client, owner):
+    row = _app(owner)
+    token = csrf_token(client, f"/apps/{row.id}/git")
+    client.post(f"/apps/{row.id}/git/secret", data={"csrf_token": token})
+    stored = _fresh(row.id)
+    return row.id, crypto.decrypt(stored.webhook_secret, context="webhook_secret"), token
+
+
+def test_an_admin_shows_the_secret_beside_the_webhook_urls_with_copy_buttons(logged_in):
+    client, owner = logged_in
+    app_id, secret, token = _with_secret(client, owner)
+    page = client.get(f"/apps/{app_id}/git").get_data(as_text=True)
+    assert secret not in page and "Show secret" in page  # no GET page carries it
+    for provider in ("github", "gitlab", "gitea", "generic"):
+        assert f'<code class="copy" id="webhook-url-{provider}">' in page
+        assert f'data-copy-target="webhook-url-{provider}"' in page
+    shown = client.post(f"/apps/{app_id}/git/secret/reveal", data={"csrf_token": token})
+    assert shown.status_code == 200
+    body = shown.get_data(as_text=True)
+    assert f'<code class="copy" id="webhook-secret">{secret}</code>' in body
+    assert 'data-copy-target="webhook-secret"' in body and "webhook-url-github" in body
+    assert shown.headers["Cache-Control"].startswith("no-store")
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.user_id == owner.id))
+    assert "webhook.secret_revealed" in list(actions)
+
+
+def test_a_developer_cannot_show_the_secret(client, auth, owner):
+    row = _app(owner)
+    secret = webhooks.rotate_secret(row)
+    developer = make_user(team_of(owner), role=Role.developer)
+    auth.login(developer)
+    token = csrf_token(client, f"/apps/{row.id}/git")
+    page = client.get(f"/apps/{row.id}/git").get_data(as_text=True)
+    assert "Show secret" not in page and secret not in page
+    assert "a team admin can show it" in page
+    refused = client.post(f"/apps/{row.id}/git/secret/reveal", data={"csrf_token": token})
+    assert refused.status_code == 403 and secret not in refused.get_data(as_text=True)
+    viewer = make_user(team_of(owner), role=Role.viewer)
+    auth.logout()
+    auth.login(viewer)
+    token = csrf_token(client, "/")
+    refused = client.post(f"/apps/{row.id}/git/secret/reveal", data={"csrf_token": token})
+    assert refused.status_code == 403 and secret not in refused.get_data(as_text=True)
+
+
+def test_webhook_urls_warn_when_forges_cannot_reach_them(app, logged_in):
+    """Without SLIPWAY_PUBLIC_URL the addresses use the request's host: loopback,
+    private and local-network hosts get a warning naming the setting."""
+    client, owner = logged_in
+    app_id, _, _ = _with_secret(client, owner)
+    app.config["PUBLIC_URL"] = ""
+    page = client.get(f"/apps/{app_id}/git").get_data(as_text=True)  # to localhost
+    assert "data-unreachable" in page
+    assert "Forges cannot reach these addresses: localhost" in page
+    assert "SLIPWAY_PUBLIC_URL" in page
+    for host, unreachable in [
+        ("127.0.0.1:5000", "127.0.0.1"), ("192.168.1.20", "192.168.1.20"),
+        ("[::1]:8000", "::1"), ("slipway.lan", "slipway.lan"), ("myserver", "myserver"),
+        ("slipway.example.com", None), ("93.184.216.34", None), ("[2606:4700::1111]", None),
+    ]:  # fmt: skip
+        with app.test_request_context("/", headers={"Host": host}):
+            assert urls.unreachable_base() == unreachable, host
+    app.config["PUBLIC_URL"] = "https://slipway.example.com"
+    page = client.get(f"/apps/{app_id}/git").get_data(as_text=True)
+    assert "data-unreachable" not in page
+    assert "https://slipway.example.com/webhooks/github/" in page
 
 
 def test_deploy_key_is_ed25519_public_shown_private_encrypted(logged_in):
