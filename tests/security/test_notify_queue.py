@@ -206,6 +206,10 @@ def test_a_deploy_is_picked_up_at_once_while_a_channel_hangs(napp, silent, worke
         row = db.session.get(Deployment, deployment.id)
     assert row.status == "failed"
     # Both notifications wait on the notify queue; the deploy worker ran none of them.
+    # (The failure is notified just after the row is final: wait for it.)
+    deadline = time.monotonic() + 10
+    while queue("notify").count < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert queue("notify").count == 2
     for name in ("deploy", "default"):
         ran = queue(name).finished_job_registry.get_job_ids()
