@@ -175,7 +175,7 @@ def _secret(channel: NotificationChannel) -> str:
     try:
         return crypto.decrypt_stored(
             channel.secret, context=SECRET_CONTEXT, what="the channel's URL or SMTP password",
-            remedy=f"delete {channel.name} and add it again",
+            remedy=f"edit {channel.name} and enter it again",
         )  # fmt: skip
     except crypto.SecretError as exc:
         raise DeliveryError(str(exc)) from None
