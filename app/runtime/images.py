@@ -245,7 +245,7 @@ def prune_images(app_id: int, keep_tags: set[str]) -> list[str]:
     removed = []
     try:
         for image in _app_images(engine, app_id):
-            tags = [t for t in image.tags if _is_app_tag(t, app_id)]
+            tags = image.tags
             if set(tags) & keep_tags:
                 continue
             try:
@@ -264,15 +264,24 @@ def app_images(app_id: int) -> list[str]:
     """The tags of this installation's images built for the app (what a cleanup left)."""
     engine = client(timeout=60)
     try:
-        return [t for image in _app_images(engine, app_id) for t in image.tags
-                if _is_app_tag(t, app_id)]  # fmt: skip
+        return [t for image in _app_images(engine, app_id) for t in image.tags]
     finally:
         engine.close()
 
 
-def _app_images(engine, app_id: int) -> list:
-    return [
-        image
-        for image in engine.images.list(filters={"label": f"{LABEL_APP}={app_id}"})
-        if installation.owns(image.labels) and any(_is_app_tag(t, app_id) for t in image.tags)
-    ]
+@dataclass(frozen=True)
+class _Listed:
+    id: str
+    tags: list[str]
+
+
+def _app_images(engine, app_id: int) -> list[_Listed]:
+    """This installation's images of the app, from one listing call: the SDK's
+    ``images.list`` fetches each image again, and one removed meanwhile by a racing
+    cleanup raised ImageNotFound."""
+    found = []
+    for row in engine.api.images(filters={"label": f"{LABEL_APP}={app_id}"}):
+        tags = [t for t in row.get("RepoTags") or [] if _is_app_tag(t, app_id)]
+        if installation.owns(row.get("Labels") or {}) and tags:
+            found.append(_Listed(row["Id"], tags))
+    return found
