@@ -172,23 +172,24 @@ def _post_json(url: str, payload: dict, signing_secret: str | None = None) -> No
 
 def _secret(channel: NotificationChannel) -> str:
     """The channel's URL or SMTP password; one stored under a retired key is a plain error."""
-    try:
-        return crypto.decrypt_stored(
-            channel.secret, context=SECRET_CONTEXT, what="the channel's URL or SMTP password",
-            remedy=f"edit {channel.name} and enter it again",
-        )  # fmt: skip
-    except crypto.SecretError as exc:
-        raise DeliveryError(str(exc)) from None
+    return _decrypt(
+        channel.secret, SECRET_CONTEXT, "the channel's URL or SMTP password",
+        f"edit {channel.name} and enter it again",
+    )  # fmt: skip
 
 
 def _signing_secret(channel: NotificationChannel) -> str | None:
     if not channel.signing_secret:
         return None
+    return _decrypt(
+        channel.signing_secret, SIGNING_CONTEXT, "the channel's signing secret",
+        f"make a new signing secret for {channel.name}",
+    )  # fmt: skip
+
+
+def _decrypt(stored: str, context: str, what: str, remedy: str) -> str:
     try:
-        return crypto.decrypt_stored(
-            channel.signing_secret, context=SIGNING_CONTEXT, what="the channel's signing secret",
-            remedy=f"make a new signing secret for {channel.name}",
-        )  # fmt: skip
+        return crypto.decrypt_stored(stored, context=context, what=what, remedy=remedy)
     except crypto.SecretError as exc:
         raise DeliveryError(str(exc)) from None
 

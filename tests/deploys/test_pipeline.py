@@ -227,13 +227,7 @@ def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
     worker = threading.Thread(target=jobs.run_deployment, args=(deployment.id,))
     started = time.monotonic()
     worker.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        row = db.session.get(Deployment, deployment.id)
-        if row.status == "building" and row.step == "build":
-            break
-        time.sleep(0.1)
+    row = _wait_until_building(deployment.id)
     time.sleep(1.0)
     control.cancel(row)
     worker.join(timeout=30)
@@ -242,6 +236,17 @@ def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
     db.session.expire_all()
     assert db.session.get(Deployment, deployment.id).status == "cancelled"
     assert _through_traefik(infra, app_row).text == "hello from v1\n"
+
+
+def _wait_until_building(deployment_id: int, timeout: float = 20) -> Deployment:
+    """The row once the deployment is in its build step (or as it is after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.expire_all()
+        row = db.session.get(Deployment, deployment_id)
+        if (row.status == "building" and row.step == "build") or time.monotonic() > deadline:
+            return row
+        time.sleep(0.1)
 
 
 def _visible(html: str) -> str:
@@ -261,13 +266,7 @@ def test_a_cancelled_deployment_says_so_once(app, infra, repo, client, auth):
     deployment = control.start_deploy(app_row, trigger="manual")
     worker = threading.Thread(target=jobs.run_deployment, args=(deployment.id,))
     worker.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        row = db.session.get(Deployment, deployment.id)
-        if row.status == "building" and row.step == "build":
-            break
-        time.sleep(0.1)
+    _wait_until_building(deployment.id)
     page = f"/deployments/{deployment.id}"
     response = client.post(f"{page}/cancel", data={"csrf_token": csrf_token(client, page)})
     assert response.status_code == 303
