@@ -6,6 +6,18 @@ folder, and its API reachable only on a loopback entrypoint (never the
 insecure API). Each app has one dynamic file, written atomically through a YAML
 serializer; host names pass ``names.hostname`` at use, so nothing a user typed
 can add a rule.
+
+A switch is confirmed through Traefik's API in about 10 ms (``bench/traefik_switch.py``),
+thanks to two things. The default TLS store has a certificate of Slipway's (made once):
+without one, Traefik generates a new RSA-2048 certificate on every reload, 50-500 ms on
+a small CPU. And a dynamic file is written in the ``staging`` folder beside the watched
+one and renamed into it, so the watched folder sees the rename alone: a temporary file
+inside it would start a reload of the old content, and the new one would then wait for
+``providersThrottleDuration``. The file provider was kept over Traefik's Redis and HTTP
+providers: as fast with a few apps; slower with 200 (it reads every file on a change), but
+the files outlive any restart (the embedded Redis persists nothing), need no
+``notify-keyspace-events`` on a shared Redis, and nothing polls (figures in
+``docs/BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -24,6 +36,9 @@ from flask import current_app
 from app import names
 
 INTERNAL_ENTRYPOINT = "slipway-internal"
+DEFAULT_CERT_DAYS = 3650
+# A second change within this long of the previous reload waits for its end.
+THROTTLE = "10ms"
 
 
 class ProxyError(Exception):
@@ -38,13 +53,68 @@ def dynamic_dir() -> Path:
     return proxy_dir() / "dynamic"
 
 
-def _write_atomic(path: Path, data: dict) -> None:
+def staging_dir() -> Path:
+    """Where dynamic files are written before they are renamed into the watched folder."""
+    return proxy_dir() / "staging"
+
+
+def _write_atomic(path: Path, data: dict, staging: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Not ending in .yml: Traefik would load the half-written file as config.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    # Never ending in .yml, never in the watched folder: Traefik would read it there.
+    # mkstemp makes the file 0600, and rename keeps that.
+    fd, tmp = tempfile.mkstemp(dir=staging, prefix=".tmp-", suffix=".partial")
     try:
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(data, fh, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _default_certificate() -> dict:
+    """The default TLS store's certificate: a self-signed ECDSA one, made once, 0600.
+
+    Traefik serves it to a TLS client whose name has no certificate. Without it Traefik
+    makes an RSA-2048 one on every configuration reload, which is most of a switch's time.
+    """
+    folder = proxy_dir() / "certs"
+    cert_file, key_file = folder / "default.crt", folder / "default.key"
+    if not (cert_file.is_file() and key_file.is_file()):
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Slipway default certificate")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=DEFAULT_CERT_DAYS))
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_private(key_file, key_pem)
+        _write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM))
+    return {"certFile": str(cert_file), "keyFile": str(key_file)}
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,7 +138,7 @@ def write_static_config() -> Path:
             },
         },
         "providers": {
-            "providersThrottleDuration": "100ms",
+            "providersThrottleDuration": THROTTLE,
             "file": {"directory": str(dynamic_dir()), "watch": True},
         },
         "api": {"dashboard": False, "insecure": False},
@@ -85,11 +155,12 @@ def write_static_config() -> Path:
                     "service": "api@internal",
                 }
             }
-        }
+        },
+        "tls": {"stores": {"default": {"defaultCertificate": _default_certificate()}}},
     }
-    _write_atomic(dynamic_dir() / "_slipway.yml", internal)
+    _write_atomic(dynamic_dir() / "_slipway.yml", internal, staging_dir())
     path = proxy_dir() / "traefik.yml"
-    _write_atomic(path, static)
+    _write_atomic(path, static, proxy_dir())  # not watched: read once at Traefik's start
     return path
 
 
@@ -125,7 +196,7 @@ def write_app_routes(app_id: int, hosts: list[str], servers: list[str]) -> Path:
         }
     }
     path = app_route_path(app_id)
-    _write_atomic(path, data)
+    _write_atomic(path, data, staging_dir())
     return path
 
 
@@ -155,8 +226,13 @@ def served_by(app_id: int) -> set[str] | None:
 
 
 def wait_until_served(app_id: int, servers: list[str], timeout: float = 15) -> None:
-    """Block until Traefik has loaded exactly ``servers`` for the app."""
-    deadline = time.monotonic() + timeout
+    """Block until Traefik has loaded exactly ``servers`` for the app.
+
+    A reload takes about 10 ms, so the API is asked every 5 ms for the first second
+    (one local request each), then every 50 ms.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
     wanted = set(servers)
     while time.monotonic() < deadline:
         try:
@@ -164,5 +240,5 @@ def wait_until_served(app_id: int, servers: list[str], timeout: float = 15) -> N
                 return
         except ProxyError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.005 if time.monotonic() - started < 1 else 0.05)
     raise ProxyError("Traefik did not load the new route in time")
