@@ -1,4 +1,5 @@
-"""Deploy benchmark (issue 3): push-to-live against the raw pipeline, and zero-downtime redeploys.
+"""Deploy benchmark (issues 3 and 12): push-to-live against the raw pipeline, parallel
+deploys, automatic revert, and zero-downtime redeploys, all with default settings.
 
     .venv/bin/python bench/deploy.py
 
@@ -8,34 +9,49 @@ Everything runs on loopback, on real services: a smart-HTTP git server
 on 127.0.0.1:6379 (``--redis-url``; flushed at start, and at the end if the bench's
 sentinel key shows nobody else flushed it meanwhile: a foreign flush stops the run),
 the real migrations, Traefik on the static config ``app.proxy.traefik.write_static_config()``
-writes, a real gunicorn serving ``wsgi:app`` and a real ``worker.py`` subprocess, all
-on the same ``SLIPWAY_*`` environment.
+writes, a real gunicorn serving ``wsgi:app`` and ONE ``worker.py`` started with no
+arguments (it serves every queue), all on the same ``SLIPWAY_*`` environment with no
+deploy setting overridden: the settle or watch window, drain and stop times are the
+defaults. Two git apps (busybox ``httpd`` sites) in one project.
 
-1. **Push to live.** Rounds alternate between the raw pipeline — ``git clone
-   --depth 1`` of the app's URL, ``docker build`` (CLI, legacy builder like
-   Slipway's engine API call), ``docker run`` on a network, HTTP poll of the
-   container until it answers 200 with the new body — and Slipway: a real
-   ``POST /apps/<id>/deploy`` (logged in through the login form, CSRF token
-   from ``<meta name="csrf-token">``), then polling Traefik with the app's Host
-   header until the body is the new version. Every round pushes a fresh commit
-   (the changed file is COPYed after a cached RUN step), so neither side gets a
-   fully cached build. Measured with a short health settle
-   (``SLIPWAY_HEALTH_SETTLE_SECONDS``, ``--settle``, 1 s by default) and again with
-   the default settle (10 s). Each Slipway deploy is broken down per step from the
-   deployment row, its RQ job and the ``── clone``/``── build``/… log lines.
-   ``--build-work N`` adds N seconds of uncached build work on both sides.
-2. **Redeploys under load.** Threads with keep-alive sessions send a steady
-   stream of requests through Traefik during consecutive redeploys (each a new
-   commit, through the web POST and the worker); every non-200 answer and every
-   connection error counts as failed.
+1. **Push to live** (``push_to_live_ratio``). Rounds alternate between the raw pipeline
+   — ``git clone --depth 1``, ``docker build`` (CLI, legacy builder like Slipway's
+   engine API call), ``docker run`` on a network, HTTP poll of the container until it
+   answers 200 with the new body — and Slipway: a real ``POST /apps/<id>/deploy``
+   (logged in through the login form, CSRF token from ``<meta name="csrf-token">``),
+   then polling Traefik with the app's Host header until the body is the new version.
+   Each round pushes a fresh commit (the changed file is COPYed after a cached RUN
+   step). Ratio of the medians. Each Slipway deploy is broken down per step from the
+   deployment row, its RQ job and the ``── <step>`` log lines.
+2. **Parallel deploys** (``parallel_deploys_ratio``): rounds alternate one app deployed
+   alone and both apps pressed at once (two POSTs back to back); push-to-live of the
+   pair is until both answer with their new body. Ratio of the medians, pair ÷ alone.
+3. **Redeploys under load** (``failed_requests_during_redeploys``): threads with
+   keep-alive sessions GET through Traefik during consecutive redeploys; every non-200
+   answer and every connection error counts as failed.
+4. **Revert** (``revert_seconds_p95``): a good version is deployed, then a version
+   that answers its health path and gets the traffic, then exits (code 3) 5 s after it
+   started. From the engine's ``die`` event of its container (the event's own time)
+   until the good version answers through Traefik again. On a Slipway without a watch
+   window nothing reverts: the figure is ``null`` and ``revert`` says what happened.
+5. **10 s of build work** (``push_to_live_ratio_build10s``, and
+   ``parallel_deploys_ratio_build10s``): the same as 1 and 2 with an uncached
+   ``RUN sleep 10`` after the COPY, on both sides.
 
-Progress goes to stderr; the last stdout line is one JSON object with at least
-``push_to_live_ratio``, ``push_to_live_ratio_default_settle`` and
-``failed_requests_during_redeploys``. Processes, containers, images, the network
-and the temporary directory are removed at the end, also on failure, Ctrl-C or
-SIGTERM. Only Docker objects this bench made are touched: the app gets a fixed,
-high id (``APP_ID``) so its containers and images never collide with the test
-suite's, and cleanup filters on ``slipway.app=<APP_ID>``.
+Between rounds the bench never waits for a watch window to run out: the next round
+starts as soon as the previous deployment is in its window (status ``deploying``, step
+``watch``; a newer deployment ends the window early) or, on a Slipway without one, as
+soon as its RQ job has finished. Each round records how long its deployment waited
+before its pipeline started (``queue_wait_s``).
+
+Progress goes to stderr; the last stdout line is one JSON object with
+``push_to_live_ratio``, ``push_to_live_ratio_build10s``,
+``failed_requests_during_redeploys``, ``revert_seconds_p95`` and
+``parallel_deploys_ratio`` (and the details). Processes, containers, images, the
+network and the temporary directory are removed at the end, also on failure, Ctrl-C or
+SIGTERM. Only Docker objects this bench made are touched: the apps get fixed, high ids
+(``APP_IDS``) so their containers and images never collide with the test suite's, and
+cleanup filters on ``slipway.app=<id>``.
 """
 
 from __future__ import annotations
@@ -67,24 +83,26 @@ from tests import lab  # noqa: E402 - needs ROOT on sys.path
 
 PASSWORD = "bench horse battery staple"
 EMAIL = "owner@bench.example.com"
-APP_ID = 918_273  # far above any id the test suite reaches; names its containers and images
+APP_IDS = (918_273, 918_274)  # far above any id the test suite reaches
+APP_NAMES = ("web", "api")
 PROJECT = "bench"
-APP_NAME = "web"
 PORT = 8000
 RAW_REPO = "slipway-bench-raw"  # image repository and container-name prefix of the raw pipeline
 RAW_LABEL = "slipway-bench=raw"
 RAW_NETWORK = "slipway-bench-raw"
-LOCK_KEY = "slipway:deploy-lock:{}"  # app.deploys.pipeline.LOCK_KEY
 SENTINEL_KEY = "slipway-bench-deploy:sentinel"  # gone = someone else flushed our Redis DB
 # A cached RUN step before the COPY of the changing file, as in a real app
 # (dependencies installed, then the source copied).
 WARM_RUN = "/bin/busybox sh -c 'echo dependencies > /etc/deps'"
+CRASH_AFTER_S = 5  # the crashing version exits this long after it started
+ACTIVE = ("queued", "building", "deploying")
 
 START_TIMEOUT = 30
 MIGRATE_TIMEOUT = 180
 REQUEST_TIMEOUT = 15
 LIVE_TIMEOUT = 180
-JOB_TIMEOUT = 120
+READY_TIMEOUT = 120
+REVERT_TIMEOUT = 45
 STOP_TIMEOUT = 15
 DOCKER_TIMEOUT = 120
 POLL = 0.02  # both pipelines poll at this interval
@@ -268,8 +286,8 @@ def migrate(env: dict) -> None:
         raise BenchError(f"migration failed:\n{result.stdout}\n{result.stderr}")
 
 
-def seed(git_url: str) -> None:
-    """One owner, team, project and git app, through the models."""
+def seed(git_urls: list[str]) -> None:
+    """One owner, team and project, and a git app per URL, through the models."""
     from app import create_app
     from app.extensions import db
     from app.models import (
@@ -296,13 +314,14 @@ def seed(git_url: str) -> None:
         project.environments.append(Environment(name="production"))
         db.session.add(project)
         db.session.flush()
-        db.session.add(
-            Application(
-                id=APP_ID, project_id=project.id, environment_id=project.environments[0].id,
-                name=APP_NAME, source_type="git", git_url=git_url, git_branch="main",
-                container_port=PORT, health_check_path="/", replicas=1,
-            )
-        )  # fmt: skip
+        for app_id, name, url in zip(APP_IDS, APP_NAMES, git_urls, strict=True):
+            db.session.add(
+                Application(
+                    id=app_id, project_id=project.id, environment_id=project.environments[0].id,
+                    name=name, source_type="git", git_url=url, git_branch="main",
+                    container_port=PORT, health_check_path="/", replicas=1,
+                )
+            )  # fmt: skip
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
@@ -331,13 +350,13 @@ class Db:
 
     def deployment(self, dep_id: int) -> dict:
         row = self.conn.execute(
-            "SELECT status, error, created_at, started_at, finished_at FROM deployments "
+            "SELECT status, step, error, created_at, started_at, finished_at FROM deployments "
             "WHERE id = %s",
             (dep_id,),
         ).fetchone()
         if row is None:
             raise BenchError(f"deployment {dep_id} is not in the database")
-        keys = ("status", "error", "created_at", "started_at", "finished_at")
+        keys = ("status", "step", "error", "created_at", "started_at", "finished_at")
         return dict(zip(keys, row, strict=True))
 
     def log_lines(self, dep_id: int) -> list[tuple[datetime, str, str]]:
@@ -400,7 +419,7 @@ def wait_body(url: str, body: str, timeout: float, host: str | None = None, chec
 # ---- the two pipelines -----------------------------------------------------------
 
 
-BUILD_WORK = {"seconds": 0.0}  # --build-work: an uncached RUN step after the COPY
+BUILD_WORK = {"seconds": 0.0}  # the build10s phase: an uncached RUN step after the COPY
 
 
 def site_files(version: str) -> dict[str, str]:
@@ -410,6 +429,18 @@ def site_files(version: str) -> dict[str, str]:
         copy = "COPY www /www\n"
         work = f"RUN /bin/busybox sleep {BUILD_WORK['seconds']:g}\n"
         files["Dockerfile"] = files["Dockerfile"].replace(copy, copy + work)
+    return files
+
+
+def crashing_files(version: str) -> dict[str, str]:
+    """The same site, but its httpd runs in the background and the container's main
+    process exits with code 3 ``CRASH_AFTER_S`` seconds after it started."""
+    files = site_files(version)
+    start = files["Dockerfile"].index("CMD ")
+    files["Dockerfile"] = files["Dockerfile"][:start] + (
+        'CMD ["/bin/busybox", "sh", "-c", '
+        f'"/bin/busybox httpd -p {PORT} -h /www; /bin/busybox sleep {CRASH_AFTER_S}; exit 3"]\n'
+    )
     return files
 
 
@@ -484,21 +515,36 @@ def _lines(text: str) -> list[str]:
     return sorted({line.strip() for line in text.splitlines() if line.strip()})
 
 
+class Target:
+    """One of the bench's apps: its repository, id and host name."""
+
+    def __init__(self, repo: lab.Repo, app_id: int, name: str):
+        self.repo, self.app_id, self.name = repo, app_id, name
+        self.host = f"{name}.{PROJECT}.localhost"
+        self.n = 0
+        self.last_body: str | None = None
+
+    def push(self, label: str, files=site_files) -> str:
+        self.n += 1
+        version = f"{self.name}-{label}-{self.n}-{uuid.uuid4().hex[:8]}"
+        self.repo.commit(files(version), f"{label} round {self.n}")
+        return version
+
+
 class Slipway:
     """Press Deploy (a real POST through gunicorn), then watch Traefik for the new body."""
 
-    def __init__(self, repo: lab.Repo, base: str, http_port: int, database: Db, redis_url: str):
+    def __init__(self, base: str, http_port: int, database: Db, redis_url: str):
         import redis
         import requests
 
-        self.repo, self.base, self.db = repo, base, database
+        self.base, self.db = base, database
         self.traefik = f"http://127.0.0.1:{http_port}/"
-        self.host = f"{APP_NAME}.{PROJECT}.localhost"
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         self.http = requests.Session()
+        self.http_lock = threading.Lock()
         login(self.http, base)
         log("logged in through the login form")
-        self.n = 0
         self.worker: subprocess.Popen | None = None
         self.missing_jobs: list[int] = []
         self.job_marks: dict[int, dict] = {}
@@ -512,86 +558,135 @@ class Slipway:
                 "gone); pick an unused database with --redis-url"
             )
 
-    def press_deploy(self) -> tuple[int, float]:
+    def press_deploy(self, target: Target) -> tuple[int, float]:
         """POST /apps/<id>/deploy; returns the deployment id and the wall time of the press."""
-        token = csrf(self.http, f"{self.base}/apps/{APP_ID}")  # the page with the button
-        wall = time.time()
-        response = self.http.post(
-            f"{self.base}/apps/{APP_ID}/deploy", data={"csrf_token": token},
-            timeout=REQUEST_TIMEOUT, allow_redirects=False,
-        )  # fmt: skip
+        with self.http_lock:
+            token = csrf(self.http, f"{self.base}/apps/{target.app_id}")  # the button's page
+            wall = time.time()
+            response = self.http.post(
+                f"{self.base}/apps/{target.app_id}/deploy", data={"csrf_token": token},
+                timeout=REQUEST_TIMEOUT, allow_redirects=False,
+            )  # fmt: skip
         found = re.fullmatch(r".*/deployments/(\d+)", response.headers.get("Location", ""))
         if response.status_code != 303 or not found:
             raise BenchError(f"POST deploy: {response.status_code}\n{response.text[:500]}")
         return int(found.group(1)), wall
 
+    def failure(self, dep_id: int) -> str | None:
+        row = self.db.deployment(dep_id)
+        if row["status"] in ("failed", "cancelled", "superseded"):
+            lines = "\n".join(text for _, _, text in self.db.log_lines(dep_id)[-25:])
+            return f"deployment {dep_id} {row['status']}: {row['error']}\n{lines}"
+        return None
+
     def _failed(self, dep_id: int):
         def check() -> None:
             self.check_worker()
-            row = self.db.deployment(dep_id)
-            if row["status"] in ("failed", "cancelled", "superseded"):
-                lines = "\n".join(text for _, _, text in self.db.log_lines(dep_id)[-25:])
-                raise BenchError(f"deployment {dep_id} {row['status']}: {row['error']}\n{lines}")
+            problem = self.failure(dep_id)
+            if problem:
+                raise BenchError(problem)
 
         return check
 
-    def round(self, label: str) -> dict:
-        self.n += 1
-        version = f"{label}-{self.n}-{uuid.uuid4().hex[:8]}"
-        self.repo.commit(site_files(version), f"slipway round {self.n}")
+    def round(self, target: Target, label: str, files=site_files, ready: bool = True) -> dict:
+        """Push a commit, press Deploy, wait until Traefik serves it (and, with ``ready``,
+        until the next round may start)."""
+        version = target.push(label, files)
         t0 = time.monotonic()
-        dep_id, wall0 = self.press_deploy()
+        dep_id, wall0 = self.press_deploy(target)
         t_posted = time.monotonic()
-        wait_body(self.traefik, body_of(version), LIVE_TIMEOUT, self.host, self._failed(dep_id))
+        result = {"deployment_id": dep_id, "version": version, "post_s": r3(t_posted - t0),
+                  "wall0": wall0, "t0": t0}  # fmt: skip
+        self.wait_live(target, result)
+        if ready:
+            self.wait_ready(dep_id)
+        return result
+
+    def wait_live(self, target: Target, result: dict) -> None:
+        body = body_of(result["version"])
+        wait_body(
+            self.traefik, body, LIVE_TIMEOUT, target.host, self._failed(result["deployment_id"])
+        )
         t_live = time.monotonic()
-        self.wait_job_done(dep_id)
-        return {
-            "deployment_id": dep_id,
-            "version": version,
-            "total_s": r3(t_live - t0),
-            "post_s": r3(t_posted - t0),
-            "wall0": wall0,
-            "live_wall": wall0 + (t_live - t0),
-        }
+        target.last_body = body
+        result["total_s"] = r3(t_live - result["t0"])
+        result["live_wall"] = result["wall0"] + (t_live - result["t0"])
 
-    def wait_job_done(self, dep_id: int) -> None:
-        """Until the job is over: drain, stop of the old version, image prune, lock released.
+    def pair(self, targets: list[Target], label: str) -> dict:
+        """Both apps pressed at once; done when both serve their new version."""
+        pushed = [(target, target.push(label)) for target in targets]
+        t0 = time.monotonic()
+        results, errors = [], []
+        for target, version in pushed:
+            dep_id, wall0 = self.press_deploy(target)
+            results.append({"deployment_id": dep_id, "version": version, "wall0": wall0,
+                            "t0": t0})  # fmt: skip
 
-        The pipeline holds ``slipway:deploy-lock:<app id>`` from before the clone until
-        after the prune, so its release is the end of the work; the RQ job's status
-        is checked too (a missing job hash is counted, not fatal).
-        """
+        def follow(target: Target, result: dict) -> None:
+            try:
+                self.wait_live(target, result)
+            except BenchError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=follow, args=(t, r))
+                   for t, r in zip(targets, results, strict=True)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        total = max(r["total_s"] for r in results)
+        for result in results:
+            self.wait_ready(result["deployment_id"])
+        return {"total_s": total, "each_s": [r["total_s"] for r in results],
+                "deployment_ids": [r["deployment_id"] for r in results]}  # fmt: skip
+
+    def wait_ready(self, dep_id: int) -> None:
+        """Until the next round may start: the deployment is in its watch window (a newer
+        deployment ends it early), or it ended ``running`` and its RQ job finished (a
+        Slipway without a watch window: the job drains and stops the old version)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            self.check_worker()
+            row = self.db.deployment(dep_id)
+            if row["status"] == "deploying" and row["step"] == "watch":
+                return
+            if row["status"] not in ACTIVE:
+                if row["status"] not in ("running", "replaced"):
+                    raise BenchError(f"deployment {dep_id} ended {row['status']}: {row['error']}")
+                if self.job_done(dep_id):
+                    return
+            time.sleep(0.05)
+        raise BenchError(f"deployment {dep_id} was not ready for the next within {READY_TIMEOUT}s")
+
+    def wait_final(self, dep_id: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_worker()
+            row = self.db.deployment(dep_id)
+            if row["status"] not in ACTIVE:
+                return row
+            time.sleep(0.1)
+        return self.db.deployment(dep_id)
+
+    def job_done(self, dep_id: int) -> bool:
         from rq.exceptions import NoSuchJobError
         from rq.job import Job, JobStatus
         from rq.serializers import JSONSerializer
 
-        deadline = time.monotonic() + JOB_TIMEOUT
-        while time.monotonic() < deadline:
-            self.check_worker()
-            if self.redis.exists(LOCK_KEY.format(APP_ID)):
-                time.sleep(0.1)
-                continue
-            self.check_worker()  # the lock is gone: not because the database was flushed
-            try:
-                job = Job.fetch(
-                    f"deploy-{dep_id}", connection=self.redis, serializer=JSONSerializer
-                )
-                status = job.get_status(refresh=True)
-                marks = {"rq_enqueued": job.enqueued_at, "rq_started": job.started_at}
-                self.job_marks[dep_id] = marks
-            except NoSuchJobError:
+        try:
+            job = Job.fetch(f"deploy-{dep_id}", connection=self.redis, serializer=JSONSerializer)
+            status = job.get_status(refresh=True)
+            self.job_marks[dep_id] = {"rq_enqueued": job.enqueued_at, "rq_started": job.started_at}
+        except NoSuchJobError:
+            if dep_id not in self.missing_jobs:
                 self.missing_jobs.append(dep_id)
                 log(f"warning: the RQ job of deployment {dep_id} is gone from Redis")
-                status = JobStatus.FINISHED
-            if status == JobStatus.FINISHED:
-                row = self.db.deployment(dep_id)
-                if row["status"] != "running":
-                    raise BenchError(f"deployment {dep_id} ended {row['status']}: {row['error']}")
-                return
-            if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                raise BenchError(f"job deploy-{dep_id} {status}")
-            time.sleep(0.1)
-        raise BenchError(f"job deploy-{dep_id} did not finish within {JOB_TIMEOUT}s")
+            return True
+        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            raise BenchError(f"job deploy-{dep_id} {status}")
+        return status == JobStatus.FINISHED
 
     def breakdown(self, result: dict) -> dict:
         """Where the time went, from the deployment row and its log-line timestamps."""
@@ -610,21 +705,19 @@ class Slipway:
                 marks.setdefault("settle", ts)
             elif text.startswith("routing "):
                 marks.setdefault("routed", ts)
-            elif text == "running":
-                marks.setdefault("running", ts)
         at = {k: v.timestamp() - wall0 for k, v in marks.items() if v is not None}
         at["live"] = result["live_wall"] - wall0
         order = [
             ("post_until_row", None, "created"),
             ("commit_and_enqueue", "created", "rq_enqueued"),
-            ("dequeue_and_fork_horse", "rq_enqueued", "rq_started"),
+            ("dequeue", "rq_enqueued", "rq_started"),
             ("job_setup", "rq_started", "started"),
             ("prepare", "started", "clone"),
             ("clone", "clone", "build"),
             ("build", "build", "start"),
             ("start_container", "start", "health"),
             ("health_until_2xx", "health", "healthy"),
-            ("settle", "healthy", "switch"),
+            ("healthy_until_switch", "healthy", "switch"),
             ("switch_until_live", "switch", "live"),
         ]
         steps = {}
@@ -632,8 +725,51 @@ class Slipway:
             begin = 0.0 if start is None else at.get(start)
             if begin is not None and at.get(end) is not None:
                 steps[name] = r3(at[end] - begin)
+        queue_wait = at["started"] - at["created"] if "started" in at and "created" in at else None
         return {"marks_s": {k: r3(v) for k, v in sorted(at.items(), key=lambda kv: kv[1])},
-                "steps_s": steps}  # fmt: skip
+                "steps_s": steps, "queue_wait_s": r3(queue_wait)}  # fmt: skip
+
+
+class Deaths:
+    """The engine's ``die`` events of the bench's containers, with the event's own time."""
+
+    def __init__(self, app_ids: tuple[int, ...]):
+        import docker
+
+        self.client = docker.from_env()
+        self.lock = threading.Lock()
+        self.seen: dict[int, list[tuple[float, int | None]]] = {}  # deployment → (time, code)
+        self.apps = {str(i) for i in app_ids}
+        self.stream = self.client.events(decode=True, filters={"type": "container", "event": "die"})
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        try:
+            for event in self.stream:
+                attrs = event.get("Actor", {}).get("Attributes", {})
+                dep = attrs.get("slipway.deployment")
+                if not dep or attrs.get("slipway.app") not in self.apps:
+                    continue
+                code = attrs.get("exitCode")
+                with self.lock:
+                    self.seen.setdefault(int(dep), []).append(
+                        (event["timeNano"] / 1e9, int(code) if code is not None else None)
+                    )
+        except Exception:  # noqa: BLE001 - the stream ends when the bench closes it
+            pass
+
+    def first(self, dep_id: int, timeout: float) -> tuple[float, int | None] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.seen.get(dep_id):
+                    return self.seen[dep_id][0]
+            time.sleep(0.02)
+        return None
+
+    def close(self) -> None:
+        self.stream.close()
+        self.client.close()
 
 
 # ---- load during redeploys -------------------------------------------------------
@@ -710,17 +846,20 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def settle_phase(raw: Raw, slipway: Slipway, rounds: int, label: str) -> dict:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def push_phase(raw: Raw, slipway: Slipway, target: Target, rounds: int, label: str) -> dict:
     raws, slips = [], []
     for i in range(1, rounds + 1):
         result = raw.round()
         raws.append(result)
         log(f"[{label}] round {i}: raw {result['total_s']:.2f}s {result['steps_s']}")
         time.sleep(0.5)
-        result = slipway.round(label)
+        result = slipway.round(target, label)
         result |= slipway.breakdown(result)
-        result.pop("wall0")
-        result.pop("live_wall")
         slips.append(result)
         log(f"[{label}] round {i}: slipway {result['total_s']:.2f}s {result['steps_s']}")
         time.sleep(0.5)
@@ -740,20 +879,55 @@ def settle_phase(raw: Raw, slipway: Slipway, rounds: int, label: str) -> dict:
             k: r3(median([r["steps_s"][k] for r in slips if k in r["steps_s"]])) for k in step_names
         },
         "slipway_rounds": [
-            {k: r[k] for k in ("deployment_id", "total_s", "post_s", "steps_s", "marks_s")}
+            {
+                k: r[k]
+                for k in (
+                    "deployment_id",
+                    "total_s",
+                    "post_s",
+                    "queue_wait_s",
+                    "steps_s",
+                    "marks_s",
+                )
+            }
             for r in slips
-        ],
+        ],  # fmt: skip
     }
 
 
-def redeploys_under_load(slipway: Slipway, count: int, threads: int, interval: float) -> dict:
-    load = Load(slipway.traefik, slipway.host, threads, interval)
+def parallel_phase(slipway: Slipway, targets: list[Target], rounds: int, label: str) -> dict:
+    alone, pairs = [], []
+    for i in range(1, rounds + 1):
+        solo = slipway.round(targets[0], label)
+        alone.append(solo["total_s"])
+        time.sleep(0.5)
+        both = slipway.pair(targets, label)
+        pairs.append(both)
+        log(f"[{label}] round {i}: alone {solo['total_s']:.2f}s, both at once "
+            f"{both['total_s']:.2f}s {both['each_s']}")  # fmt: skip
+        time.sleep(0.5)
+    alone_med = median(alone)
+    pair_med = median([p["total_s"] for p in pairs])
+    return {
+        "alone_s": alone,
+        "pair_s": [p["total_s"] for p in pairs],
+        "pair_each_s": [p["each_s"] for p in pairs],
+        "alone_median_s": r3(alone_med),
+        "pair_median_s": r3(pair_med),
+        "ratio": r3(pair_med / alone_med),
+    }
+
+
+def redeploys_under_load(
+    slipway: Slipway, target: Target, count: int, threads: int, interval: float
+) -> dict:
+    load = Load(slipway.traefik, target.host, threads, interval)
     load.start()
     times = []
     try:
         time.sleep(1.0)  # the stream is steady before the first press
         for i in range(1, count + 1):
-            result = slipway.round("load")
+            result = slipway.round(target, "load")
             times.append(result["total_s"])
             with load.lock:
                 sent, failed = load.sent, load.failed
@@ -779,18 +953,89 @@ def redeploys_under_load(slipway: Slipway, count: int, threads: int, interval: f
     }
 
 
+def until_body(url: str, host: str, body: str, timeout: float) -> tuple[float | None, int]:
+    """Poll through Traefik until ``body`` answers: (its wall time or None, failed answers)."""
+    import requests
+
+    failed = 0
+    deadline = time.monotonic() + timeout
+    with requests.Session() as http:
+        while time.monotonic() < deadline:
+            try:
+                response = http.get(url, headers={"Host": host}, timeout=2)
+                if response.status_code == 200 and response.text == body:
+                    return time.time(), failed
+                if response.status_code != 200:
+                    failed += 1
+            except requests.RequestException:
+                failed += 1
+            time.sleep(POLL)
+    return None, failed
+
+
+def revert_round(slipway: Slipway, target: Target, deaths: Deaths, i: int) -> dict:
+    good = slipway.round(target, "good")
+    good_body = target.last_body
+    version = target.push("crash", crashing_files)
+    t0 = time.monotonic()
+    dep_id, wall0 = slipway.press_deploy(target)
+    result = {"deployment_id": dep_id, "good_deployment_id": good["deployment_id"],
+              "version": version, "wall0": wall0, "t0": t0}  # fmt: skip
+    try:
+        slipway.wait_live(target, result)
+    except BenchError:
+        row = slipway.db.deployment(dep_id)
+        log(f"[revert] round {i}: the crashing version never got the traffic: {row['error']}")
+        return result | {"outcome": "failed before the switch", "status": row["status"],
+                         "error": row["error"], "revert_s": None}  # fmt: skip
+    died = deaths.first(dep_id, timeout=CRASH_AFTER_S + 30)
+    if died is None:
+        return result | {"outcome": "its container never died", "revert_s": None}
+    die_wall, code = died
+    seen_wall, failed = until_body(slipway.traefik, target.host, good_body, REVERT_TIMEOUT)
+    row = slipway.wait_final(dep_id, timeout=60)
+    out = result | {
+        "exit_code": code,
+        "switch_to_die_s": r3(die_wall - result["live_wall"]),
+        "failed_requests_until_reverted": failed,
+        "status": row["status"],
+        "error": row["error"],
+    }
+    if seen_wall is None:
+        log(f"[revert] round {i}: the good version did not answer within {REVERT_TIMEOUT}s of "
+            f"the crash; deployment {dep_id} ended {row['status']}")  # fmt: skip
+        return out | {"outcome": "not reverted", "revert_s": None}
+    log(f"[revert] round {i}: good version back {seen_wall - die_wall:.2f}s after the crash; "
+        f"deployment {dep_id} {row['status']}: {row['error']}")  # fmt: skip
+    return out | {"outcome": "reverted", "revert_s": r3(seen_wall - die_wall)}
+
+
+def revert_phase(slipway: Slipway, target: Target, deaths: Deaths, rounds: int) -> dict:
+    results = [revert_round(slipway, target, deaths, i) for i in range(1, rounds + 1)]
+    times = [r["revert_s"] for r in results if r["revert_s"] is not None]
+    for r in results:
+        for key in ("wall0", "t0", "live_wall"):
+            r.pop(key, None)
+    return {
+        "rounds": results,
+        "reverted": len(times),
+        "revert_s": times,
+        "p95_s": r3(percentile(times, 0.95)) if len(times) == len(results) else None,
+        "median_s": r3(median(times)) if times else None,
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--rounds", type=int, default=3, help="rounds per side and per settle setting")
+    add("--rounds", type=int, default=3, help="rounds per side, per phase")
     add("--redeploys", type=int, default=10, help="redeploys under load; 0 skips the phase")
-    add("--settle", type=float, default=1.0, help="the short health settle, seconds")
-    add("--skip-default-settle", action="store_true", help="skip the default-settle rounds")
+    add("--revert-rounds", type=int, default=5, help="crash-after-switch rounds; 0 skips them")
     add(
         "--build-work",
         type=float,
-        default=0.0,
-        help="seconds of uncached build work (a RUN sleep after the COPY); 0 by default",
+        default=10.0,
+        help="seconds of uncached build work of the build phase; 0 skips the phase",
     )
     add("--load-threads", type=int, default=4)
     add("--load-interval", type=float, default=0.01, help="pause per thread, seconds")
@@ -810,6 +1055,8 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-deploy-"))
         self.procs: dict[str, subprocess.Popen | None] = {"gunicorn": None, "worker": None}
         self.git = self.traefik = self.raw = self.database = self.slipway = None
+        self.deaths: Deaths | None = None
+        self.targets: list[Target] = []
         self.env: dict[str, str] = {}
 
     def setup(self) -> None:
@@ -820,8 +1067,9 @@ class Bench:
         lab.ensure_base_image()
         (tmp / "git").mkdir()
         self.git = lab.GitServer(tmp / "git")
-        repo = lab.Repo(self.git, "site", tmp / "work")
-        repo.commit(site_files("warm-up"), "first version")
+        repos = [lab.Repo(self.git, f"site-{name}", tmp / "work") for name in APP_NAMES]
+        for repo in repos:
+            repo.commit(site_files("first"), "first version")
 
         bench_redis = redis.Redis.from_url(args.redis_url, socket_timeout=5)
         if bench_redis.dbsize():
@@ -848,79 +1096,96 @@ class Bench:
         os.environ.clear()
         os.environ.update(env)  # the bench's own create_app() reads the same settings
         migrate(env)
-        seed(repo.url)
+        seed([repo.url for repo in repos])
+        apps = zip(repos, APP_IDS, APP_NAMES, strict=True)
+        self.targets = [Target(repo, app_id, name) for repo, app_id, name in apps]
         self.traefik = lab.Traefik(write_traefik_config(), tmp / "traefik.log")
         self.traefik.wait_ready(api_port)
         log(f"Traefik on :{http_port} (API :{api_port})")
         self.procs["gunicorn"] = start_gunicorn(env, tmp, web_port)
         log(f"gunicorn on :{web_port}")
         self.database = Db(args.database_url)
-        self.slipway = Slipway(
-            repo, f"http://127.0.0.1:{web_port}", http_port, self.database, args.redis_url
-        )
-        self.raw = Raw(repo, tmp)
-
-    def start_worker(self, env: dict, name: str) -> None:
-        stop(self.procs["worker"], "worker", timeout=60)
-        self.procs["worker"] = self.slipway.worker = start_worker(env, self.tmp, name)
+        self.slipway = Slipway(f"http://127.0.0.1:{web_port}", http_port, self.database,
+                               args.redis_url)  # fmt: skip
+        self.raw = Raw(repos[0], tmp)
+        self.deaths = Deaths(APP_IDS)
 
     def measure(self) -> dict:
-        args, raw, slipway = self.args, self.raw, self.slipway
-        self.start_worker(self.env | {"SLIPWAY_HEALTH_SETTLE_SECONDS": f"{args.settle:g}"},
-                          "worker-short")  # fmt: skip
-        log(f"worker started (SLIPWAY_HEALTH_SETTLE_SECONDS={args.settle:g})")
-        log("warm-up: one raw round and a first Slipway deploy (untimed)")
+        args, raw, slipway, targets = self.args, self.raw, self.slipway, self.targets
+        self.procs["worker"] = slipway.worker = start_worker(self.env, self.tmp, "worker")
+        log("worker.py started with no arguments and default settings")
+        log("warm-up: one raw round and a first deploy of each app (untimed)")
         raw.round(keep=True)  # kept to the end: the RUN layer stays cached for both sides
-        first = slipway.round("warm")
-        log(f"warm-up deploy #{first['deployment_id']} live in {first['total_s']:.2f}s")
+        for target in targets:
+            first = slipway.round(target, "warm")
+            log(f"warm-up deploy #{first['deployment_id']} of {target.name} live in "
+                f"{first['total_s']:.2f}s")  # fmt: skip
 
-        short = settle_phase(raw, slipway, args.rounds, f"settle {args.settle:g}s")
-        log(f"short settle: raw median {short['raw_median_s']}s, slipway median "
-            f"{short['slipway_median_s']}s, ratio {short['ratio']}")  # fmt: skip
+        tiny = push_phase(raw, slipway, targets[0], args.rounds, "tiny")
+        log(f"tiny app: raw median {tiny['raw_median_s']}s, slipway median "
+            f"{tiny['slipway_median_s']}s, ratio {tiny['ratio']}")  # fmt: skip
+        parallel = parallel_phase(slipway, targets, args.rounds, "parallel")
+        log(f"parallel: alone {parallel['alone_median_s']}s, both {parallel['pair_median_s']}s, "
+            f"ratio {parallel['ratio']}")  # fmt: skip
 
         load = {"requests": None, "failed": None}
         if args.redeploys:
             load = redeploys_under_load(
-                slipway, args.redeploys, args.load_threads, args.load_interval
+                slipway, targets[0], args.redeploys, args.load_threads, args.load_interval
             )
             log(f"load: {load['requests']} requests, {load['failed']} failed")
 
-        default, default_settle = None, None
-        if not args.skip_default_settle:
-            from app import config as app_config
+        revert = {"p95_s": None}
+        if args.revert_rounds:
+            revert = revert_phase(slipway, targets[0], self.deaths, args.revert_rounds)
+            log(f"revert: {revert['reverted']} of {args.revert_rounds} reverted, "
+                f"p95 {revert['p95_s']}s")  # fmt: skip
 
-            default_settle = app_config.load()["HEALTH_SETTLE_SECONDS"]
-            self.start_worker(self.env, "worker-default")
-            log(f"worker restarted with the default settle ({default_settle:g} s: "
-                "SLIPWAY_HEALTH_SETTLE_SECONDS unset)")  # fmt: skip
-            default = settle_phase(raw, slipway, args.rounds, "settle default")
-            log(f"default settle: raw median {default['raw_median_s']}s, slipway median "
-                f"{default['slipway_median_s']}s, ratio {default['ratio']}")  # fmt: skip
+        build, build_parallel = None, None
+        if args.build_work:
+            BUILD_WORK["seconds"] = args.build_work
+            label = f"build{args.build_work:g}s"
+            build = push_phase(raw, slipway, targets[0], args.rounds, label)
+            log(f"{label}: raw median {build['raw_median_s']}s, slipway median "
+                f"{build['slipway_median_s']}s, ratio {build['ratio']}")  # fmt: skip
+            build_parallel = parallel_phase(slipway, targets, args.rounds, f"parallel-{label}")
+            log(f"parallel {label}: ratio {build_parallel['ratio']}")
 
-        return {
-            "push_to_live_ratio": short["ratio"],
-            "push_to_live_ratio_default_settle": default["ratio"] if default else None,
-            "push_to_live_ratio_without_settle": r3(
-                (short["slipway_median_s"] - args.settle) / short["raw_median_s"]
-            ),
+        figures = {
+            "push_to_live_ratio": tiny["ratio"],
+            "push_to_live_ratio_build10s": build["ratio"] if build else None,
             "failed_requests_during_redeploys": load["failed"],
+            "revert_seconds_p95": revert["p95_s"],
+            "parallel_deploys_ratio": parallel["ratio"],
+        }
+        targets_met = {
+            "push_to_live_ratio": ("<=", 1.3), "push_to_live_ratio_build10s": ("<=", 1.1),
+            "failed_requests_during_redeploys": ("<=", 0), "revert_seconds_p95": ("<=", 2),
+            "parallel_deploys_ratio": ("<=", 1.4),
+        }  # fmt: skip
+        met = {k: (None if figures[k] is None else figures[k] <= bound)
+               for k, (_, bound) in targets_met.items()}  # fmt: skip
+        return figures | {
+            "parallel_deploys_ratio_build10s": build_parallel["ratio"] if build_parallel else None,
             "requests_during_redeploys": load["requests"],
-            "target_ratio": 1.3,
-            "ratio_target_met": short["ratio"] <= 1.3,
-            "failed_requests_target_met": load["failed"] == 0 if args.redeploys else None,
-            "settle_short_s": args.settle,
-            "settle_default_s": default_settle,
+            "targets": {k: f"{op} {bound}" for k, (op, bound) in targets_met.items()},
+            "targets_met": met,
             "rq_jobs_missing": slipway.missing_jobs,
-            "short_settle": short,
-            "default_settle": default,
+            "tiny": tiny,
+            "parallel": parallel,
             "load": load,
+            "revert": revert,
+            "build": build,
+            "build_parallel": build_parallel,
             "rounds": args.rounds,
             "build_work_s": args.build_work,
+            "settings": "defaults (no SLIPWAY_* deploy setting overridden)",
+            "worker": "one worker.py, no arguments",
             "database": "postgresql",
         }
 
     def report_failure(self) -> None:
-        for name in ("worker-short", "worker-default", "gunicorn", "traefik"):
+        for name in ("worker", "gunicorn", "traefik"):
             if (self.tmp / f"{name}.log").exists():
                 log(f"--- {name}.log (tail)\n{tail(self.tmp / f'{name}.log', 15)}")
 
@@ -930,17 +1195,20 @@ class Bench:
         log("cleaning up")
         stop(self.procs["worker"], "worker")
         stop(self.procs["gunicorn"], "gunicorn")
+        if self.deaths is not None:
+            self.deaths.close()
         if self.traefik is not None:
             self.traefik.stop()
         if self.git is not None:
             self.git.stop()
         if self.database is not None:
             self.database.close()
-        mine = f"label=slipway.app={APP_ID}"  # never another app's containers or images
-        for cid in _lines(subprocess_out(["docker", "ps", "-aq", "--filter", mine])):
-            subprocess_out(["docker", "rm", "-f", cid])
-        for image in _lines(subprocess_out(["docker", "images", "-q", "--filter", mine])):
-            subprocess_out(["docker", "rmi", "-f", image])
+        for app_id in APP_IDS:  # never another app's containers or images
+            mine = f"label=slipway.app={app_id}"
+            for cid in _lines(subprocess_out(["docker", "ps", "-aq", "--filter", mine])):
+                subprocess_out(["docker", "rm", "-f", cid])
+            for image in _lines(subprocess_out(["docker", "images", "-q", "--filter", mine])):
+                subprocess_out(["docker", "rmi", "-f", image])
         if self.raw is not None:
             self.raw.cleanup()
         try:
@@ -958,7 +1226,6 @@ class Bench:
 
 def main() -> int:
     args = parse_args()
-    BUILD_WORK["seconds"] = args.build_work
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -974,7 +1241,7 @@ def main() -> int:
             "loadavg_1m_before": load_before,
             "loadavg_1m_after": loadavg(),
         }
-        print(json.dumps(result))
+        print(json.dumps(result, default=str))
         return 0
     except (BenchError, KeyboardInterrupt) as exc:
         log(f"FAILED: {exc}")
