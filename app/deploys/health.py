@@ -60,18 +60,21 @@ def check(app_id: int, watcher=None) -> str | None:
     app = db.session.get(Application, app_id)
     if app is None:
         return None
-    found, replicas = routing.refresh(app)
+    leaving = watcher.leaving() if watcher else frozenset()
+    found, replicas = routing.refresh(app, leaving)
     if found is None:
         current = control.current(app.id)
         if current is None:
             return None
         routing.adopt(app, current.id)  # routed before routed_deployment_id existed
-        found, replicas = routing.refresh(app)
+        found, replicas = routing.refresh(app, leaving)
         if found is None:
             return None
+    replicas += _gone(app, found.deployment_id, replicas)
     restarts = {r.id: watcher.restarts(r.id, CRASH_LOOP_SECONDS) if watcher else 0
                 for r in replicas}  # fmt: skip
     health, detail = judge(replicas, found.replicas, restarts)
+    detail["deployment_id"] = found.deployment_id
     deployment = db.session.get(Deployment, found.deployment_id)
     in_window = deployment is not None and deployment.status == DeploymentStatus.deploying.value
     db.session.refresh(app)
@@ -82,6 +85,19 @@ def check(app_id: int, watcher=None) -> str | None:
     if not in_window:
         _announce(app, health)
     return health
+
+
+def _gone(app: Application, deployment_id: int, replicas: list) -> list:
+    """Replicas of the routed deployment seen before and not listed now: removed."""
+    before = app.health_detail or {}
+    if before.get("deployment_id") != deployment_id:
+        return []
+    listed = {r.id for r in replicas}
+    return [
+        containers.ReplicaFacts(f["id"], f["name"], f.get("replica", "?"), "gone", "")
+        for f in before.get("replicas", [])
+        if f.get("id") and f["id"] not in listed
+    ]
 
 
 def judge(replicas: list[containers.ReplicaFacts], expected: int,
@@ -112,9 +128,9 @@ def judge(replicas: list[containers.ReplicaFacts], expected: int,
             "name": r.name, "replica": r.replica, "state": r.state, "exit_code": r.exit_code,
             "oom_killed": r.oom_killed, "error": r.error[:300], "finished_at": r.finished_at,
             "restarts": restarts.get(r.id, 0), "id": r.id,
+            "serving": r.serving and r not in looping,
         }
         for r in replicas
-        if not r.serving or r in looping
     ]  # fmt: skip
     return health, {"summary": summary, "replicas": facts}
 
@@ -134,6 +150,8 @@ def _note(r: containers.ReplicaFacts, restarts: int) -> str:
         return f"{r.name} was killed: out of memory (exit code {r.exit_code})"
     if r.state == "paused":
         return f"{r.name} is paused"
+    if r.state == "stopping":
+        return f"{r.name} is being stopped"
     if r.exit_code is not None:
         return f"{r.name} exited with code {r.exit_code}"
     return f"{r.name} is {r.state}"
@@ -145,6 +163,8 @@ def _with_last_lines(app: Application, facts: list[dict]) -> list[dict]:
     before = {f.get("name"): f for f in (app.health_detail or {}).get("replicas", [])}
     secrets = None
     for fact in facts:
+        if fact["serving"]:
+            continue
         old = before.get(fact["name"]) or {}
         same_run = old.get("finished_at") == fact["finished_at"] and "lines" in old
         if fact["state"] == "gone" or same_run:
@@ -205,5 +225,5 @@ def view(app: Application) -> dict | None:
         "health": app.health,
         "since": app.health_since,
         "summary": detail.get("summary", ""),
-        "replicas": detail.get("replicas", []),
+        "replicas": [r for r in detail.get("replicas", []) if not r.get("serving")],
     }

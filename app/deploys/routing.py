@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -130,7 +130,9 @@ def route_to(app: Application, version: containers.Version) -> list[str]:
     names = hosts(app)
     port = _port_of(version, app.container_port)
     with app_lock(app.id):
-        live = containers.deployment_replicas(version.deployment_id, ids=version.container_ids)
+        live = containers.deployment_replicas(
+            app.id, version.deployment_id, ids=version.container_ids
+        )
         endpoints = [f.endpoint(port) for f in live if f.serving]
         traefik.write_app_routes(app.id, names, endpoints)
         _set_routed(app.id, Routed(version.deployment_id, len(version.replicas), port))
@@ -144,9 +146,13 @@ def unroute(app: Application) -> None:
         _set_routed(app.id, None)
 
 
-def refresh(app: Application) -> tuple[Routed | None, list[containers.ReplicaFacts]]:
+def refresh(
+    app: Application, leaving: frozenset[str] = frozenset()
+) -> tuple[Routed | None, list[containers.ReplicaFacts]]:
     """Recompute the route from the routed deployment's replicas as they are now.
 
+    ``leaving``: ids of containers being stopped (the engine sent them a stop
+    signal): they are left out while they still run, before their address is freed.
     Returns ``(what is routed, its replicas' facts)``; ``(None, [])`` when
     nothing is routed. Writes only when what Traefik serves differs.
     """
@@ -154,7 +160,10 @@ def refresh(app: Application) -> tuple[Routed | None, list[containers.ReplicaFac
         found = routed(app.id)
         if found is None:
             return None, []
-        live = containers.deployment_replicas(found.deployment_id)
+        live = [
+            replace(f, state="stopping", address="") if f.id in leaving and f.serving else f
+            for f in containers.deployment_replicas(app.id, found.deployment_id)
+        ]
         endpoints = [f.endpoint(found.port) for f in live if f.serving]
         try:
             served = traefik.served_by(app.id)

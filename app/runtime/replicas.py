@@ -83,17 +83,20 @@ def _network_table(engine, name: str) -> dict[str, str]:
     }
 
 
-def deployment_replicas(deployment_id: int, ids: list[str] | None = None) -> list[ReplicaFacts]:
+def deployment_replicas(
+    app_id: int, deployment_id: int, ids: list[str] | None = None
+) -> list[ReplicaFacts]:
     """The facts of a deployment's replicas (or of the containers ``ids``), by replica.
 
-    Only this installation's containers; an id that is gone is a ``gone`` replica."""
+    Only this installation's containers of this app; an id that is gone is a ``gone``
+    replica."""
     engine = client(timeout=30)
     try:
         if ids is None:
-            label = f"{LABEL_DEPLOYMENT}={deployment_id}"
+            labels = [f"{LABEL_APP}={app_id}", f"{LABEL_DEPLOYMENT}={deployment_id}"]
             found = [
                 c
-                for c in engine.containers.list(all=True, filters={"label": label})
+                for c in engine.containers.list(all=True, filters={"label": labels})
                 if installation.owns(c.labels)
             ]
             missing: list[str] = []
@@ -105,7 +108,8 @@ def deployment_replicas(deployment_id: int, ids: list[str] | None = None) -> lis
                 except NotFound:
                     missing.append(cid)
                     continue
-                if installation.owns(container.labels):
+                labels = container.labels or {}
+                if installation.owns(labels) and labels.get(LABEL_APP) == str(app_id):
                     found.append(container)
         tables: dict[str, dict[str, str]] = {}
         facts = []

@@ -40,6 +40,11 @@ RECONCILE_SECONDS = 15.0
 # Restarts within this many seconds are counted (crash-looping).
 RESTART_WINDOW = 60.0
 RECONNECT_MAX_SECONDS = 10.0
+# ``kill`` events with these signals stop the container (``docker stop`` sends the
+# image's stop signal, by default SIGTERM; ``docker kill`` and ``rm -f`` SIGKILL).
+STOP_SIGNALS = ("2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM")
+# A container still running this long after a stop signal handled it and stays routed.
+LEAVING_SECONDS = 30.0
 
 
 class Watcher:
@@ -123,6 +128,18 @@ class Watcher:
                 died = False
         return count
 
+    def leaving(self, within: float = LEAVING_SECONDS) -> frozenset[str]:
+        """Containers sent a stop signal (``docker stop``, ``kill``, ``rm -f``) that have
+        not died or started since: route around them before their address is freed. One
+        that is still up ``within`` seconds later caught the signal and stays."""
+        cutoff = time.time() - within
+        with self._lock:
+            return frozenset(
+                cid
+                for cid, history in self._history.items()
+                if history and history[-1][1] == "kill" and history[-1][0] >= cutoff
+            )
+
     def mark(self, app_id: int) -> None:
         """Check this app soon (the checker thread)."""
         with self._lock:
@@ -184,6 +201,8 @@ class Watcher:
         if not app_id.isdigit() or not cid:
             return
         at = (event.get("timeNano") or 0) / 1e9 or time.time()
+        if action == "kill" and attributes.get("signal") not in STOP_SIGNALS:
+            action = "signal"  # a reload signal (HUP, USR1): the container stays
         with self._lock:
             history = self._history.setdefault(cid, collections.deque(maxlen=64))
             history.append((at, action))
