@@ -248,6 +248,8 @@ class RuntimeTail:
             events_after, events = livestatus.read(self.redis, events_after)
             for event in events:
                 if livestatus.is_health(event):
+                    if event.get("app_id") == self.app_id:  # the page's health badge
+                        self.send({**_public(event), "type": "health"})
                     continue
                 if (event["app_id"] == self.app_id and event["status"] == DeploymentStatus.running
                         and event["deployment_id"] != self.deployment_id):  # fmt: skip

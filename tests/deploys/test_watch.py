@@ -15,12 +15,14 @@ from app import crypto, notify
 from app.deploys import health, routing
 from app.extensions import db
 from app.models import Application, NotificationChannel
+from app.projects import envvars
 from app.proxy import traefik
 from app.runtime import watch
 from tests import lab
 from tests.backups.conftest import work_notifications
 from tests.backups.test_notify import Hooks
 from tests.deploys.conftest import _deploy, _host, _through_traefik, _web_app, ours
+from tests.factories import make_user
 
 # Serves until /tmp/crash appears, then exits 3; every restart after that exits at once.
 CRASHING = (
@@ -318,3 +320,44 @@ def test_an_app_deployed_before_routing_was_recorded_is_adopted(app, infra, repo
     found = _fresh(app_row.id)
     assert (found.routed_deployment_id, found.routed_port) == (deployment.id, 8000)
     assert db.session.scalar(select(Application.health).where(Application.id == app_row.id)) == "up"
+
+
+SAYS_TOKEN = (
+    'CMD ["/bin/sh", "-c", "echo booting with token=$API_TOKEN; '
+    'exec /bin/busybox httpd -f -p 8000 -h /www"]'
+)
+
+
+def test_the_app_pages_show_health_and_why_it_is_down_with_secrets_hidden(
+    app, infra, repo, watcher, client, auth
+):
+    files = lab.web_files("v1")
+    files["Dockerfile"] = "\n".join(
+        SAYS_TOKEN if line.startswith("CMD") else line for line in files["Dockerfile"].splitlines()
+    )
+    repo.commit(files, "prints its token")
+    app_row = _web_app(repo)
+    envvars.set_var(app_row, "API_TOKEN", "tok-9f2e-very-secret", secret=True)
+    db.session.commit()
+    deployment = _deploy(app_row)
+    assert deployment.status == "running", deployment.error
+    app_id, project_id = app_row.id, app_row.project_id
+    user = make_user(team=app_row.project.team)
+    _wait_health(app_id, "up", 5)
+    auth.login(user)
+    page = client.get(f"/apps/{app_id}").get_data(as_text=True)
+    assert f'data-app-health="{app_id}"' in page and ">up</span>" in page
+    assert 'id="app-health"' in page and "Health:" not in page  # nothing to explain
+
+    _, container = _container(deployment.id)
+    container.kill()
+    _wait_health(app_id, "down", 2)
+    page = client.get(f"/apps/{app_id}").get_data(as_text=True)
+    assert ">down</span>" in page and "Health: down" in page
+    assert "exit code 137" in page
+    assert "booting with token=••••••" in page and "tok-9f2e-very-secret" not in page
+    panel = client.get(f"/apps/{app_id}/health", headers={"HX-Request": "true"})
+    assert panel.status_code == 200 and "exit code 137" in panel.get_data(as_text=True)
+    for path in ("/", f"/projects/{project_id}", f"/apps/{app_id}/metrics", f"/apps/{app_id}/logs"):
+        listed = client.get(path).get_data(as_text=True)
+        assert f'data-app-health="{app_id}"' in listed and ">down</span>" in listed, path
