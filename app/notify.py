@@ -36,6 +36,7 @@ from sqlalchemy import select
 from app import crypto, mail, names, outbound
 from app.extensions import db, queue
 from app.models import (
+    Application,
     Backup,
     ChannelKind,
     Deployment,
@@ -112,7 +113,27 @@ def message(what: str, object_id: int) -> tuple[str, str]:
             f"Deployment of {name} failed",
             f"Deployment #{object_id} of {name} failed: {reason}",
         )
+    if what in APP_EVENTS:
+        return _app_message(what, object_id)
     return (f"Slipway: {what}", f"Slipway event {what} (#{object_id})")
+
+
+APP_EVENTS = {
+    NotificationEvent.app_down.value: "is down",
+    NotificationEvent.app_crash_looping.value: "keeps crashing",
+    NotificationEvent.app_recovered.value: "serves again",
+}
+
+
+def _app_message(what: str, app_id: int) -> tuple[str, str]:
+    """An app's health event; the reason is the app's health when the delivery is made
+    (its summary holds no secret: exit codes, states, no log lines)."""
+    a = db.session.get(Application, app_id)
+    if a is None:
+        return (f"App #{app_id} {APP_EVENTS[what]}", f"App #{app_id} {APP_EVENTS[what]}.")
+    name = f"{a.name} ({a.project.name})"
+    summary = (a.health_detail or {}).get("summary") or a.health or "unknown"
+    return (f"{name} {APP_EVENTS[what]}", f"{name} {APP_EVENTS[what]}: {summary}")
 
 
 def check_host_at_use(host: str) -> None:

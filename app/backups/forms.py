@@ -141,6 +141,9 @@ EVENT_LABELS = {
     NotificationEvent.backup_failed.value: "A backup failed",
     NotificationEvent.drill_failed.value: "A restore drill failed",
     NotificationEvent.deploy_failed.value: "A deployment failed",
+    NotificationEvent.app_down.value: "An app went down",
+    NotificationEvent.app_crash_looping.value: "An app keeps crashing",
+    NotificationEvent.app_recovered.value: "An app serves again",
 }
 
 

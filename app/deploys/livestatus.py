@@ -1,4 +1,4 @@
-"""Deployment status changes, told to every open page that shows them.
+"""Deployment status and app health changes, told to every open page that shows them.
 
 Whoever changes a deployment's status or step calls :func:`publish` after the
 commit (and, for a final state, after the last build-log lines are flushed). The
@@ -7,6 +7,9 @@ stream's last id when it renders (:func:`last_id`) and its websocket reads from
 there, so a change made between rendering and connecting is not lost. The
 stream is capped (``MAXLEN ~``); a reader that falls further behind than that
 simply reloads.
+
+App health changes (``app.deploys.health``) travel on the same stream as events of
+kind ``health`` (:func:`publish_health`); a deployment's events have no kind.
 """
 
 from __future__ import annotations
@@ -82,6 +85,26 @@ def publish_events(events: list[dict]) -> None:
         pipe.execute()
     except RedisError:
         log.warning("could not publish a deployment status change")
+
+
+def health_event(app) -> dict:
+    """An app's health for live badges: the state and its one-line summary (no output)."""
+    return {
+        "kind": "health",
+        "app_id": app.id,
+        "team_id": app.project.team_id,
+        "health": app.health,
+        "summary": (app.health_detail or {}).get("summary", ""),
+    }
+
+
+def publish_health(app) -> None:
+    """Tell live pages the app's health changed (after the commit)."""
+    publish_events([health_event(app)])
+
+
+def is_health(event: dict) -> bool:
+    return event.get("kind") == "health"
 
 
 def last_id() -> str:

@@ -321,7 +321,7 @@ class _Run:
 
     def _switch(self, version: containers.Version) -> None:
         self.switched = True
-        hosts = routing.route_to(self.app, version.endpoints)
+        hosts = routing.route_to(self.app, version)
         traefik.wait_until_served(self.app.id, version.endpoints)
         self.log.info(f"routing {', '.join(hosts)} to the new version")
 
@@ -386,10 +386,10 @@ class _Run:
 
     def _restore_routes(self) -> None:
         if self.previous is None:
-            traefik.remove_app_routes(self.app.id)
+            routing.unroute(self.app)
             return
         previous = containers.find_version(self.previous.id, self.app.container_port)
-        routing.route_to(self.app, previous.endpoints)
+        routing.route_to(self.app, previous)
 
     def _end(self, status: DeploymentStatus, reason: str) -> None:
         db.session.rollback()

@@ -1,22 +1,38 @@
-"""Which host names route to an app, and pointing them at a version's endpoints.
+"""Which host names route to an app, and pointing them at a version's live replicas.
 
 A host is routed to one app only. The default address is unique in the installation
 (``applications.address``); a domain is unique across teams, and a domain that is
 another app's default address is never routed (the default address wins), so no
 router is ever written for a host another app owns.
+
+Which version serves is ``applications.routed_deployment_id``: :func:`route_to`
+(the pipeline's switch, revert and restore) sets it, :func:`refresh` (the runtime
+watcher) recomputes the route from that deployment's replicas as they are now, and
+:func:`unroute` removes the route. All three run under a per-app Redis lock and read
+the routed deployment inside it, so a watcher's write never undoes a switch or a
+revert made meanwhile. A route never points at an address that another container
+holds: every endpoint written is one the engine's network table gives to that very
+container id, running, at the time of the write (``runtime.watch``); a replica that
+is not running is left out, and a route with no replica left answers 503 (Traefik's
+"no available server"), never another app's pages.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import select
+from redis.exceptions import LockError
+from sqlalchemy import select, update
 
-from app.extensions import db
+from app.extensions import db, redis
 from app.models import Application
 from app.projects import catalog
 from app.proxy import traefik
+from app.runtime import containers
 
 log = logging.getLogger("slipway.routing")
 
@@ -40,8 +56,129 @@ def _address_owner(address: str) -> int | None:
     return db.session.scalar(select(Application.id).where(Application.address == address))
 
 
-def route_to(app: Application, endpoints: list[str]) -> list[str]:
-    """Route the app's hosts to ``endpoints`` (a version's); returns the hosts."""
+LOCK_KEY = "slipway:route-lock:{}"
+LOCK_TTL = 30  # a route write takes milliseconds; a dead holder frees the app this fast
+
+
+@contextmanager
+def app_lock(app_id: int):
+    """The per-app routing lock (every route write of an app holds it)."""
+    lock = redis.client.lock(LOCK_KEY.format(app_id), timeout=LOCK_TTL, blocking_timeout=LOCK_TTL)
+    if not lock.acquire():
+        raise traefik.ProxyError("the app's route is being written elsewhere; try again")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            pass  # expired: it was held past its TTL, and another writer may hold it now
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What the app's route serves: a deployment's replicas, how many, on which port."""
+
+    deployment_id: int
+    replicas: int
+    port: int
+
+
+def routed(app_id: int) -> Routed | None:
+    """The routed deployment, read now (not the session's copy of the row)."""
+    db.session.commit()  # end any open read transaction: SQLite would show its snapshot
+    row = db.session.execute(
+        select(
+            Application.routed_deployment_id, Application.routed_replicas,
+            Application.routed_port, Application.container_port,
+        ).where(Application.id == app_id)
+    ).first()  # fmt: skip
+    if row is None or row[0] is None:
+        return None
+    return Routed(row[0], row[1] or 0, row[2] or row[3])
+
+
+def _set_routed(app_id: int, found: Routed | None) -> None:
+    values = {"routed_deployment_id": None, "routed_replicas": None, "routed_port": None}
+    if found is not None:
+        values = {"routed_deployment_id": found.deployment_id,
+                  "routed_replicas": found.replicas, "routed_port": found.port}  # fmt: skip
+    # Not a change of the app's settings: updated_at stays.
+    db.session.execute(
+        update(Application)
+        .where(Application.id == app_id)
+        .values(**values, updated_at=Application.updated_at)
+    )
+    db.session.commit()
+
+
+def _port_of(version: containers.Version, default: int) -> int:
+    for endpoint in version.endpoints:
+        port = urlsplit(endpoint).port
+        if port:
+            return port
+    return default
+
+
+def route_to(app: Application, version: containers.Version) -> list[str]:
+    """Route the app's hosts to ``version``'s replicas and record it as the routed one.
+
+    Only replicas the engine shows running at their address are written (a replica
+    that died since it was started is left out: the caller's wait for Traefik then
+    sees the difference). Returns the hosts.
+    """
     names = hosts(app)
-    traefik.write_app_routes(app.id, names, endpoints)
+    port = _port_of(version, app.container_port)
+    with app_lock(app.id):
+        live = containers.deployment_replicas(
+            app.id, version.deployment_id, ids=version.container_ids
+        )
+        endpoints = [f.endpoint(port) for f in live if f.serving]
+        traefik.write_app_routes(app.id, names, endpoints)
+        _set_routed(app.id, Routed(version.deployment_id, len(version.replicas), port))
     return names
+
+
+def unroute(app: Application) -> None:
+    """Remove the app's route (its hosts then get Traefik's 404): nothing is routed."""
+    with app_lock(app.id):
+        traefik.remove_app_routes(app.id)
+        _set_routed(app.id, None)
+
+
+def refresh(
+    app: Application, leaving: frozenset[str] = frozenset()
+) -> tuple[Routed | None, list[containers.ReplicaFacts]]:
+    """Recompute the route from the routed deployment's replicas as they are now.
+
+    ``leaving``: ids of containers being stopped (the engine sent them a stop
+    signal): they are left out while they still run, before their address is freed.
+    Returns ``(what is routed, its replicas' facts)``; ``(None, [])`` when
+    nothing is routed. Writes only when what Traefik serves differs.
+    """
+    with app_lock(app.id):
+        found = routed(app.id)
+        if found is None:
+            return None, []
+        live = [
+            replace(f, state="stopping", address="") if f.id in leaving and f.serving else f
+            for f in containers.deployment_replicas(app.id, found.deployment_id)
+        ]
+        endpoints = [f.endpoint(found.port) for f in live if f.serving]
+        try:
+            served = traefik.served_by(app.id)
+        except traefik.ProxyError:
+            served = None  # Traefik is not answering: write, it reads the file when it is back
+        if served is None or served != set(endpoints):
+            traefik.write_app_routes(app.id, hosts(app), endpoints)
+            log.info("app %s: routing to %d replica(s) of deployment %s",
+                     app.id, len(endpoints), found.deployment_id)  # fmt: skip
+        return found, live
+
+
+def adopt(app: Application, deployment_id: int) -> None:
+    """Record an app routed before ``routed_deployment_id`` existed (its running
+    deployment, with the app's replicas and port), unless something was routed since."""
+    with app_lock(app.id):
+        if routed(app.id) is None:
+            _set_routed(app.id, Routed(deployment_id, app.replicas, app.container_port))

@@ -135,7 +135,7 @@ class BuildLogTail:
                 message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
             self._send_lines(batch)
             events_after, events = livestatus.read(client, events_after)
-            mine = [e for e in events if e["deployment_id"] == self.deployment_id]
+            mine = [e for e in events if e.get("deployment_id") == self.deployment_id]
             for event in mine:
                 self.send({"type": "status", **_public(event)})
             if any(e["final"] for e in mine):
@@ -149,6 +149,8 @@ class BuildLogTail:
 
 
 def _public(event: dict) -> dict:
+    if livestatus.is_health(event):
+        return {k: event.get(k) for k in ("kind", "app_id", "health", "summary")}
     return {k: event[k] for k in ("deployment_id", "app_id", "status", "step", "final", "latest")}
 
 
@@ -245,6 +247,10 @@ class RuntimeTail:
                 self.send(frame)
             events_after, events = livestatus.read(self.redis, events_after)
             for event in events:
+                if livestatus.is_health(event):
+                    if event.get("app_id") == self.app_id:  # the page's health badge
+                        self.send({**_public(event), "type": "health"})
+                    continue
                 if (event["app_id"] == self.app_id and event["status"] == DeploymentStatus.running
                         and event["deployment_id"] != self.deployment_id):  # fmt: skip
                     self._attach(event["deployment_id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     ForeignKey,
     Index,
@@ -72,6 +73,20 @@ class Application(Timestamped, Base):
     # Clone the submodules in .gitmodules (recursively, under the clone's own rules).
     git_submodules: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # What is serving, apart from the last deployment's status (app/deploys/health.py):
+    # up, degraded, down, restarting, crash-looping; None until the app is first routed.
+    # Written by the runtime watcher and routing only (never by a form).
+    health: Mapped[str | None] = mapped_column(String(20))
+    # Per replica: state, exit code, OOM kill, its last lines (redacted); a summary.
+    health_detail: Mapped[dict | None] = mapped_column(JSON)
+    health_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The deployment whose replicas Traefik is told to serve (app/deploys/routing.py),
+    # with how many replicas (a removed one still counts as missing) and on which port
+    # (the container port it was started with; an edit applies at the next deploy).
+    # No foreign key: deployments reference applications, and only go with their app.
+    routed_deployment_id: Mapped[int | None] = mapped_column(Integer)
+    routed_replicas: Mapped[int | None] = mapped_column(Integer)
+    routed_port: Mapped[int | None] = mapped_column(Integer)
 
     project: Mapped[Project] = relationship()
     environment: Mapped[Environment] = relationship()

@@ -1,4 +1,4 @@
-"""Notification channels: where a team hears about failures."""
+"""Notification channels: where a team hears about failures and apps going down."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ class NotificationEvent(enum.StrEnum):
     backup_failed = "backup.failed"
     drill_failed = "drill.failed"
     deploy_failed = "deploy.failed"
+    # What serves an app (app/deploys/health.py): nothing answers any more; it serves
+    # again; its replicas keep crashing and being restarted.
+    app_down = "app.down"
+    app_recovered = "app.recovered"
+    app_crash_looping = "app.crash_looping"
 
 
 class NotificationChannel(Timestamped, Base):

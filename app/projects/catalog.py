@@ -287,6 +287,7 @@ class AppRow:
     name: str
     source: str
     status: str
+    health: str | None = None  # what serves it now (app/deploys/health.py)
 
 
 def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
@@ -303,14 +304,16 @@ def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
         select(
             Application.project_id, Application.id, Application.name, Application.source_type,
             Application.image, Application.git_url, Application.git_branch, _newest_status(),
+            Application.health,
         )
         .where(Application.project_id.in_([p.id for p in projects]))
         .order_by(Application.name)
     )  # fmt: skip
     by_project: dict[int, list[AppRow]] = {p.id: [] for p in projects}
-    for project_id, app_id, name, source_type, image, url, branch, status in rows:
+    for project_id, app_id, name, source_type, image, url, branch, status, health in rows:
         source = image if source_type == "image" else f"{url} @ {branch}"
-        by_project[project_id].append(AppRow(app_id, name, source or "", status or NOT_DEPLOYED))
+        row = AppRow(app_id, name, source or "", status or NOT_DEPLOYED, health)
+        by_project[project_id].append(row)
     return [(p, by_project[p.id]) for p in projects]
 
 

@@ -1,7 +1,7 @@
 """The runtime's public API: what the rest of Slipway calls to use the Docker engine.
 
 The code lives in the modules beside this one (``engine``, ``images``,
-``versions``, ``logs``, ``stats``); callers import this module only, so that a
+``versions``, ``logs``, ``stats``, ``replicas``); callers import this module only, so that a
 Swarm backend can later replace what stands behind these names.
 """
 
@@ -34,6 +34,7 @@ from app.runtime.images import (
 )
 from app.runtime.installation import LABEL_INSTALLATION, adopt_unlabelled, owns
 from app.runtime.logs import LogStream, follow_logs, recent_logs, replicas_of
+from app.runtime.replicas import ReplicaFacts, deployment_replicas, installation_app_ids
 from app.runtime.stats import raw_stats, running_app_containers
 from app.runtime.versions import (
     Replica,
@@ -67,4 +68,5 @@ __all__ = [
     "image_exists", "image_tag", "probe_engine",
     "prune_images", "raw_stats", "recent_logs", "replica_logs", "replica_state",
     "replicas_of", "running_app_containers", "start_replicas", "stop_and_remove",
+    "ReplicaFacts", "deployment_replicas", "installation_app_ids",
 ]  # fmt: skip

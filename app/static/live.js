@@ -97,7 +97,28 @@
     badge.className = "badge status-" + safeClass(status);
   }
 
+  // App health (what serves it now): badges as text, the summary as their title; the
+  // app page's "why" panel is fetched again from the server (escaped there).
+  function applyHealth(change) {
+    document
+      .querySelectorAll('[data-app-health="' + Number(change.app_id) + '"]')
+      .forEach(function (badge) {
+        var health = change.health || "unknown";
+        badge.textContent = health;
+        badge.className = "badge health-" + safeClass(health);
+        badge.title = change.summary || "";
+        badge.hidden = !change.health;
+      });
+    document
+      .querySelectorAll('[data-health-panel="' + Number(change.app_id) + '"]')
+      .forEach(function (panel) { refresh(panel); });
+  }
+
   function applyStatus(change) {
+    if (change.kind === "health") {
+      applyHealth(change);
+      return;
+    }
     document
       .querySelectorAll('[data-deployment-badge="' + Number(change.deployment_id) + '"]')
       .forEach(function (badge) { paint(badge, change.status); });
@@ -157,7 +178,7 @@
   function statusSocket() {
     var body = document.body;
     if (!body.dataset.liveStatus) return;
-    if (!document.querySelector("[data-app-badge], [data-deployment-badge], [data-live-list]")) return;
+    if (!document.querySelector("[data-app-badge], [data-deployment-badge], [data-live-list], [data-app-health]")) return;
     var since = body.dataset.liveSince || "";
     connect(function () { return body.dataset.liveStatus + "?since=" + encodeURIComponent(since); }, {
       frame: function (frame) {
@@ -268,6 +289,8 @@
           following = frame.deployment_id ? "Following " + frame.replicas.length +
             " container(s) of deployment #" + frame.deployment_id + "." : "No running deployment: waiting for one.";
           setState(paused ? "Paused." : following);
+        } else if (frame.type === "health") {
+          applyHealth(frame);
         } else if (frame.type === "lines") {
           html += render(frame.lines);
           if (frame.skipped) html += note("… " + frame.skipped + " lines skipped (too fast to show)");

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import select
 
 from app import access, outbound
+from app.deploys import health
 from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
@@ -103,6 +104,7 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
         ),
         status=deployments[0].status if deployments else catalog.NOT_DEPLOYED,
         can_edit=access.can(app.project.team_id, Role.developer),
+        health=health.view(app),
         env_form=env_form,
         display_value=envvars.display_value,
     )
@@ -117,6 +119,15 @@ def show(app_id: int):
             "deployments/_table.html", app=app, deployments=_recent_deployments(app)
         )
     return _show_page(app, EnvVarForm())
+
+
+@bp.get("/apps/<int:app_id>/health")
+def health_get(app_id: int):
+    """Why the app is not fully serving: the app page's panel (live.js fetches it)."""
+    app = access.application(app_id)
+    if not is_htmx():
+        return redirect(url_for("apps.show", app_id=app.id))
+    return render_template("apps/_health.html", app=app, health=health.view(app))
 
 
 @bp.get("/apps/<int:app_id>/edit")
