@@ -40,8 +40,8 @@ def _address_owner(address: str) -> int | None:
     return db.session.scalar(select(Application.id).where(Application.address == address))
 
 
-def route_to(app: Application, endpoints: list[str]) -> list[str]:
-    """Route the app's hosts to ``endpoints`` (a version's); returns the hosts."""
+def route_to(app: Application, version) -> list[str]:
+    """Route the app's hosts to ``version``'s endpoints; returns the hosts."""
     names = hosts(app)
-    traefik.write_app_routes(app.id, names, endpoints)
+    traefik.write_app_routes(app.id, names, version.endpoints)
     return names
