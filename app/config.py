@@ -166,7 +166,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BUILD_LOG_MAX_BYTES": int(_env("BUILD_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
         "CLONE_TIMEOUT_SECONDS": int(_env("CLONE_TIMEOUT_SECONDS", "300")),
         "HEALTH_TIMEOUT_SECONDS": float(_env("HEALTH_TIMEOUT_SECONDS", "60")),
-        "HEALTH_SETTLE_SECONDS": float(_env("HEALTH_SETTLE_SECONDS", "10")),
+        # Traffic switches at the first 2xx of every new replica; for this long after
+        # the switch the old version keeps running, and a new version that exits,
+        # restarts or fails its health path is reverted at once. An app may set its own.
+        "WATCH_SECONDS": float(_env("WATCH_SECONDS", "30")),
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),

@@ -20,8 +20,16 @@ from sqlalchemy import select, update
 from app import audit
 from app.deploys import livestatus
 from app.extensions import db, queue, redis
-from app.models import SERVED_STATUSES, Application, Deployment, DeploymentStatus, User
+from app.models import (
+    SERVED_STATUSES,
+    Application,
+    Deployment,
+    DeploymentStatus,
+    DeployStep,
+    User,
+)
 from app.models.base import utcnow
+from app.projects import envvars
 
 log = logging.getLogger("slipway.deploys")
 CANCEL_KEY = "slipway:cancel:{}"
@@ -55,6 +63,8 @@ def start_deploy(
     trigger: str,
     user: User | None = None,
     rollback_of: Deployment | None = None,
+    reuse: Deployment | None = None,
+    keep_env: bool = False,
     commit_sha: str | None = None,
     commit_message: str | None = None,
     commit_author: str | None = None,
@@ -63,6 +73,11 @@ def start_deploy(
     raise_if_not_queued: bool = False,
 ) -> Deployment:
     """Queue a deployment of ``app``; older queued ones become ``superseded``.
+
+    ``reuse`` (an apply or restart) or ``rollback_of`` names the deployment whose image
+    the new row starts: the row carries its image tag and id from the moment it is
+    queued (no clone, no build; the worker's lanes rely on it). A rollback also
+    carries that deployment's env and settings, unless ``keep_env`` (today's env).
 
     ``before_commit`` is called with the new row (id assigned) inside the same
     transaction: a webhook links its delivery record there. If the job queue
@@ -80,19 +95,23 @@ def start_deploy(
         stale.status = DeploymentStatus.superseded.value
         stale.finished_at = utcnow()
         _drop_job(stale.rq_job_id)
+    source = rollback_of or reuse
     deployment = Deployment(
         application_id=app.id,
         status=DeploymentStatus.queued.value,
         trigger=trigger,
         triggered_by_id=user.id if user else None,
         rollback_of_id=rollback_of.id if rollback_of else None,
-        image_tag=rollback_of.image_tag if rollback_of else None,
-        image_id=rollback_of.image_id if rollback_of else None,
-        commit_sha=rollback_of.commit_sha if rollback_of else commit_sha,
-        commit_message=rollback_of.commit_message if rollback_of else commit_message,
-        commit_author=rollback_of.commit_author if rollback_of else commit_author,
-        git_ref=None if rollback_of else git_ref,
+        image_tag=source.image_tag if source else None,
+        image_id=source.image_id if source else None,
+        image_digest=source.image_digest if source else None,
+        commit_sha=source.commit_sha if source else commit_sha,
+        commit_message=source.commit_message if source else commit_message,
+        commit_author=source.commit_author if source else commit_author,
+        git_ref=None if source else git_ref,
     )
+    if rollback_of is not None:
+        _restore_release(deployment, rollback_of, keep_env=keep_env)
     db.session.add(deployment)
     db.session.flush()
     deployment.rq_job_id = f"deploy-{deployment.id}"
@@ -161,13 +180,98 @@ def cancel_requested(deployment: Deployment) -> bool:
     return bool(redis.client.exists(CANCEL_KEY.format(deployment.id)))
 
 
-def rollback(deployment: Deployment, user: User | None = None) -> Deployment:
-    """Deploy the image of an earlier successful deployment again, without a rebuild."""
+def _restore_release(row: Deployment, of: Deployment, *, keep_env: bool) -> None:
+    """A rollback runs with the env and settings ``of`` ran with (today's env when asked,
+    or when ``of`` is from before deployments recorded them)."""
+    row.settings = of.settings
+    if keep_env:
+        row.env_source = "kept"
+    elif of.env_ciphertext:
+        row.env_ciphertext, row.env_digest = of.env_ciphertext, of.env_digest
+        row.env_source = "restored"
+    else:
+        row.env_source = "unrecorded"
+
+
+def rollback(deployment: Deployment, user: User | None = None, *, keep_env: bool = False
+             ) -> Deployment:  # fmt: skip
+    """Deploy the image of an earlier successful deployment again, without a rebuild,
+    with the env and settings it ran with (``keep_env``: today's env)."""
     if not deployment.can_roll_back:
         raise DeployError("Only a deployment that ran successfully can be rolled back to.")
     return start_deploy(
-        deployment.application, trigger="rollback", user=user, rollback_of=deployment
+        deployment.application, trigger="rollback", user=user, rollback_of=deployment,
+        keep_env=keep_env,
+    )  # fmt: skip
+
+
+def apply(app: Application, user: User | None = None) -> Deployment:
+    """Start the serving image again with today's env and settings (no clone, no build),
+    through the same switch and watch window as a deploy."""
+    return start_deploy(app, trigger="apply", user=user, reuse=_serving_image(app))
+
+
+def restart(app: Application, user: User | None = None) -> Deployment:
+    """Replace the serving version with fresh containers of the same image (today's
+    values), through the switch and watch window."""
+    return start_deploy(app, trigger="restart", user=user, reuse=_serving_image(app))
+
+
+def _serving_image(app: Application) -> Deployment:
+    found = serving(app.id)
+    if found is None or not found.image_id:
+        raise DeployError("Nothing is serving yet: deploy the app first.")
+    return found
+
+
+def serving(app_id: int) -> Deployment | None:
+    """The deployment whose version serves now: one in its watch window, else the
+    running one."""
+    watching = db.session.scalar(
+        select(Deployment)
+        .where(
+            Deployment.application_id == app_id,
+            Deployment.status == DeploymentStatus.deploying.value,
+            Deployment.step == DeployStep.watch.value,
+        )
+        .order_by(Deployment.id.desc())
     )
+    return watching or current(app_id)
+
+
+def runtime_settings(app: Application) -> dict:
+    """What the pipeline reads from the app to run a version (recorded per deployment)."""
+    return {
+        "container_port": app.container_port,
+        "replicas": app.replicas,
+        "cpu_limit": app.cpu_limit,
+        "memory_limit_mb": app.memory_limit_mb,
+        "health_check_path": app.health_check_path,
+    }
+
+
+SETTING_LABELS = {
+    "container_port": "container port",
+    "replicas": "replicas",
+    "cpu_limit": "CPU limit",
+    "memory_limit_mb": "memory limit",
+    "health_check_path": "health-check path",
+}
+
+
+def not_applied(app: Application, serving_row: Deployment | None) -> list[str] | None:
+    """What differs between today's env and settings and the serving deployment's
+    (``["environment variables", "replicas", …]``); None when that deployment recorded
+    nothing to compare with (it ran before deployments recorded their release)."""
+    if serving_row is None or not serving_row.settings or not serving_row.env_digest:
+        return None
+    changed = []
+    if envvars.stored_digest(app) != serving_row.env_digest:
+        changed.append("environment variables")
+    ran = serving_row.runtime_settings or {}
+    now = runtime_settings(app)
+    changed += [SETTING_LABELS[k] for k in SETTING_LABELS if ran.get(k) != now[k]]
+    return changed
 
 
 def current(app_id: int) -> Deployment | None:

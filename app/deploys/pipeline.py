@@ -1,30 +1,36 @@
 """The deploy pipeline, run by the worker for one deployment id.
 
-clone → build (or use the image, or the kept image of a rollback) → start the
-new container(s) → health gate → switch routing → drain and stop the old
-version → ``running``. Any failure removes the new containers, leaves the old
-version serving, and records the reason on the row. A cancelled build stops
-where it is. A heartbeat key tells the reaper this run is alive.
+clone → build (or pull the image, or the kept image of a rollback, apply or
+restart) → start the new container(s) with the release's env and settings →
+health gate (each replica answers 2xx) → switch routing at once → watch window
+(the old version keeps running; an exit, restart or failed health check reverts
+to it) → ``running`` → drain and stop the old version. Any failure removes the new
+containers, leaves (or puts back) the old version serving, and records the reason
+on the row. A cancelled build stops where it is. A heartbeat key tells the reaper
+this run is alive.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
 from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
-from app import names, outbound
+from app import crypto, names, outbound
 from app.deploys import buildlog, control, livestatus, routing
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
 from app.live import logformat
 from app.models import ACTIVE_STATUSES, Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
+from app.models.deployments import REUSE_TRIGGERS
 from app.projects import envvars
 from app.proxy import traefik
 from app.runtime import containers
@@ -40,6 +46,12 @@ LOCK_TTL = 60
 # A failure's reason ends with the container's last few lines, each cut this short.
 LAST_WORDS = 3
 LAST_WORD_CHARS = 200
+# The watch window looks at the new replicas this often (a crash → revert well within
+# 2 s), and probes their health path every HEALTH_EVERY-th look; this many probes in
+# a row must fail to revert (one slow answer is not a failure).
+WATCH_TICK = 0.2
+HEALTH_EVERY = 3
+HEALTH_MISSES = 2
 
 
 class Cancelled(Exception):
@@ -50,8 +62,13 @@ class HealthError(Exception):
     pass
 
 
+class Reverted(Exception):
+    """The new version failed in its watch window; routing went back to the old one."""
+
+
 STEP_ERRORS = (
     gitsrc.GitError, containers.ContainerError, traefik.ProxyError, HealthError, names.InvalidValue,
+    crypto.SecretError,
 )  # fmt: skip
 
 
@@ -103,8 +120,9 @@ class _Run:
         self.dep = db.session.get(Deployment, deployment_id)
         self.app: Application = self.dep.application
         self.cfg = current_app.config
-        env = envvars.decrypted(self.app)
-        self.env = {"PORT": str(self.app.container_port)} | env
+        # The release (env and settings) is settled in execute(): it may fail.
+        self.env: dict[str, str] = {}
+        self.settings = self.dep.runtime_settings or control.runtime_settings(self.app)
         self.log = buildlog.BuildLog(deployment_id, envvars.secret_values(self.app))
         self.workdir = Path(self.cfg["BUILDS_DIR"]) / f"d{deployment_id}"
         self.new_containers: list[str] = []
@@ -145,6 +163,7 @@ class _Run:
         self.dep.started_at = utcnow()
         db.session.commit()
         try:
+            self._release()
             image = self._image()
             self._advance(DeploymentStatus.deploying, DeployStep.start)
             replicas = self._start(image)
@@ -152,7 +171,11 @@ class _Run:
             self._health_gate(replicas)
             self._advance(DeploymentStatus.deploying, DeployStep.switch)
             self._switch(replicas)
+            self._watch(replicas)
             self._finish()
+        except Reverted as exc:
+            self._undo()
+            self._end(DeploymentStatus.failed, str(exc))
         except Cancelled:
             self._undo()
             where = f" during {self.dep.step}" if self.dep.step else ""
@@ -169,10 +192,30 @@ class _Run:
             self.log.close()
         return self.dep.status
 
+    def _release(self) -> None:
+        """The env and settings this deployment runs with, recorded on the row: those it
+        was queued with (a rollback's), else the app's today."""
+        if self.dep.env_ciphertext:
+            recorded = envvars.open_snapshot(self.dep.env_ciphertext)
+            env = {key: value for key, (value, _) in recorded.items()}
+            secrets = [value for value, secret in recorded.values() if secret]
+            self.log.secrets = buildlog.secrets_to_redact(envvars.secret_values(self.app) + secrets)
+        else:
+            env = envvars.decrypted(self.app)
+            self.dep.env_ciphertext = envvars.snapshot(self.app)
+            self.dep.env_digest = envvars.stored_digest(self.app)
+            self.dep.env_source = self.dep.env_source or "current"
+        self.watch_seconds = float(
+            self.cfg["WATCH_SECONDS"] if self.app.watch_seconds is None else self.app.watch_seconds
+        )
+        self.dep.settings = json.dumps(self.settings | {"watch_seconds": self.watch_seconds})
+        db.session.commit()
+        self.env = {"PORT": str(self.settings["container_port"])} | env
+
     def _image(self) -> str:
-        if self.dep.rollback_of_id:
+        if self.dep.trigger in REUSE_TRIGGERS:
             self._advance(DeploymentStatus.deploying, None)
-            self.log.info(f"rolling back to the image of deployment #{self.dep.rollback_of_id}")
+            self.log.info(self._reuse_line())
             if not self.dep.image_tag:
                 raise containers.ContainerError(
                     "the image of that deployment is no longer kept; deploy again instead"
@@ -185,16 +228,41 @@ class _Run:
             self._record_image(self.dep.image_tag, image_id)
             return image_id
         if self.app.source_type == "image":
-            self._advance(DeploymentStatus.building, DeployStep.build)
-            ref = names.image(self.app.image or "")
-            containers.ensure_image(ref, self.log.line)
-            facts = containers.inspect_image(ref)
-            if facts is None:
-                raise containers.ContainerError(f"the image {ref} is not on the engine")
-            containers.check_not_a_build(facts, self.app.id)
-            self._record_image(ref, facts.id)
-            return facts.id
+            return self._pull()
         return self._clone_and_build()
+
+    def _reuse_line(self) -> str:
+        """What a deployment without a build starts, and with which env, for the log."""
+        of = self.dep.rollback_of_id
+        if self.dep.trigger == "apply":
+            return f"applying today's env and settings to the serving image {self.dep.image_tag}"
+        if self.dep.trigger == "restart":
+            return f"restarting the serving image {self.dep.image_tag} with today's values"
+        env = {
+            "restored": f"with the env and settings deployment #{of} ran with",
+            "kept": f"with today's env (kept, as asked) and the settings #{of} ran with",
+            "unrecorded": f"with today's env and settings: deployment #{of} recorded none",
+        }.get(self.dep.env_source or "", "")
+        return f"rolling back to the image of deployment #{of} {env}".rstrip()
+
+    def _pull(self) -> str:
+        """An image app pulls on every deploy (its tag may have moved) and records the
+        digest it runs."""
+        self._advance(DeploymentStatus.building, DeployStep.build)
+        ref = names.image(self.app.image or "")
+        pulled = containers.pull_image(ref, self.log.line)
+        if not pulled.pulled:
+            self.log.info(f"could not pull {ref} ({pulled.reason}); deploying the image "
+                          "the engine has under that name")  # fmt: skip
+        facts = containers.inspect_image(pulled.id)
+        if facts is None:
+            raise containers.ContainerError(f"the image {ref} is not on the engine")
+        containers.check_not_a_build(facts, self.app.id)
+        self.dep.image_digest = pulled.digest
+        if pulled.digest:
+            self.log.info(f"digest {pulled.digest}")
+        self._record_image(ref, facts.id)
+        return facts.id
 
     def _record_image(self, tag: str, image_id: str) -> None:
         """The image a deployment runs: its name for people, its id for the engine."""
@@ -254,8 +322,9 @@ class _Run:
         version = containers.start_version(
             app_id=self.app.id, project_id=self.app.project_id, deployment_id=self.dep.id,
             image=image, env=self.env,
-            port=self.app.container_port, replicas=self.app.replicas,
-            cpu_limit=self.app.cpu_limit, memory_limit_mb=self.app.memory_limit_mb,
+            port=self.settings["container_port"], replicas=self.settings["replicas"],
+            cpu_limit=self.settings["cpu_limit"],
+            memory_limit_mb=self.settings["memory_limit_mb"],
         )  # fmt: skip
         self.new_containers = version.container_ids
         for r in version.replicas:
@@ -264,8 +333,9 @@ class _Run:
         return version
 
     def _health_gate(self, version: containers.Version) -> None:
-        """Each replica answers 2xx on the health path, then stays up for the settle time."""
-        path = names.health_path(self.app.health_check_path)
+        """Each replica answers 2xx on the health path (traffic switches right after: the
+        watch window, not a settle period, catches a version that fails soon after)."""
+        path = names.health_path(self.settings["health_check_path"])
         deadline = time.monotonic() + self.cfg["HEALTH_TIMEOUT_SECONDS"]
         for replica in version.replicas:
             while True:
@@ -281,20 +351,7 @@ class _Run:
                         f"{path} within {self.cfg['HEALTH_TIMEOUT_SECONDS']:.0f} s"
                         + self._last_output(replica)
                     )
-                time.sleep(0.25)
-        settle_until = time.monotonic() + self.cfg["HEALTH_SETTLE_SECONDS"]
-        self.log.info(f"waiting {self.cfg['HEALTH_SETTLE_SECONDS']:g} s for the version to settle")
-        while time.monotonic() < settle_until:
-            for replica in version.replicas:
-                self._ensure_up(replica)
-            time.sleep(0.25)
-        for replica in version.replicas:
-            status = containers.probe(replica, path)
-            if status is None or not 200 <= status < 300:
-                raise HealthError(
-                    f"health check failed after settling: {replica.name}"
-                    + self._last_output(replica)
-                )
+                time.sleep(0.1)
 
     def _ensure_up(self, replica: containers.Replica) -> None:
         state = containers.replica_state(replica.id)
@@ -324,6 +381,70 @@ class _Run:
         hosts = routing.route_to(self.app, version)
         traefik.wait_until_served(self.app.id, version.endpoints)
         self.log.info(f"routing {', '.join(hosts)} to the new version")
+
+    def _watch(self, version: containers.Version) -> None:
+        """Serve the new version while the old one keeps running, for the watch window.
+
+        A replica that exits, is restarted, or fails its health path raises
+        :class:`Reverted` (``_undo`` routes back and removes the new version). A newer
+        deployment of the app queued meanwhile ends the window early: this version is
+        accepted, so consecutive deploys do not wait out the window."""
+        if self.watch_seconds <= 0:
+            return
+        self.dep.watch_until = utcnow() + timedelta(seconds=self.watch_seconds)
+        self._advance(DeploymentStatus.deploying, DeployStep.watch)
+        back = f"deployment #{self.previous.id}" if self.previous else "no route (first deployment)"
+        self.log.info(f"watching until {self.dep.watch_until:%H:%M:%S} UTC; "
+                      f"a failure reverts to {back}")  # fmt: skip
+        path = names.health_path(self.settings["health_check_path"])
+        misses = dict.fromkeys(version.container_ids, 0)
+        deadline = time.monotonic() + self.watch_seconds
+        tick = 0
+        while time.monotonic() < deadline:
+            for replica in version.replicas:
+                self._still_up(replica)
+                if tick % HEALTH_EVERY == 0:
+                    self._still_healthy(replica, path, misses)
+            newer = self._newer_queued()
+            if newer:
+                self.log.info(f"deployment #{newer} is queued: accepting this version now")
+                return
+            tick += 1
+            time.sleep(WATCH_TICK)
+        self.log.info(f"no failure in {self.watch_seconds:g} s: accepted")
+
+    def _still_up(self, replica: containers.Replica) -> None:
+        state = containers.replica_state(replica.id)
+        if state.running and state.restarts == 0:
+            return
+        code = f" with code {state.exit_code}" if state.exit_code is not None else ""
+        what = "exited" if not state.restarts else "was restarted by Docker (it exited)"
+        raise Reverted(
+            f"reverted: {replica.name} {what}{code} after the switch"
+            + self._last_output(replica, until=state.exited_at)
+        )
+
+    def _still_healthy(self, replica: containers.Replica, path: str, misses: dict) -> None:
+        status = containers.probe(replica, path)
+        if status is not None and 200 <= status < 300:
+            misses[replica.id] = 0
+            return
+        misses[replica.id] += 1
+        if misses[replica.id] >= HEALTH_MISSES:
+            answer = f"answered {status}" if status else "did not answer"
+            raise Reverted(
+                f"reverted: {replica.name} {answer} on {path} after the switch"
+                + self._last_output(replica)
+            )
+
+    def _newer_queued(self) -> int | None:
+        return db.session.scalar(
+            select(Deployment.id).where(
+                Deployment.application_id == self.app.id,
+                Deployment.status == DeploymentStatus.queued.value,
+                Deployment.id > self.dep.id,
+            )
+        )
 
     def _finish(self) -> None:
         previous = [
@@ -387,9 +508,19 @@ class _Run:
     def _restore_routes(self) -> None:
         if self.previous is None:
             routing.unroute(self.app)
+            self.log.info("removed the route: no earlier version to go back to")
             return
-        previous = containers.find_version(self.previous.id, self.app.container_port)
+        # The port that version ran with: the app's may have changed since.
+        ran = self.previous.runtime_settings or {}
+        port = ran.get("container_port") or self.app.container_port
+        previous = containers.find_version(self.previous.id, port)
         routing.route_to(self.app, previous)
+        self.log.info(f"routing back to deployment #{self.previous.id}")
+        try:
+            traefik.wait_until_served(self.app.id, previous.endpoints, timeout=5)
+        except traefik.ProxyError:
+            log.warning("deployment %s: Traefik did not confirm the route back to #%s",
+                        self.dep.id, self.previous.id)  # fmt: skip
 
     def _end(self, status: DeploymentStatus, reason: str) -> None:
         db.session.rollback()

@@ -59,6 +59,9 @@ class Application(Timestamped, Base):
     cpu_limit: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False))
     memory_limit_mb: Mapped[int | None] = mapped_column(Integer)
     auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Seconds after the switch during which a failure reverts to the old version;
+    # None = SLIPWAY_WATCH_SECONDS, 0 = no window.
+    watch_seconds: Mapped[int | None] = mapped_column(Integer)
     webhook_secret: Mapped[str | None] = mapped_column(Text)  # ciphertext (app.crypto)
     # Git integration (app/sources/webhooks.py, app/sources/credentials.py). The token
     # names the app in its webhook URL; it is not the secret that signs deliveries.

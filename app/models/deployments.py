@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime
 
 from sqlalchemy import (
@@ -41,6 +42,8 @@ class DeployStep(enum.StrEnum):
     start = "start"
     health = "health"
     switch = "switch"
+    # Serving, with the old version still running: a failure now reverts to it.
+    watch = "watch"
 
 
 ACTIVE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building, DeploymentStatus.deploying)
@@ -49,6 +52,14 @@ FINAL_STATUSES = tuple(s for s in DeploymentStatus if s not in ACTIVE_STATUSES)
 SERVED_STATUSES = (DeploymentStatus.running, DeploymentStatus.replaced)
 # Before it serves, a deployment can be cancelled (queued: dropped; building: stopped).
 CANCELLABLE_STATUSES = (DeploymentStatus.queued, DeploymentStatus.building)
+# Triggers that start an image a deployment already ran: no clone, no build.
+REUSE_TRIGGERS = ("rollback", "apply", "restart")
+ENV_SOURCES = {
+    "current": "the app's env when it started",
+    "restored": "the env that deployment ran with (restored)",
+    "kept": "today's env (kept at the rollback)",
+    "unrecorded": "today's env: that deployment recorded none",
+}
 
 
 class Deployment(Timestamped, Base):
@@ -76,6 +87,18 @@ class Deployment(Timestamped, Base):
     # The content id (sha256:…) of the image built or pulled: a rollback runs this id,
     # and only while image_tag still names it.
     image_id: Mapped[str | None] = mapped_column(String(100))
+    # The digest (repo@sha256:…) a pulled image had: what an image app really ran.
+    image_digest: Mapped[str | None] = mapped_column(String(255))
+    # The release: the env it ran with (one ciphertext, app.crypto), a digest of the
+    # env as stored (pages compare without decrypting) and the runtime settings (JSON).
+    # A rollback, apply or restart row may carry them from the moment it is queued.
+    env_ciphertext: Mapped[str | None] = mapped_column(Text)
+    env_digest: Mapped[str | None] = mapped_column(String(64))
+    # Whose env it ran with: current | restored | kept | unrecorded (ENV_SOURCES).
+    env_source: Mapped[str | None] = mapped_column(String(20))
+    settings: Mapped[str | None] = mapped_column(Text)
+    # While in the watch window: when it ends (the old version then stops).
+    watch_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -102,6 +125,15 @@ class Deployment(Timestamped, Base):
     @property
     def can_cancel(self) -> bool:
         return self.status in CANCELLABLE_STATUSES
+
+    @property
+    def runtime_settings(self) -> dict | None:
+        """The runtime settings it ran with (or was queued to run with), if recorded."""
+        return json.loads(self.settings) if self.settings else None
+
+    @property
+    def watching(self) -> bool:
+        return self.status == DeploymentStatus.deploying.value and self.step == "watch"
 
     @property
     def can_roll_back(self) -> bool:

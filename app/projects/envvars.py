@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from app import crypto, names
 from app.extensions import db
 from app.models import Application, EnvVar
@@ -86,3 +89,38 @@ def secret_values(app: Application) -> list[str]:
 def decrypted(app: Application) -> dict[str, str]:
     """The full environment for a container. Only the worker calls this."""
     return {v.key: decrypted_one(v) for v in app.env_vars}
+
+
+# -- a deployment's env snapshot ----------------------------------------------
+SNAPSHOT_CONTEXT = "deployment_env"
+
+
+def stored_digest(app: Application) -> str:
+    """A digest of the env as stored (plain values, secret *ciphertexts*): equal while
+    nothing was set again, so a page can tell "not applied yet" without decrypting.
+    Saving a secret again, even with the same value, counts as a change."""
+    rows = sorted(
+        (v.key, v.is_secret, (v.secret_value if v.is_secret else v.value) or "")
+        for v in app.env_vars
+    )
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def snapshot(app: Application) -> str:
+    """The app's env now, values in clear, as one ciphertext for the deployment row.
+    Only the worker calls this (it decrypts the secrets)."""
+    env = {v.key: [decrypted_one(v), v.is_secret] for v in app.env_vars}
+    return crypto.encrypt(json.dumps(env), context=SNAPSHOT_CONTEXT)
+
+
+def open_snapshot(ciphertext: str) -> dict[str, tuple[str, bool]]:
+    """A snapshot's variables: key → (value, is_secret). Only the worker calls this."""
+    env = json.loads(
+        crypto.decrypt_stored(
+            ciphertext,
+            context=SNAPSHOT_CONTEXT,
+            what="the env this deployment recorded",
+            remedy="deploy with today's env instead (Restart, or a rollback keeping today's env)",
+        )  # fmt: skip
+    )
+    return {key: (value, bool(secret)) for key, (value, secret) in env.items()}

@@ -22,15 +22,16 @@ from app.runtime.engine import (
 )
 from app.runtime.images import (
     ImageFacts,
+    Pulled,
     app_images,
     build_image,
     check_not_a_build,
-    ensure_image,
     image_exists,
     image_tag,
     inspect_image,
     kept_image,
     prune_images,
+    pull_image,
 )
 from app.runtime.installation import LABEL_INSTALLATION, adopt_unlabelled, owns
 from app.runtime.logs import LogStream, follow_logs, recent_logs, replicas_of
@@ -63,7 +64,7 @@ __all__ = [
     "ImageFacts", "app_images", "check_not_a_build", "inspect_image", "kept_image",
     "ContainerError", "EngineStatus", "LogStream", "Replica", "ReplicaState", "Version",
     "find_version", "probe", "start_version", "stop_deployment", "stop_version",
-    "build_image", "client", "containers_of", "engine_status", "ensure_image",
+    "build_image", "client", "containers_of", "engine_status", "Pulled", "pull_image",
     "ensure_network", "network_of", "project_network", "prune_networks", "follow_logs",
     "image_exists", "image_tag", "probe_engine",
     "prune_images", "raw_stats", "recent_logs", "replica_logs", "replica_state",

@@ -150,26 +150,65 @@ def _chunk_lines(chunk: dict) -> Iterator[str]:
             yield line.rstrip()
 
 
-def ensure_image(ref: str, on_line: Callable[[str], None]) -> str:
-    """Use a local image, or pull it; returns the image id."""
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` → (repo, tag); a digest reference keeps its ``@sha256:…``."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    last = ref.split("/")[-1]
+    if ":" in last:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+    return ref, "latest"
+
+
+@dataclass(frozen=True)
+class Pulled:
+    id: str
+    digest: str | None  # ``repo@sha256:…`` the registry served; None when not pulled
+    pulled: bool
+    reason: str = ""  # why it was not pulled (the local image was used)
+
+
+def pull_image(ref: str, on_line: Callable[[str], None]) -> Pulled:
+    """Pull ``ref`` every time (a tag such as ``:latest`` moves), returning the image id
+    and the digest it has in its registry.
+
+    When the pull fails but the engine has an image of that name (built on this host,
+    or a registry that is down), that one is used and ``reason`` says why: a deploy
+    does not fail for a registry outage, and the log says what ran."""
+    repo, tag = _split_ref(ref)
     engine = client(timeout=600)
     try:
-        try:
-            return engine.images.get(ref).id
-        except ImageNotFound:
-            pass
         on_line(f"pulling {ref}")
-        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-        for chunk in engine.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
-            for line in _chunk_lines(chunk):
-                on_line(line)
-            if "error" in chunk:
-                raise ContainerError(f"pulling {ref} failed: {chunk['error']}")
-        return engine.images.get(ref).id
+        failure = ""
+        try:
+            for chunk in engine.api.pull(repo, tag=tag, stream=True, decode=True):
+                for line in _chunk_lines(chunk):
+                    on_line(line)
+                if "error" in chunk:
+                    failure = str(chunk["error"]).strip()
+                    break
+        except (APIError, DockerException) as exc:
+            failure = _explain(exc)
+        try:
+            image = engine.images.get(ref)
+        except ImageNotFound:
+            raise ContainerError(f"pulling {ref} failed: {failure or 'no such image'}") from None
+        return Pulled(image.id, _repo_digest(image.attrs, repo), not failure, failure)
     except (APIError, DockerException) as exc:
         raise ContainerError(f"pulling {ref} failed: {_explain(exc)}") from None
     finally:
         engine.close()
+
+
+def _repo_digest(attrs: dict, repo: str) -> str | None:
+    """The ``repo@sha256:…`` of the image in ``repo``'s registry (Docker Hub names are
+    recorded as ``docker.io/library/…``-less short names, as the engine lists them)."""
+    for digest in attrs.get("RepoDigests") or []:
+        if digest.partition("@")[0] == repo:
+            return digest
+    return None
 
 
 @dataclass(frozen=True)

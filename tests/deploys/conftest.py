@@ -33,7 +33,7 @@ def infra(tmp_path_factory, base_config):
         "PROXY_API_PORT": lab.free_port(),
         "GIT_ALLOWED_HOSTS": ("127.0.0.1",),
         "BASE_DOMAIN": "localhost",
-        "HEALTH_SETTLE_SECONDS": 1.0,
+        "WATCH_SECONDS": 1.0,
         "HEALTH_TIMEOUT_SECONDS": 15.0,
         "DRAIN_SECONDS": 0.5,
         "STOP_TIMEOUT_SECONDS": 2,

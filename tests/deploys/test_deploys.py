@@ -317,7 +317,7 @@ def _worker_env(config: dict) -> dict:
         "SLIPWAY_HTTP_PORT": str(config["HTTP_PORT"]),
         "SLIPWAY_PROXY_API_PORT": str(config["PROXY_API_PORT"]),
         "SLIPWAY_GIT_ALLOWED_HOSTS": ",".join(config["GIT_ALLOWED_HOSTS"]),
-        "SLIPWAY_HEALTH_SETTLE_SECONDS": "1",
+        "SLIPWAY_WATCH_SECONDS": "1",
         "SLIPWAY_HEALTH_TIMEOUT_SECONDS": "120",
         "SLIPWAY_DRAIN_SECONDS": "0.5",
     })  # fmt: skip
