@@ -194,6 +194,10 @@ class ApplicationForm(FlaskForm):
     )
     cpu_limit = FloatField("CPU limit (cores)", [Optional(), NumberRange(0.05, 64)])
     memory_limit_mb = IntegerField("Memory limit (MiB)", [Optional(), NumberRange(16, 262144)])
+    watch_seconds = IntegerField(
+        "Watch window (seconds)",
+        [Optional(), NumberRange(0, 3600, "Enter 0 to 3600 seconds, or leave it empty.")],
+    )
     auto_deploy = BooleanField("Deploy automatically on push")
     env_text = TextAreaField(
         "Environment variables", [Limit(ENV_TEXT_LIMIT, "The variables"), _dotenv]

@@ -133,6 +133,7 @@ APP_FIELDS = (
     "health_check_path",
     "cpu_limit",
     "memory_limit_mb",
+    "watch_seconds",
     "auto_deploy",
 )
 

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import select
 
 from app import access, outbound
-from app.deploys import health
+from app.deploys import control, health
 from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
@@ -95,6 +95,7 @@ def _recent_deployments(app: Application) -> list[Deployment]:
 
 def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
     deployments = _recent_deployments(app)
+    serving = control.serving(app.id)
     page = render_template(
         "apps/show.html",
         app=app,
@@ -107,6 +108,8 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
         health=health.view(app),
         env_form=env_form,
         display_value=envvars.display_value,
+        serving=serving,
+        not_applied=control.not_applied(app, serving),
     )
     return page, status
 

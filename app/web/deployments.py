@@ -1,4 +1,5 @@
-"""Deployments: start one, list them, show one with its log, cancel, roll back."""
+"""Deployments: start one, apply or restart, list them, show one with its log, cancel,
+roll back."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app import access
 from app.deploys import buildlog, control, progress
 from app.extensions import db
 from app.models import Deployment, DeploymentLogLine, Role
+from app.models.deployments import ENV_SOURCES
 from app.web.htmx import is_htmx
 
 bp = Blueprint("deployments", __name__)
@@ -31,6 +33,28 @@ def deploy(app_id: int):
     # No flash: the status partial says "queued" while it is, and is redrawn live when
     # the deployment moves on (a flash would stay on the page, stale).
     deployment = control.start_deploy(app, trigger="manual", user=current_user)
+    return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+
+
+@bp.post("/apps/<int:app_id>/apply")
+def apply(app_id: int):
+    app = access.application(app_id, Role.developer)
+    try:
+        deployment = control.apply(app, current_user)
+    except control.DeployError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("apps.show", app_id=app.id), 303)
+    return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+
+
+@bp.post("/apps/<int:app_id>/restart")
+def restart(app_id: int):
+    app = access.application(app_id, Role.developer)
+    try:
+        deployment = control.restart(app, current_user)
+    except control.DeployError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("apps.show", app_id=app.id), 303)
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
 
@@ -75,15 +99,18 @@ def show(deployment_id: int):
     can_deploy = access.can(deployment.application.project.team_id, Role.developer)
     steps = progress.steps(deployment)
     cancelling = control.cancel_requested(deployment)
+    # A deployment in its watch window reverts to the version serving before it.
+    reverts_to = control.current(deployment.application_id) if deployment.watching else None
     if is_htmx():
         return render_template(
             "deployments/_status.html", deployment=deployment, can_deploy=can_deploy, steps=steps,
-            cancelling=cancelling,
+            cancelling=cancelling, reverts_to=reverts_to, env_sources=ENV_SOURCES,
         )  # fmt: skip
     return render_template(
         "deployments/show.html", deployment=deployment, app=deployment.application,
         lines=_log_lines(deployment.id), can_deploy=can_deploy, log_limit=LOG_LIMIT, steps=steps,
-        cut_notice=buildlog.cut_notice(deployment), cancelling=cancelling,
+        cut_notice=buildlog.cut_notice(deployment), cancelling=cancelling, reverts_to=reverts_to,
+        env_sources=ENV_SOURCES,
     )  # fmt: skip
 
 
@@ -120,11 +147,21 @@ def cancel(deployment_id: int):
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
 
+@bp.get("/deployments/<int:deployment_id>/rollback")
+def rollback_get(deployment_id: int):
+    deployment = access.deployment(deployment_id, Role.developer)
+    return render_template(
+        "deployments/rollback.html", deployment=deployment, app=deployment.application,
+        recorded=bool(deployment.env_ciphertext),
+    )  # fmt: skip
+
+
 @bp.post("/deployments/<int:deployment_id>/rollback")
 def rollback(deployment_id: int):
     deployment = access.deployment(deployment_id, Role.developer)
+    keep_env = request.form.get("keep_env") == "1"
     try:
-        new = control.rollback(deployment, current_user)
+        new = control.rollback(deployment, current_user, keep_env=keep_env)
     except control.DeployError as exc:
         flash(str(exc), "error")
         return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
