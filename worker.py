@@ -76,11 +76,12 @@ def main() -> None:
     serve_all(app)
 
 
-def serve_all(app, stop: threading.Event | None = None) -> None:
+def serve_all(app, stop: threading.Event | None = None, schedule: bool = True) -> None:
     """Every queue in lanes of threads, RQ's scheduler and ours, until stopped.
 
     In the main thread SIGTERM/SIGINT set ``stop`` (a second one exits at once);
-    a caller in another thread (tests) sets ``stop`` itself.
+    a caller in another thread (tests) sets ``stop`` itself. ``schedule=False``
+    leaves out our scheduler (tests that must not sample metrics meanwhile).
     """
     import redis as redis_lib
 
@@ -109,11 +110,13 @@ def serve_all(app, stop: threading.Event | None = None) -> None:
     for lane in running:
         lane.start()
     rq_scheduler = lanes.start_rq_scheduler(connection, [spec.queue for spec in lanes.LANES])
+    # Leader-only services start and stop inside scheduler.run, under its lease.
     scheduler_stop = threading.Event()
     leader = threading.Thread(
         target=scheduler.run, args=(app, scheduler_stop), name="scheduler", daemon=True
     )
-    leader.start()
+    if schedule:
+        leader.start()
     while not stop.wait(1):
         pass
     scheduler_stop.set()
@@ -122,7 +125,8 @@ def serve_all(app, stop: threading.Event | None = None) -> None:
         lane.stop()
     for lane in running:
         lane.join()
-    leader.join(5)
+    if schedule:
+        leader.join(5)
 
 
 def serve(app, names: list[str]) -> None:
