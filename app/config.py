@@ -162,6 +162,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BUILDS_DIR": _env("BUILDS_DIR", str(data_dir / "builds")),
         "BUILD_MEMORY_MB": int(_env("BUILD_MEMORY_MB", "2048")),
         "BUILD_TIMEOUT_SECONDS": int(_env("BUILD_TIMEOUT_SECONDS", "1800")),
+        # Builds (clone + docker build) of different apps that may run at once, over every
+        # worker process on this Redis; deployments that need no build never wait for one.
+        "BUILD_CONCURRENCY": _int_setting("BUILD_CONCURRENCY", 2),
         # Stored build log per deployment; output past it is counted, not stored.
         "BUILD_LOG_MAX_BYTES": int(_env("BUILD_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
         "CLONE_TIMEOUT_SECONDS": int(_env("CLONE_TIMEOUT_SECONDS", "300")),
@@ -247,6 +250,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LIVE_VIEWS_PER_WORKER",
         live_views_per_worker(config["WEB_THREADS"], config["WEB_PAGE_THREADS"]),
     )
+    if config["BUILD_CONCURRENCY"] < 1:
+        raise ConfigError("SLIPWAY_BUILD_CONCURRENCY must be at least 1: no build could run")
     if config["SMTP_TLS"] not in ("starttls", "ssl", "none"):
         raise ConfigError("SLIPWAY_SMTP_TLS must be starttls, ssl or none")
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])

@@ -1,4 +1,6 @@
-"""The scheduler process: APScheduler, elected by a Redis lock, enqueueing only.
+"""The scheduler: APScheduler, elected by a Redis lock, enqueueing only.
+
+It runs in a thread of every ``worker.py`` process (or alone: ``worker.py --scheduler``).
 
 Several may be started; one holds ``slipway:scheduler:leader`` and renews it.
 The others wait and take over when the holder stops renewing (it died).
@@ -217,41 +219,70 @@ def build(app: Flask) -> BackgroundScheduler:
     return scheduler
 
 
+def leader_services(app: Flask) -> list:
+    """What runs only in the leader besides the APScheduler, each with ``start()`` and
+    ``stop()``: started when this process takes the lease, stopped when it loses it or
+    stops. The place for the runtime watcher (``app.runtime.watch.Watcher(app)``)."""
+    return []
+
+
+class _Leadership:
+    """The APScheduler and the leader-only services while this process holds the lease."""
+
+    def __init__(self, app: Flask):
+        self.scheduler = build(app)
+        self.services = leader_services(app)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        for service in self.services:
+            service.start()
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception:  # noqa: BLE001 - the others must still stop
+                log.exception("could not stop %r", service)
+        self.scheduler.shutdown(wait=False)
+
+
 def run(app: Flask, stop: threading.Event | None = None) -> None:
     """Wait for leadership, schedule while holding it, stop on SIGTERM/SIGINT.
 
     A Redis error (Redis restarting, the network gone) does not end the loop: the
     lease can no longer be proven, so it counts as lost leadership (the APScheduler
-    stops, as another scheduler may take over) and the lease is tried again every
-    ``RENEW_EVERY`` seconds.
+    and the leader services stop, as another scheduler may take over) and the lease
+    is tried again every ``RENEW_EVERY`` seconds. In ``worker.py`` this runs in a
+    thread of the worker process (the signals are the process's, not this loop's).
     """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     identity = f"{uuid.uuid4()}"
-    scheduler: BackgroundScheduler | None = None
+    scheduler: _Leadership | None = None
     with app.app_context():
         while not stop.is_set():
             try:
                 if scheduler is None:
                     if acquire(identity):
                         log.info("scheduler %s is the leader", identity)
-                        scheduler = build(app)
+                        scheduler = _Leadership(app)
                         scheduler.start()
                 elif not renew(identity):
                     log.warning("scheduler %s lost leadership", identity)
-                    scheduler.shutdown(wait=False)
+                    scheduler.stop()
                     scheduler = None
             except RedisError as exc:
                 log.warning("scheduler %s: Redis error (%s); retrying in %s s", identity, exc,
                             RENEW_EVERY)  # fmt: skip
                 if scheduler is not None:
-                    scheduler.shutdown(wait=False)
+                    scheduler.stop()
                     scheduler = None
             stop.wait(RENEW_EVERY)
         if scheduler is not None:
-            scheduler.shutdown(wait=False)
+            scheduler.stop()
             try:
                 if redis.client.get(LEADER_KEY) == identity.encode():
                     redis.client.delete(LEADER_KEY)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
 from app import crypto, names, outbound
-from app.deploys import buildlog, control, livestatus, routing
+from app.deploys import buildlog, control, livestatus, routing, slots
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
 from app.live import logformat
@@ -43,6 +44,9 @@ LOCK_KEY = "slipway:deploy-lock:{}"
 # The per-app lock lives this long unless the heartbeat extends it: a killed
 # worker frees its app within a minute.
 LOCK_TTL = 60
+# A deployment waits this long at most for the previous one of its app, trying every poll.
+LOCK_WAIT_SECONDS = 3600
+LOCK_POLL_SECONDS = 0.1
 # A failure's reason ends with the container's last few lines, each cut this short.
 LAST_WORDS = 3
 LAST_WORD_CHARS = 200
@@ -77,42 +81,84 @@ def is_alive(deployment_id: int) -> bool:
 
 
 def run(deployment_id: int) -> str:
-    """Run the pipeline for one deployment; returns its final status."""
+    """Run the pipeline for one deployment; returns its final status.
+
+    The job's thread waits here for the app's lock (the previous deployment of the
+    app finishing) and, in the build, for a build slot (``app.deploys.slots``); the
+    worker gives every deployment a thread of its own (``app.lanes``), so neither
+    wait holds up another app. The heartbeat runs from the start, waits included:
+    the reaper and the build slots tell a live wait from a dead worker by it.
+    """
     deployment = db.session.get(Deployment, deployment_id)
     if deployment is None or deployment.status != DeploymentStatus.queued.value:
         return deployment.status if deployment else "missing"
     # thread_local=False: the heartbeat thread extends the lock.
     lock = redis.client.lock(
-        LOCK_KEY.format(deployment.application_id), timeout=LOCK_TTL, blocking_timeout=3600,
-        thread_local=False,
-    )  # fmt: skip
-    if not lock.acquire():
-        deployment.mark_failed("another deployment of this app did not finish in time")
-        db.session.commit()
-        livestatus.publish(deployment)
-        return deployment.status
+        LOCK_KEY.format(deployment.application_id), timeout=LOCK_TTL, thread_local=False
+    )
+    holding = threading.Event()
     heartbeat = Heartbeat(
         ALIVE_KEY.format(deployment_id), ALIVE_TTL, interval=5,
-        also=lambda: lock.extend(LOCK_TTL, replace_ttl=True),
+        also=lambda: holding.is_set() and lock.extend(LOCK_TTL, replace_ttl=True),
     )  # fmt: skip
     heartbeat.start()
     runner = None
     try:
+        waited = _wait_for_app(lock, deployment_id)
+        if waited is None:
+            return _give_up(deployment_id)
+        holding.set()
+        if _status(deployment_id) != DeploymentStatus.queued.value:
+            return _status(deployment_id)  # superseded or cancelled just before
         runner = _Run(deployment_id)
         status = runner.execute()
     finally:
         heartbeat.stop()
-        try:
-            lock.release()
-        except LockError:
-            pass  # it expired (a long stall): another run may hold it now, and keeps it
-        except RedisError:
-            log.warning("deployment %s: the app lock could not be released; it expires "
-                        "by itself within %s s", deployment_id, LOCK_TTL)  # fmt: skip
+        if holding.is_set():
+            try:
+                lock.release()
+            except LockError:
+                pass  # it expired (a long stall): another run may hold it now, and keeps it
+            except RedisError:
+                log.warning("deployment %s: the app lock could not be released; it expires "
+                            "by itself within %s s", deployment_id, LOCK_TTL)  # fmt: skip
     # Draining and stopping the old version happens after the lock is released:
     # the next deployment of this app need not wait for it.
     runner.retire_previous()
     return status
+
+
+def _status(deployment_id: int) -> str | None:
+    db.session.rollback()  # a fresh read, not the snapshot of an open transaction
+    return db.session.scalar(select(Deployment.status).where(Deployment.id == deployment_id))
+
+
+def _wait_for_app(lock, deployment_id: int) -> bool | None:
+    """Take the app's deploy lock; False if it was free, True after waiting, None if the
+    row stopped being queued meanwhile (superseded, cancelled) or the wait timed out."""
+    if lock.acquire(blocking=False):
+        return False
+    log.info("deployment %s waits for the previous deployment of its app", deployment_id)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    checked = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(LOCK_POLL_SECONDS)
+        if lock.acquire(blocking=False):
+            return True
+        if time.monotonic() - checked >= 1:
+            if _status(deployment_id) != DeploymentStatus.queued.value:
+                return None
+            checked = time.monotonic()
+    return None
+
+
+def _give_up(deployment_id: int) -> str:
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment.status == DeploymentStatus.queued.value:
+        deployment.mark_failed("another deployment of this app did not finish in time")
+        db.session.commit()
+        livestatus.publish(deployment)
+    return deployment.status
 
 
 class _Run:
@@ -229,7 +275,21 @@ class _Run:
             return image_id
         if self.app.source_type == "image":
             return self._pull()
-        return self._clone_and_build()
+        return self._build_in_slot()
+
+    def _build_in_slot(self) -> str:
+        """Clone and build while holding a build slot (``app.deploys.slots``); the
+        deployment gives it back as soon as the image is built."""
+        with slots.build_slot(self.dep.id, alive_prefix=ALIVE_KEY.format(""),
+                              while_waiting=self._still_queued) as waited:  # fmt: skip
+            if waited:
+                self.dep.started_at = utcnow()  # it started now; it was queued until now
+                db.session.commit()
+            return self._clone_and_build()
+
+    def _still_queued(self) -> None:
+        if _status(self.dep.id) != DeploymentStatus.queued.value:
+            raise Cancelled()
 
     def _reuse_line(self) -> str:
         """What a deployment without a build starts, and with which env, for the log."""

@@ -30,16 +30,14 @@ log = logging.getLogger("slipway.reaper")
 LOST_GRACE = timedelta(seconds=30)
 
 
-def _queued_job_exists(job_id: str | None) -> bool:
+def _job_status(job_id: str | None) -> JobStatus | None:
     if not job_id:
-        return False
+        return None
     try:
         job = Job.fetch(job_id, connection=redis.client, serializer=JSONSerializer)
     except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in (
-        JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED
-    )  # fmt: skip
+        return None
+    return job.get_status(refresh=False)
 
 
 def _is_lost(deployment: Deployment, cutoff: datetime) -> bool:
@@ -47,7 +45,11 @@ def _is_lost(deployment: Deployment, cutoff: datetime) -> bool:
     if created > cutoff:
         return False
     if deployment.status == DeploymentStatus.queued:
-        return not _queued_job_exists(deployment.rq_job_id)
+        status = _job_status(deployment.rq_job_id)
+        if status == JobStatus.STARTED:
+            # Its job waits for the app's lock or a build slot: alive while it beats.
+            return not pipeline.is_alive(deployment.id)
+        return status not in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
     # building / deploying: the pipeline's heartbeat says whether it is still alive.
     return not pipeline.is_alive(deployment.id)
 

@@ -16,8 +16,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, aliased, mapped_column, object_session, relationship
 
 from app.models.accounts import User
 from app.models.applications import Application
@@ -140,11 +142,78 @@ class Deployment(Timestamped, Base):
         """It served traffic and its image is kept: deploying it again needs no build."""
         return self.status in SERVED_STATUSES and bool(self.image_tag)
 
+    @property
+    def needs_build(self) -> bool:
+        """The lane rule: a git app's deployment queued without an image builds one (and
+        waits for a build slot); rollbacks, applies and restarts carry their image id."""
+        return self.application.source_type == "git" and not self.image_id
+
+    @property
+    def waiting_for(self) -> str | None:
+        """What a queued deployment waits for, in words; None when it waits for nothing
+        but a worker to take it (or is not queued)."""
+        if self.status != DeploymentStatus.queued.value or self.id is None:
+            return None
+        session = object_session(self)
+        before = session.scalar(
+            select(Deployment.id)
+            .where(
+                Deployment.application_id == self.application_id,
+                Deployment.id != self.id,
+                Deployment.status.in_(_WORKING),
+            )
+            .order_by(Deployment.id)
+            .limit(1)
+        )
+        if before is not None:
+            return f"waiting for the previous deployment of this app (#{before}) to finish"
+        if not self.needs_build:
+            return None
+        from flask import current_app
+
+        slots = current_app.config["BUILD_CONCURRENCY"]
+        ahead = _builds_ahead(session, self.id)
+        if ahead < slots:
+            return None
+        plural = "s" if ahead != 1 else ""
+        return f"waiting for a build slot: {ahead} build{plural} ahead of it ({slots} at a time)"
+
     def mark_failed(self, reason: str) -> None:
         """End this deployment as failed, keeping the reason for the user."""
         self.status = DeploymentStatus.failed.value
         self.error = reason
         self.finished_at = utcnow()
+
+
+_WORKING = (DeploymentStatus.building.value, DeploymentStatus.deploying.value)
+
+
+def _builds_ahead(session, deployment_id: int) -> int:
+    """Builds running now, and queued builds before this one that wait for no app."""
+    other = aliased(Deployment)
+    app_busy = (
+        select(other.id)
+        .where(other.application_id == Deployment.application_id, other.status.in_(_WORKING))
+        .exists()
+    )
+    building = session.scalar(
+        select(func.count(Deployment.id))
+        .join(Application, Application.id == Deployment.application_id)
+        .where(Deployment.status == DeploymentStatus.building.value,
+               Application.source_type == "git")
+    )  # fmt: skip
+    queued = session.scalar(
+        select(func.count(Deployment.id))
+        .join(Application, Application.id == Deployment.application_id)
+        .where(
+            Deployment.status == DeploymentStatus.queued.value,
+            Deployment.id < deployment_id,
+            Application.source_type == "git",
+            Deployment.image_id.is_(None),
+            ~app_busy,
+        )
+    )
+    return building + queued
 
 
 class DeploymentLogLine(Base):

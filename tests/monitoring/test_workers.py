@@ -35,7 +35,8 @@ def _wait(predicate, timeout=20.0, what="condition"):
 
 @pytest.fixture
 def worker_process(app, base_config, tmp_path):
-    """``python worker.py`` with the test database and Redis; stopped warmly afterwards."""
+    """``python worker.py --queues …``: one RQ worker on every queue, in that order (with no
+    ``--queues`` the process runs a worker per lane thread); stopped warmly afterwards."""
     env = os.environ | {
         "SLIPWAY_DATABASE_URL": base_config["SQLALCHEMY_DATABASE_URI"],
         "SLIPWAY_REDIS_URL": base_config["REDIS_URL"],
@@ -44,7 +45,8 @@ def worker_process(app, base_config, tmp_path):
         "SLIPWAY_ENCRYPTION_KEYS": TEST_KEY,
     }
     process = subprocess.Popen(
-        [sys.executable, "worker.py"], cwd=config_module.ROOT, env=env,
+        [sys.executable, "worker.py", "--queues", "deploy,backup,notify,default"],
+        cwd=config_module.ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
