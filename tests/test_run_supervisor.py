@@ -186,10 +186,8 @@ KINDS = {
     "redis": (r"redis-server", 1),
     "proxy": (r"traefik --configFile=", 1),
     "web": (r"gunicorn .*wsgi:app", 2),  # the master and its worker
-    "worker": (r"worker\.py --queues deploy,default$", 1),
-    "backups": (r"worker\.py --queues backup,default$", 1),
-    "notify": (r"worker\.py --queues notify$", 1),
-    "scheduler": (r"worker\.py --scheduler", 1),
+    # One worker process: every queue, the scheduler and the watcher in its threads.
+    "worker": (r"worker\.py$", 1),
 }
 
 
@@ -238,14 +236,14 @@ def test_serves_then_ctrl_c_stops_every_process(supervisor):
 def test_a_dying_process_stops_the_group(supervisor):
     supervisor.wait_for_line(r"Slipway is running at ", START_TIMEOUT)
     found = supervisor.children()
-    assert found["scheduler"], f"no scheduler: {found}\n{supervisor.output}"
+    assert found["worker"], f"no worker: {found}\n{supervisor.output}"
 
-    # The scheduler process run.py started (not some child of it).
-    scheduler = next(pid for pid in found["scheduler"] if _ppid(pid) == supervisor.proc.pid)
-    os.kill(scheduler, signal.SIGKILL)
+    # The worker process run.py started (not some child of it).
+    worker = next(pid for pid in found["worker"] if _ppid(pid) == supervisor.proc.pid)
+    os.kill(worker, signal.SIGKILL)
 
     assert supervisor.wait_exit(STOP_TIMEOUT) != 0, supervisor.output
-    assert re.search(r"scheduler \(pid \d+\) was killed by SIGKILL", supervisor.output), (
+    assert re.search(r"worker \(pid \d+\) was killed by SIGKILL", supervisor.output), (
         supervisor.output
     )
     assert supervisor.survivors(timeout=2) == {}, supervisor.output
