@@ -88,14 +88,13 @@ def _deployment(user, status: str, step: str | None = None, logged=()) -> int:
 @pytest.mark.parametrize("status", ["running", "replaced"])
 def test_a_served_deployment_shows_every_step_done(logged_in, status):
     client, user = logged_in
-    dep_id = _deployment(user, status, logged=["clone", "build", "start", "health", "switch"])
+    steps = ["clone", "build", "start", "health", "switch", "watch"]
+    dep_id = _deployment(user, status, logged=steps)
     for body in (_fragment(client, dep_id), client.get(f"/deployments/{dep_id}").text):
         found = steps_of(body)
         assert found.label == "Progress"
-        assert [i["class"] for i in found.items] == ["done"] * 5
-        assert [i["text"].strip() for i in found.items] == [
-            "clone (done)", "build (done)", "start (done)", "health (done)", "switch (done)",
-        ]  # fmt: skip
+        assert [i["class"] for i in found.items] == ["done"] * len(steps)
+        assert [i["text"].strip() for i in found.items] == [f"{s} (done)" for s in steps]
         assert all(i["current"] is None for i in found.items)
         assert "data-live-log" not in body  # final: nothing follows it any more
 
@@ -122,17 +121,17 @@ def test_a_failed_pipeline_run_marks_the_step_it_stopped_in(app, logged_in, tmp_
         found = steps_of(body)
         assert [(i["class"], i["current"]) for i in found.items] == [
             ("done", None), ("failed", "step"), ("pending", None), ("pending", None),
-            ("pending", None),
+            ("pending", None), ("pending", None),
         ]  # fmt: skip
         assert found.items[1]["text"] == "build: failed"
-        assert [i["text"] for i in found.items[2:]] == ["start", "health", "switch"]
+        assert [i["text"] for i in found.items[2:]] == ["start", "health", "switch", "watch"]
 
 
 def test_a_cancelled_deployment_marks_where_it_was_cancelled(logged_in):
     client, user = logged_in
     dep_id = _deployment(user, "cancelled", step="start", logged=["clone", "build", "start"])
     found = steps_of(_fragment(client, dep_id))
-    assert [i["class"] for i in found.items] == ["done", "done", "failed", "pending", "pending"]
+    assert [i["class"] for i in found.items] == ["done", "done", "failed", "pending", "pending", "pending"]
     assert found.items[2]["current"] == "step"
     assert found.items[2]["text"] == "start: cancelled"
 
@@ -147,7 +146,7 @@ def test_a_build_printing_a_step_mark_cannot_move_the_line(logged_in):
     log.line("── health", stream="container")
     log.flush()
     found = steps_of(_fragment(client, dep_id))
-    assert [i["class"] for i in found.items] == ["failed"] + ["pending"] * 4
+    assert [i["class"] for i in found.items] == ["failed"] + ["pending"] * 5
 
 
 def test_an_active_deployment_shows_its_current_step(logged_in):
