@@ -12,6 +12,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -36,26 +37,25 @@ def deploy(app_id: int):
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
 
 
-@bp.post("/apps/<int:app_id>/apply")
-def apply(app_id: int):
+def _redeploy(app_id: int, start) -> ResponseReturnValue:
+    """Apply and Restart: a new deployment of the serving image, or why there is none."""
     app = access.application(app_id, Role.developer)
     try:
-        deployment = control.apply(app, current_user)
+        deployment = start(app, current_user)
     except control.DeployError as exc:
         flash(str(exc), "error")
         return redirect(url_for("apps.show", app_id=app.id), 303)
     return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+
+
+@bp.post("/apps/<int:app_id>/apply")
+def apply(app_id: int):
+    return _redeploy(app_id, control.apply)
 
 
 @bp.post("/apps/<int:app_id>/restart")
 def restart(app_id: int):
-    app = access.application(app_id, Role.developer)
-    try:
-        deployment = control.restart(app, current_user)
-    except control.DeployError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("apps.show", app_id=app.id), 303)
-    return redirect(url_for("deployments.show", deployment_id=deployment.id), 303)
+    return _redeploy(app_id, control.restart)
 
 
 @bp.get("/apps/<int:app_id>/deployments")
