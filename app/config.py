@@ -176,6 +176,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
+        # Whether this installation's worker may claim the engine's unlabelled Slipway
+        # objects at start (app.runtime.installation); 0 for one that must never claim.
+        "ADOPT_UNLABELLED": _env("ADOPT_UNLABELLED", "1") not in ("0", "false", "no"),
         # Backups: local copies live here.
         "BACKUPS_DIR": _env("BACKUPS_DIR", str(data_dir / "backups")),
         # Cron expressions of backup policies are read in this zone ("" = the server's).

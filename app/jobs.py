@@ -23,12 +23,13 @@ def bind(app: Flask) -> None:
 
     Binding is the worker's start-up, so the engine's unlabelled Slipway objects
     are adopted here, once (``app.runtime.installation``). A test app skips that
-    unless its config sets ``ADOPT_UNLABELLED``: a test run must not claim the
+    unless ``ADOPT_UNLABELLED`` is off (``SLIPWAY_ADOPT_UNLABELLED=0``; the test
+    suite's apps and worker processes have it off): a test run must not claim the
     objects of the installation it shares the engine with.
     """
     global _app
     _app = app
-    if app.config.get("ADOPT_UNLABELLED", not app.testing):
+    if app.config["ADOPT_UNLABELLED"]:
         with app.app_context():
             containers.adopt_unlabelled()
 

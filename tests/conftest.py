@@ -96,6 +96,7 @@ def base_config(data_dir) -> dict:
     _reset_schema(url)
     config = {
         "TESTING": True,
+        "ADOPT_UNLABELLED": False,
         "DATA_DIR": str(data_dir),
         "SECRET_KEY": "test-secret-key",
         "ENCRYPTION_KEYS_TEXT": TEST_KEY,

@@ -97,6 +97,7 @@ class RunningSupervisor:
             SLIPWAY_HTTP_PORT=str(free_port()),
             SLIPWAY_PROXY_API_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
+            SLIPWAY_ADOPT_UNLABELLED="0",  # the engine's unlabelled objects are not ours
         )
         # SLIPWAY_DATABASE_URL and SLIPWAY_REDIS_URL stay unset: embedded SQLite and Redis.
         self.proc = subprocess.Popen(

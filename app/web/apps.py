@@ -126,10 +126,11 @@ def show(app_id: int):
 
 @bp.get("/apps/<int:app_id>/health")
 def health_get(app_id: int):
-    """Why the app is not fully serving: the app page's panel (live.js fetches it)."""
+    """Why the app is not fully serving: the app page's panel (live.js fetches it);
+    the whole app page when opened directly."""
     app = access.application(app_id)
     if not is_htmx():
-        return redirect(url_for("apps.show", app_id=app.id))
+        return _show_page(app, EnvVarForm())
     return render_template("apps/_health.html", app=app, health=health.view(app))
 
 

@@ -84,6 +84,7 @@ def _worker_env(app, tmp_path) -> dict:
         "SLIPWAY_BACKUP_ALLOWED_HOSTS": "127.0.0.1",
         "SLIPWAY_BACKUP_PART_MB": "5",
         "SLIPWAY_BACKUP_ALIVE_TTL": "2",
+        "SLIPWAY_ADOPT_UNLABELLED": "0",
     }
 
 

@@ -16,14 +16,15 @@ from app.models.base import utcnow
 from app.monitoring import metrics
 from app.runtime import containers, installation
 from tests import lab
-from tests.factories import make_app, make_project, make_team
+from tests.factories import make_app, make_project, make_team, make_user
 
 TEST_LABEL = "slipway.test"
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine():
+def engine(app):
+    make_user()  # an Installation row: the containers carry its id, ours whoever claimed
     lab.ensure_base_image()
     client = docker.from_env()
     started: list = []

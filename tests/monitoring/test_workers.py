@@ -43,6 +43,7 @@ def worker_process(app, base_config, tmp_path):
         "SLIPWAY_DATA_DIR": str(tmp_path),
         "SLIPWAY_SECRET_KEY": "worker-test",
         "SLIPWAY_ENCRYPTION_KEYS": TEST_KEY,
+        "SLIPWAY_ADOPT_UNLABELLED": "0",
     }
     process = subprocess.Popen(
         [sys.executable, "worker.py", "--queues", "deploy,backup,notify,default"],

@@ -98,6 +98,7 @@ def _values(project) -> dict:
         "git_branch": "main", "build_context": ".", "dockerfile_path": "Dockerfile",
         "image": None, "container_port": 8000, "replicas": 1, "health_check_path": "/",
         "cpu_limit": None, "memory_limit_mb": None, "auto_deploy": False,
+        "watch_seconds": None,
     }  # fmt: skip
 
 
