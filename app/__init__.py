@@ -11,8 +11,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import config as config_module
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app; ``config`` overrides settings (tests)."""
+def create_app(config: dict[str, Any] | None = None, *, migrations: bool = True) -> Flask:
+    """Build the app; ``config`` overrides settings (tests).
+
+    ``migrations=False`` (the web and worker processes, which never migrate) leaves
+    Flask-Migrate out: it imports Alembic, 25 MiB a long-lived process would keep for
+    nothing. ``flask --app app migrate`` and the tests have it."""
     settings = config_module.load(config)
     app = Flask(__name__, instance_path=settings["DATA_DIR"])
     app.config.update(settings)
@@ -22,14 +26,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     from app import cli
-    from app.extensions import csrf, db, limiter, login, migrate, redis, sock
+    from app.extensions import csrf, db, limiter, login, redis, sock
     from app.web import register
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():  # the engine exists now; it has not connected yet
             event.listen(db.engine, "connect", _sqlite_pragmas)
-    migrate.init_app(app, db, directory=str(config_module.ROOT / "migrations"))
+    if migrations:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=str(config_module.ROOT / "migrations"))
     login.init_app(app)
     csrf.init_app(app)
     sock.init_app(app)

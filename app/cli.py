@@ -7,15 +7,26 @@ import sys
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from flask_migrate import upgrade
 
 
 def register(app: Flask) -> None:
     @app.cli.command("migrate")
-    def migrate_command() -> None:
+    @click.option(
+        "--proxy-config",
+        is_flag=True,
+        help="Then write Traefik's static configuration and print its path (last line), "
+        "as proxy-config does: make run's start-up in one process.",
+    )
+    def migrate_command(proxy_config: bool) -> None:
         """Upgrade the database to the newest migration."""
+        from flask_migrate import upgrade
+
         upgrade()
         click.echo("database is at the newest migration")
+        if proxy_config:
+            from app.proxy import traefik
+
+            click.echo(traefik.write_static_config())
 
     @app.cli.command("proxy-config")
     def proxy_config_command() -> None:

@@ -6,7 +6,6 @@ import redis as redis_lib
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -22,7 +21,6 @@ def client_address() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login = LoginManager()
 csrf = CSRFProtect()
 sock = Sock()

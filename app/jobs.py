@@ -39,7 +39,7 @@ def _context():
     if _app is None:
         from app import create_app
 
-        _app = create_app()
+        _app = create_app(migrations=False)
     return _app.app_context()
 
 

