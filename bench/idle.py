@@ -13,8 +13,9 @@ setting from this shell reaches it):
 - ``make_run_warm_s``: the same clone again after the first one stopped (Ctrl-C): the
   venv is there and the database migrated.
 
-After the warm start prints its URL the bench asks ``/healthz`` once, waits ``--idle``
-seconds and sums the resident memory (RSS) of ``make``, the supervisor and every process
+After the warm start prints its URL the bench asks ``/healthz`` and opens the dashboard
+(``/``, which on a new installation is the first-run setup page) as a newcomer's browser
+would, waits ``--idle`` seconds and sums the resident memory (RSS) of ``make``, the supervisor and every process
 below them: ``idle_rss_mib``, with the figure per process (``processes``). ``--no-cold``
 reuses this checkout's venv for the clone (a symlink) and reports only the warm start.
 
@@ -160,8 +161,9 @@ def main() -> int:
         run, seconds = start(clone, data_dir, "warm", timeout=120)
         result["make_run_warm_s"] = round(seconds, 1)
         try:
-            with urllib.request.urlopen(f"{run.url.rstrip('/')}/healthz", timeout=10) as answer:
-                assert answer.status == 200
+            for path in ("/healthz", "/"):  # redirects are followed: / → /setup
+                with urllib.request.urlopen(run.url.rstrip("/") + path, timeout=10) as answer:
+                    assert answer.status == 200, (path, answer.status)
             log(f"idle for {args.idle:.0f} s")
             time.sleep(args.idle)
             processes = run.resident()
