@@ -5,7 +5,7 @@
 #   make test   provision the test services (root, Debian 12), then ruff and the
 #               suite on PostgreSQL and on SQLite; PYTEST_ARGS='-k x' narrows it
 #   make lint   ruff check and ruff format --check
-#   make venv   create or update .venv only
+#   make venv   create or update .venv only (with the test tools)
 
 SHELL := /bin/bash
 VENV := .venv
@@ -25,12 +25,13 @@ run:
 test:
 	@bash scripts/test.sh
 
-lint: venv
+lint:
+	@bash scripts/venv.sh test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 venv:
-	@bash scripts/venv.sh
+	@bash scripts/venv.sh test
 
 provision-test:
 	@bash scripts/provision-test.sh

@@ -18,7 +18,7 @@ read -r -a pytest_args <<<"${PYTEST_ARGS:-}"
 
 started=$(now_ms)
 bash scripts/provision-test.sh || die "provisioning the test services failed"
-bash scripts/venv.sh || die "creating the venv failed"
+bash scripts/venv.sh test || die "creating the venv failed"
 say "provisioning (services and venv) took $(since "$started")"
 
 status=0
