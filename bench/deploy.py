@@ -106,6 +106,7 @@ REVERT_TIMEOUT = 45
 STOP_TIMEOUT = 15
 DOCKER_TIMEOUT = 120
 POLL = 0.02  # both pipelines poll at this interval
+UNTIL_BODY_REQUEST_TIMEOUT = 0.25  # seconds; see until_body
 
 
 def log(message: str) -> None:
@@ -954,7 +955,12 @@ def redeploys_under_load(
 
 
 def until_body(url: str, host: str, body: str, timeout: float) -> tuple[float | None, int]:
-    """Poll through Traefik until ``body`` answers: (its wall time or None, failed answers)."""
+    """Poll through Traefik until ``body`` answers: (its wall time or None, failed answers).
+
+    Each request gives up after ``UNTIL_BODY_REQUEST_TIMEOUT``: one sent while Traefik
+    still routes to the crashed replica hangs until the kernel gives up on its vanished
+    address (seconds), and must not hide the old version answering meanwhile. It is
+    counted as failed."""
     import requests
 
     failed = 0
@@ -962,7 +968,9 @@ def until_body(url: str, host: str, body: str, timeout: float) -> tuple[float | 
     with requests.Session() as http:
         while time.monotonic() < deadline:
             try:
-                response = http.get(url, headers={"Host": host}, timeout=2)
+                response = http.get(
+                    url, headers={"Host": host}, timeout=UNTIL_BODY_REQUEST_TIMEOUT
+                )
                 if response.status_code == 200 and response.text == body:
                     return time.time(), failed
                 if response.status_code != 200:

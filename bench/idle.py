@@ -15,9 +15,10 @@ setting from this shell reaches it):
 
 After the warm start prints its URL the bench asks ``/healthz`` and opens the dashboard
 (``/``, which on a new installation is the first-run setup page) as a newcomer's browser
-would, waits ``--idle`` seconds and sums the resident memory (RSS) of ``make``, the supervisor and every process
-below them: ``idle_rss_mib``, with the figure per process (``processes``). ``--no-cold``
-reuses this checkout's venv for the clone (a symlink) and reports only the warm start.
+would, waits ``--idle`` seconds and sums the resident memory (RSS) of ``make``, the
+supervisor and every process below them: ``idle_rss_mib``, with the figure per process
+(``processes``). ``--no-cold`` reuses this checkout's venv for the clone (a symlink) and
+reports only the warm start.
 
 Progress goes to stderr; the last stdout line is one JSON object.
 """

@@ -9,6 +9,7 @@ enqueues the row's id on the ``deploy`` queue. The request returns at once;
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from redis.exceptions import RedisError
@@ -32,6 +33,34 @@ from app.models.base import utcnow
 from app.projects import envvars
 
 log = logging.getLogger("slipway.deploys")
+
+# A deployment's thread that waits for something of its app naps on a list instead of
+# sleeping, so that what it waits for wakes it at once: a deployment in its watch window
+# waits for a newer one to be ``queued`` (pushed when one is), a queued one for the
+# app's deploy ``lock`` (pushed when it is released). A token nobody takes expires; a
+# lost one costs one nap.
+WAKE_KEY = "slipway:deploy-wake:{}:{}"
+WAKE_TTL = 10
+
+
+def wake(app_id: int, what: str) -> None:
+    """Wake the deployment threads of ``app_id`` that nap for ``what`` (best effort)."""
+    key = WAKE_KEY.format(app_id, what)
+    try:
+        pipe = redis.client.pipeline(transaction=False)
+        pipe.lpush(key, 1).ltrim(key, 0, 3).expire(key, WAKE_TTL).execute()
+    except RedisError as exc:
+        log.debug("could not wake the deployments of app %s: %s", app_id, exc)
+
+
+def nap(app_id: int, what: str, seconds: float) -> None:
+    """Sleep up to ``seconds``, less if :func:`wake` is called for ``app_id`` and ``what``."""
+    try:
+        redis.client.blpop([WAKE_KEY.format(app_id, what)], timeout=seconds)
+    except RedisError:
+        time.sleep(seconds)
+
+
 CANCEL_KEY = "slipway:cancel:{}"
 ROLLBACK_STATUSES = tuple(s.value for s in SERVED_STATUSES)  # plain strings: bound in SQL
 
@@ -133,6 +162,7 @@ def start_deploy(
             result_ttl=86400,
             failure_ttl=7 * 86400,
         )
+        wake(app.id, "queued")  # a deployment of the app in its watch window accepts at once
     except RedisError as exc:
         deployment.mark_failed(f"could not queue the deployment: {exc}")
         db.session.commit()

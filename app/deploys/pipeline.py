@@ -104,7 +104,7 @@ def run(deployment_id: int) -> str:
     heartbeat.start()
     runner = None
     try:
-        waited = _wait_for_app(lock, deployment_id)
+        waited = _wait_for_app(lock, deployment_id, deployment.application_id)
         if waited is None:
             return _give_up(deployment_id)
         holding.set()
@@ -117,6 +117,7 @@ def run(deployment_id: int) -> str:
         if holding.is_set():
             try:
                 lock.release()
+                control.wake(deployment.application_id, "lock")  # the next one waits for it
             except LockError:
                 pass  # it expired (a long stall): another run may hold it now, and keeps it
             except RedisError:
@@ -133,7 +134,7 @@ def _status(deployment_id: int) -> str | None:
     return db.session.scalar(select(Deployment.status).where(Deployment.id == deployment_id))
 
 
-def _wait_for_app(lock, deployment_id: int) -> bool | None:
+def _wait_for_app(lock, deployment_id: int, app_id: int) -> bool | None:
     """Take the app's deploy lock; False if it was free, True after waiting, None if the
     row stopped being queued meanwhile (superseded, cancelled) or the wait timed out."""
     if lock.acquire(blocking=False):
@@ -142,7 +143,7 @@ def _wait_for_app(lock, deployment_id: int) -> bool | None:
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     checked = time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(LOCK_POLL_SECONDS)
+        control.nap(app_id, "lock", LOCK_POLL_SECONDS)  # woken when the lock is released
         if lock.acquire(blocking=False):
             return True
         if time.monotonic() - checked >= 1:
@@ -470,7 +471,7 @@ class _Run:
                 self.log.info(f"deployment #{newer} is queued: accepting this version now")
                 return
             tick += 1
-            time.sleep(WATCH_TICK)
+            control.nap(self.app.id, "queued", WATCH_TICK)  # woken when a deployment is queued
         self.log.info(f"no failure in {self.watch_seconds:g} s: accepted")
 
     def _still_up(self, replica: containers.Replica) -> None:
