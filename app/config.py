@@ -43,6 +43,18 @@ def _int_setting(name: str, default: int) -> int:
     return int(text)
 
 
+def web_upstream(listen: str) -> str:
+    """The URL Traefik reaches the web server at, from ``SLIPWAY_LISTEN`` (host:port): a
+    wildcard address is reached on loopback."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def live_views_per_worker(threads: int, page_threads: int) -> int:
     """Live views one web worker admits: its threads less those kept for pages."""
     if not 4 <= threads <= 1000:
@@ -158,6 +170,22 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Apps are served here through Traefik; only root may bind port 80.
         "HTTP_PORT": int(_env("HTTP_PORT", "80" if os.geteuid() == 0 else "8080")),
         "PROXY_API_PORT": int(_env("PROXY_API_PORT", "8099")),
+        # HTTPS for app domains (and the dashboard's own host) on Traefik's websecure
+        # entrypoint; only root may bind 443.
+        "HTTPS_PORT": int(_env("HTTPS_PORT", "443" if os.geteuid() == 0 else "8443")),
+        # Where Traefik reaches Slipway's own web server: the ACME HTTP-01 answers and
+        # the preflight's self-probe (/.well-known/…), and the dashboard's own host.
+        "WEB_UPSTREAM": _env("WEB_UPSTREAM", web_upstream(_env("LISTEN", "0.0.0.0:8000"))),
+        # Certificates: the ACME directory orders go to, the account's contact, an extra
+        # CA bundle to trust for the ACME server (a private CA; the tests' Pebble).
+        "ACME_DIRECTORY": _env("ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"),
+        "ACME_EMAIL": _env("ACME_EMAIL", ""),
+        "ACME_CA_BUNDLE": _env("ACME_CA_BUNDLE", ""),
+        # The preflight before an order: resolvers asked for a host's A/AAAA records
+        # (ip or ip:port, comma-separated; empty = the system's) and this server's
+        # public addresses (empty = detected).
+        "DNS_RESOLVERS": _hosts("DNS_RESOLVERS"),
+        "PUBLIC_IPS": _hosts("PUBLIC_IPS"),
         "PROXY_DIR": _env("PROXY_DIR", str(data_dir / "traefik")),
         "BUILDS_DIR": _env("BUILDS_DIR", str(data_dir / "builds")),
         "BUILD_MEMORY_MB": int(_env("BUILD_MEMORY_MB", "2048")),

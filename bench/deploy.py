@@ -968,9 +968,7 @@ def until_body(url: str, host: str, body: str, timeout: float) -> tuple[float | 
     with requests.Session() as http:
         while time.monotonic() < deadline:
             try:
-                response = http.get(
-                    url, headers={"Host": host}, timeout=UNTIL_BODY_REQUEST_TIMEOUT
-                )
+                response = http.get(url, headers={"Host": host}, timeout=UNTIL_BODY_REQUEST_TIMEOUT)
                 if response.status_code == 200 and response.text == body:
                     return time.time(), failed
                 if response.status_code != 200:
@@ -1096,6 +1094,7 @@ class Bench:
             "SLIPWAY_PROXY_DIR": str(tmp / "traefik"),
             "SLIPWAY_BUILDS_DIR": str(tmp / "builds"),
             "SLIPWAY_HTTP_PORT": str(http_port),
+            "SLIPWAY_HTTPS_PORT": str(lab.free_port()),
             "SLIPWAY_PROXY_API_PORT": str(api_port),
             "SLIPWAY_GIT_ALLOWED_HOSTS": "127.0.0.1",
             "SLIPWAY_BASE_DOMAIN": "localhost",

@@ -65,6 +65,7 @@ class MakeRun:
             SLIPWAY_DATA_DIR=str(data_dir),
             SLIPWAY_LISTEN=f"127.0.0.1:{free_port()}",
             SLIPWAY_HTTP_PORT=str(free_port()),
+            SLIPWAY_HTTPS_PORT=str(free_port()),
             SLIPWAY_PROXY_API_PORT=str(free_port()),
             # This engine's unlabelled objects belong to whoever else runs here.
             SLIPWAY_ADOPT_UNLABELLED="0",

@@ -402,6 +402,7 @@ class SlipwayVariant(Variant):
             {
                 "DATA_DIR": str(tmp / "data"), "PROXY_DIR": str(tmp / "traefik"),
                 "HTTP_PORT": ports[0], "PROXY_API_PORT": ports[1], "SECRET_KEY": "bench",
+                "HTTPS_PORT": lab.free_port(),
                 "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/bench.db",
                 "ENCRYPTION_KEYS_TEXT": "k1:" + "A" * 43 + "=",
             }

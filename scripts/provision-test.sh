@@ -43,6 +43,8 @@ if ! [ -x "$SLIPWAY_ROOT/.venv/bin/python" ]; then # scripts/venv.sh will need p
 fi
 [ -r /etc/ssl/certs/ca-certificates.crt ] || want ca-certificates
 have node && have npm || want nodejs npm  # s3rver
+have pebble && have pebble-challtestsrv || want pebble  # the ACME server of the HTTPS tests
+[ -x /usr/bin/docker-registry ] || want docker-registry  # the image-pull tests' registry
 
 if [ ${#packages[@]} -gt 0 ]; then
     can_apt || die "Missing packages: ${packages[*]}. Install them as root (apt-get install ${packages[*]}), or run make test as root."

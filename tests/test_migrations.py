@@ -41,7 +41,9 @@ def test_every_model_table_exists(app):
         "environments",
         "applications",
         "env_vars",
-        "domains",
+        "app_domains",
+        "certificates",
+        "acme_accounts",
         "deployments",
         "deployment_log_lines",
         "audit_events",
@@ -334,4 +336,46 @@ def test_0011_gives_sqlite_files_autoincrement_back_and_keeps_everything(tmp_pat
         assert make_app(project, "next").id == 4  # not 3, the deleted app's
         assert make_project(project.team, "next").id == 5  # not 3 or 4
         assert session.get(Application, 2).name == "a2"
+        session.remove()
+
+
+def test_domains_move_to_app_domains_with_their_team_and_https_mode(tmp_path):
+    """0018: every row of ``domains`` is in ``app_domains`` with the id it had, its app's
+    team, and ``https_mode`` from the old flag (which was stored but never routed)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with old.app_context():
+        upgrade(revision="0017")
+        session = db.session
+        _insert(session, "users", id=1, email="a@example.com")
+        _insert(session, "teams", id=7)
+        _insert(session, "projects", id=1, team_id=7, name="p")
+        _insert(session, "environments", id=1, project_id=1)
+        _insert(session, "applications", id=2, project_id=1, environment_id=1, name="a",
+                address="a.p")  # fmt: skip
+        _insert(session, "domains", id=5, application_id=2, host="shop.example.com",
+                path_prefix="/", https=True)  # fmt: skip
+        _insert(session, "domains", id=6, application_id=2, host="old.example.com",
+                path_prefix="/v2", https=False)  # fmt: skip
+        session.commit()
+        upgrade()
+        rows = session.execute(text(
+            "SELECT id, application_id, team_id, host, path_prefix, https_mode, www, "
+            "strip_prefix FROM app_domains ORDER BY id"
+        )).all()  # fmt: skip
+        assert [tuple(r) for r in rows] == [
+            (5, 2, 7, "shop.example.com", "/", "redirect", "none", False),
+            (6, 2, 7, "old.example.com", "/v2", "off", "none", False),
+        ]
+        session.execute(text(
+            "INSERT INTO app_domains (application_id, team_id, host, path_prefix, https_mode, "
+            "www, strip_prefix, created_at) VALUES (2, 7, 'n.example.com', '/', 'redirect', "
+            "'none', false, '2026-01-01 00:00:00')"
+        ))  # fmt: skip
+        assert session.execute(text("SELECT max(id) FROM app_domains")).scalar() == 7
         session.remove()

@@ -95,6 +95,7 @@ class RunningSupervisor:
             SLIPWAY_DATA_DIR=str(data_dir),
             SLIPWAY_LISTEN=f"127.0.0.1:{port}",
             SLIPWAY_HTTP_PORT=str(free_port()),
+            SLIPWAY_HTTPS_PORT=str(free_port()),
             SLIPWAY_PROXY_API_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
             SLIPWAY_ADOPT_UNLABELLED="0",  # the engine's unlabelled objects are not ours

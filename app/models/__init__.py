@@ -1,7 +1,7 @@
 """The data model, one module per aggregate."""
 
 from app.models.accounts import Installation, Membership, PasswordReset, Role, Team, User
-from app.models.applications import Application, Domain, EnvVar
+from app.models.applications import Application, Domain, EnvVar, HttpsMode, WwwMode
 from app.models.audit import AuditEvent
 from app.models.backups import (
     Backup,
@@ -12,6 +12,7 @@ from app.models.backups import (
     TargetType,
 )
 from app.models.base import Base
+from app.models.certificates import AcmeAccount, Certificate, CertSource, CertState
 from app.models.deployments import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -27,6 +28,12 @@ from app.models.projects import Environment, Project
 from app.models.webhooks import WebhookDelivery
 
 __all__ = [
+    "AcmeAccount",
+    "Certificate",
+    "CertSource",
+    "CertState",
+    "HttpsMode",
+    "WwwMode",
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "SERVED_STATUSES",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import (
@@ -126,17 +127,50 @@ class EnvVar(Timestamped, Base):
     application: Mapped[Application] = relationship(back_populates="env_vars")
 
 
+class HttpsMode(enum.StrEnum):
+    redirect = "redirect"  # HTTPS, and plain HTTP answers 308 to it (the default)
+    only = "only"  # HTTPS only: plain HTTP gets no route
+    off = "off"  # plain HTTP only, no certificate
+
+
+class WwwMode(enum.StrEnum):
+    none = "none"  # the host alone
+    both = "both"  # the host and its www twin both serve
+    to_apex = "to_apex"  # www.<host> answers 308 to <host>
+    to_www = "to_www"  # <host> answers 308 to www.<host>
+
+
 class Domain(Timestamped, Base):
-    __tablename__ = "domains"
-    __table_args__ = {"sqlite_autoincrement": True}
+    """A host name (and path prefix) an app answers on, beside its default address.
+
+    ``host`` is stored in punycode (``names.hostname``); the rows of one host, whatever
+    their prefixes, all belong to one team (``team_id``), checked where they are made
+    (``app.proxy.domains``). ``www`` names the twin ``www.<host>`` (or, for a host that
+    starts with ``www.``, the apex): it is always on the certificate."""
+
+    __tablename__ = "app_domains"
+    __table_args__ = (
+        UniqueConstraint("host", "path_prefix", name="uq_app_domains_host"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     application_id: Mapped[int] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE"), index=True
     )
-    # One host belongs to one app across all teams.
-    host: Mapped[str] = mapped_column(String(253), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(253), index=True)
     path_prefix: Mapped[str] = mapped_column(String(255), default="/")
-    https: Mapped[bool] = mapped_column(Boolean, default=False)
+    strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
+    https_mode: Mapped[str] = mapped_column(String(20), default=HttpsMode.redirect.value)
+    www: Mapped[str] = mapped_column(String(20), default=WwwMode.none.value)
+    certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificates.id", ondelete="SET NULL")
+    )
 
     application: Mapped[Application] = relationship(back_populates="domains")
+    certificate = relationship("Certificate")
+
+    @property
+    def https(self) -> bool:
+        return self.https_mode != HttpsMode.off.value

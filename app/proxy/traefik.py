@@ -1,11 +1,14 @@
 """Traefik configuration. The only module that writes what Traefik reads.
 
 Traefik runs with a static file Slipway writes (``static_config``): the ``web``
-entrypoint on ``SLIPWAY_HTTP_PORT``, a file provider watching the dynamic
-folder, and its API reachable only on a loopback entrypoint (never the
-insecure API). Each app has one dynamic file, written atomically through a YAML
-serializer; host names pass ``names.hostname`` at use, so nothing a user typed
-can add a rule.
+entrypoint on ``SLIPWAY_HTTP_PORT``, ``websecure`` (TLS) on ``SLIPWAY_HTTPS_PORT``, a
+file provider watching the dynamic folder, and its API reachable only on a loopback
+entrypoint (never the insecure API). On ``web``, ``/.well-known/acme-challenge/`` and
+``/.well-known/slipway/`` go to Slipway's own web server, ahead of every app route
+(the ACME HTTP-01 answers and the preflight's self-probe, ``app.web.wellknown``).
+Certificates are dynamic files too, one per certificate (``write_certificate``).
+Each app has one dynamic file, written atomically through a YAML serializer; host
+names pass ``names.hostname`` at use, so nothing a user typed can add a rule.
 
 A switch is confirmed through Traefik's API in about 10 ms (``bench/traefik_switch.py``),
 thanks to two things. The default TLS store has a certificate of Slipway's (made once):
@@ -36,6 +39,12 @@ from flask import current_app
 from app import names
 
 INTERNAL_ENTRYPOINT = "slipway-internal"
+HTTP_ENTRYPOINT = "web"
+HTTPS_ENTRYPOINT = "websecure"
+WELL_KNOWN_ROUTER = "slipway-well-known"
+WEB_SERVICE = "slipway-web"
+# Above any priority an app route gets (Traefik's default is the rule's length).
+WELL_KNOWN_PRIORITY = 1_000_000
 DEFAULT_CERT_DAYS = 3650
 # A second change within this long of the previous reload waits for its end.
 THROTTLE = "10ms"
@@ -128,9 +137,13 @@ def write_static_config() -> Path:
         "entryPoints": {
             # Drop X_Forwarded.For-style aliases of the headers Traefik sets, which
             # WSGI/CGI backends would read as the real ones.
-            "web": {
+            HTTP_ENTRYPOINT: {
                 "address": f":{cfg['HTTP_PORT']}",
                 "http": {"aliasHeadersStrategy": "delete"},
+            },
+            HTTPS_ENTRYPOINT: {
+                "address": f":{cfg['HTTPS_PORT']}",
+                "http": {"aliasHeadersStrategy": "delete", "tls": {}},
             },
             INTERNAL_ENTRYPOINT: {
                 "address": f"127.0.0.1:{cfg['PROXY_API_PORT']}",
@@ -153,8 +166,23 @@ def write_static_config() -> Path:
                     "rule": "PathPrefix(`/api`)",
                     "entryPoints": [INTERNAL_ENTRYPOINT],
                     "service": "api@internal",
+                },
+                WELL_KNOWN_ROUTER: {
+                    "rule": "PathPrefix(`/.well-known/acme-challenge/`) || "
+                    "PathPrefix(`/.well-known/slipway/`)",
+                    "entryPoints": [HTTP_ENTRYPOINT],
+                    "service": WEB_SERVICE,
+                    "priority": WELL_KNOWN_PRIORITY,
+                },
+            },
+            "services": {
+                WEB_SERVICE: {
+                    "loadBalancer": {
+                        "servers": [{"url": cfg["WEB_UPSTREAM"]}],
+                        "passHostHeader": True,
+                    }
                 }
-            }
+            },
         },
         "tls": {"stores": {"default": {"defaultCertificate": _default_certificate()}}},
     }
@@ -198,6 +226,24 @@ def write_app_routes(app_id: int, hosts: list[str], servers: list[str]) -> Path:
     path = app_route_path(app_id)
     _write_atomic(path, data, staging_dir())
     return path
+
+
+def certificate_route_path(cert_id: int) -> Path:
+    return dynamic_dir() / f"cert-{cert_id}.yml"
+
+
+def write_certificate(cert_id: int, chain_pem: str, key_pem: str) -> Path:
+    """Give Traefik a certificate (it picks one by SNI among all it has), replacing the
+    file of ``cert_id``. The PEMs are inline in the 0600 file: Traefik cannot decrypt,
+    so this file is the one place the key is in clear (the database holds it encrypted)."""
+    data = {"tls": {"certificates": [{"certFile": chain_pem, "keyFile": key_pem}]}}
+    path = certificate_route_path(cert_id)
+    _write_atomic(path, data, staging_dir())
+    return path
+
+
+def remove_certificate(cert_id: int) -> None:
+    certificate_route_path(cert_id).unlink(missing_ok=True)
 
 
 def remove_app_routes(app_id: int) -> None:

@@ -30,7 +30,9 @@ PUBLIC_ENDPOINTS = {
     # "Authorization: Bearer <token>" (constant-time compare). GET only: no CSRF.
     "prometheus.scrape",
 }
-PUBLIC_BLUEPRINTS = {"webhooks"}
+# Webhooks check their own signatures; well-known serves the ACME HTTP-01 answers and
+# the preflight's probe tokens (short-lived, random, nothing else).
+PUBLIC_BLUEPRINTS = {"webhooks", "wellknown"}
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -123,13 +125,14 @@ def register(app: Flask) -> None:
         repos,
         settings,
         webhooks,
+        wellknown,
     )
     from app.web import prometheus as prometheus_web
     from app.web import workers as workers_web
 
     blueprints = (
         auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
-        notifications, prometheus_web, workers_web, installation, repos, webhooks,
+        notifications, prometheus_web, workers_web, installation, repos, webhooks, wellknown,
     )  # fmt: skip
     for module in blueprints:
         app.register_blueprint(module.bp)

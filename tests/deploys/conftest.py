@@ -30,6 +30,7 @@ def infra(tmp_path_factory, base_config):
         "PROXY_DIR": str(root / "traefik"),
         "BUILDS_DIR": str(root / "builds"),
         "HTTP_PORT": lab.free_port(),
+        "HTTPS_PORT": lab.free_port(),
         "PROXY_API_PORT": lab.free_port(),
         "GIT_ALLOWED_HOSTS": ("127.0.0.1",),
         "BASE_DOMAIN": "localhost",

@@ -315,6 +315,7 @@ def _worker_env(config: dict) -> dict:
         "SLIPWAY_PROXY_DIR": config["PROXY_DIR"],
         "SLIPWAY_BUILDS_DIR": config["BUILDS_DIR"],
         "SLIPWAY_HTTP_PORT": str(config["HTTP_PORT"]),
+        "SLIPWAY_HTTPS_PORT": str(config["HTTPS_PORT"]),
         "SLIPWAY_PROXY_API_PORT": str(config["PROXY_API_PORT"]),
         "SLIPWAY_GIT_ALLOWED_HOSTS": ",".join(config["GIT_ALLOWED_HOSTS"]),
         "SLIPWAY_WATCH_SECONDS": "1",

@@ -56,6 +56,7 @@ def proxy(base_config, tmp_path):
     config = base_config | {
         "PROXY_DIR": str(tmp_path / "traefik"),
         "HTTP_PORT": lab.free_port(),
+        "HTTPS_PORT": lab.free_port(),
         "PROXY_API_PORT": lab.free_port(),
     }
     with running_app(config) as app:

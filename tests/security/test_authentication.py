@@ -28,7 +28,8 @@ ALLOWED_PUBLIC = {
     # Prometheus: no session, but a bearer token (monitoring/test_prometheus.py); off by default.
     "prometheus.scrape",
 }
-ALLOWED_PUBLIC_BLUEPRINTS = {"webhooks"}
+# Issue 13: the ACME HTTP-01 answers and the preflight's probe tokens (tests/proxy).
+ALLOWED_PUBLIC_BLUEPRINTS = {"webhooks", "wellknown"}
 
 
 def _is_exempt(endpoint: str) -> bool:

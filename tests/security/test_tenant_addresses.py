@@ -112,8 +112,12 @@ def test_the_database_refuses_a_second_app_on_one_address(victim, app):
 
 def test_no_route_is_written_for_a_host_another_app_owns(victim, app):
     thief = make_app(make_project(make_team("bravo"), "store"), "web")
-    db.session.add(Domain(application_id=thief.id, host="web.shop.localhost"))
-    db.session.add(Domain(application_id=thief.id, host="shop.example.com"))
+    db.session.add(
+        Domain(application_id=thief.id, team_id=thief.project.team_id, host="web.shop.localhost")
+    )
+    db.session.add(
+        Domain(application_id=thief.id, team_id=thief.project.team_id, host="shop.example.com")
+    )
     db.session.commit()
     assert routing.hosts(thief) == ["web.store.localhost", "shop.example.com"]
     assert routing.hosts(victim) == ["web.shop.localhost"]

@@ -1,0 +1,57 @@
+"""Answers Slipway serves on ``/.well-known/`` for a while: the ACME HTTP-01 key
+authorizations (``acme-challenge``) and the preflight's self-probe tokens (``slipway``).
+
+Both are kept in Redis with a time to live, so every web process answers, whichever one
+Traefik picks, and nothing outlives the order or the probe that made it. Tokens are
+URL-safe base64 (RFC 8555 8.3: ``[A-Za-z0-9_-]``); anything else is never looked up.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.extensions import redis
+
+ACME_KEY = "slipway:acme-challenge:{}"
+PROBE_KEY = "slipway:probe:{}"
+ACME_TTL = 600  # an order's authorization is answered within minutes
+PROBE_TTL = 60
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def valid_token(token: str) -> bool:
+    return TOKEN.fullmatch(token) is not None
+
+
+def put_acme(token: str, key_authorization: str) -> None:
+    if not valid_token(token):
+        raise ValueError("not an ACME token")
+    redis.client.set(ACME_KEY.format(token), key_authorization, ex=ACME_TTL)
+
+
+def drop_acme(token: str) -> None:
+    redis.client.delete(ACME_KEY.format(token))
+
+
+def acme_answer(token: str) -> str | None:
+    if not valid_token(token):
+        return None
+    value = redis.client.get(ACME_KEY.format(token))
+    return value.decode() if value is not None else None
+
+
+def put_probe(token: str) -> None:
+    if not valid_token(token):
+        raise ValueError("not a probe token")
+    redis.client.set(PROBE_KEY.format(token), token, ex=PROBE_TTL)
+
+
+def drop_probe(token: str) -> None:
+    redis.client.delete(PROBE_KEY.format(token))
+
+
+def probe_answer(token: str) -> str | None:
+    if not valid_token(token):
+        return None
+    value = redis.client.get(PROBE_KEY.format(token))
+    return value.decode() if value is not None else None
