@@ -147,14 +147,15 @@ def unroute(app: Application) -> None:
 
 
 def refresh(
-    app: Application, leaving: frozenset[str] = frozenset()
+    app: Application, leaving: frozenset[str] = frozenset(), *, rewrite: bool = False
 ) -> tuple[Routed | None, list[containers.ReplicaFacts]]:
     """Recompute the route from the routed deployment's replicas as they are now.
 
     ``leaving``: ids of containers being stopped (the engine sent them a stop
     signal): they are left out while they still run, before their address is freed.
     Returns ``(what is routed, its replicas' facts)``; ``(None, [])`` when
-    nothing is routed. Writes only when what Traefik serves differs.
+    nothing is routed. Writes only when what Traefik serves differs, or always with
+    ``rewrite`` (see :func:`domains_changed`).
     """
     with app_lock(app.id):
         found = routed(app.id)
@@ -169,11 +170,18 @@ def refresh(
             served = traefik.served_by(app.id)
         except traefik.ProxyError:
             served = None  # Traefik is not answering: write, it reads the file when it is back
-        if served is None or served != set(endpoints):
+        if rewrite or served is None or served != set(endpoints):
             traefik.write_app_routes(app.id, hosts(app), endpoints)
             log.info("app %s: routing to %d replica(s) of deployment %s",
                      app.id, len(endpoints), found.deployment_id)  # fmt: skip
         return found, live
+
+
+def domains_changed(app: Application) -> None:
+    """Write the app's route again for its domains as they are now (added, removed, a
+    certificate that became active or lapsed), to the replicas it serves now."""
+    db.session.refresh(app)
+    refresh(app, rewrite=True)
 
 
 def adopt(app: Application, deployment_id: int) -> None:
