@@ -23,10 +23,21 @@ def valid_token(token: str) -> bool:
     return TOKEN.fullmatch(token) is not None
 
 
-def put_acme(token: str, key_authorization: str) -> None:
+def _put(key: str, token: str, value: str, ttl: int) -> None:
     if not valid_token(token):
-        raise ValueError("not an ACME token")
-    redis.client.set(ACME_KEY.format(token), key_authorization, ex=ACME_TTL)
+        raise ValueError("not a well-known token")
+    redis.client.set(key.format(token), value, ex=ttl)
+
+
+def _get(key: str, token: str) -> str | None:
+    if not valid_token(token):
+        return None
+    value = redis.client.get(key.format(token))
+    return value.decode() if value is not None else None
+
+
+def put_acme(token: str, key_authorization: str) -> None:
+    _put(ACME_KEY, token, key_authorization, ACME_TTL)
 
 
 def drop_acme(token: str) -> None:
@@ -34,16 +45,11 @@ def drop_acme(token: str) -> None:
 
 
 def acme_answer(token: str) -> str | None:
-    if not valid_token(token):
-        return None
-    value = redis.client.get(ACME_KEY.format(token))
-    return value.decode() if value is not None else None
+    return _get(ACME_KEY, token)
 
 
 def put_probe(token: str) -> None:
-    if not valid_token(token):
-        raise ValueError("not a probe token")
-    redis.client.set(PROBE_KEY.format(token), token, ex=PROBE_TTL)
+    _put(PROBE_KEY, token, token, PROBE_TTL)
 
 
 def drop_probe(token: str) -> None:
@@ -51,7 +57,4 @@ def drop_probe(token: str) -> None:
 
 
 def probe_answer(token: str) -> str | None:
-    if not valid_token(token):
-        return None
-    value = redis.client.get(PROBE_KEY.format(token))
-    return value.decode() if value is not None else None
+    return _get(PROBE_KEY, token)
