@@ -205,10 +205,23 @@ def pull_image(ref: str, on_line: Callable[[str], None]) -> Pulled:
 def _repo_digest(attrs: dict, repo: str) -> str | None:
     """The ``repo@sha256:…`` of the image in ``repo``'s registry (Docker Hub names are
     recorded as ``docker.io/library/…``-less short names, as the engine lists them)."""
+    listed = _familiar(repo)
     for digest in attrs.get("RepoDigests") or []:
-        if digest.partition("@")[0] == repo:
+        if digest.partition("@")[0] == listed:
             return digest
     return None
+
+
+def _familiar(repo: str) -> str:
+    """``repo`` as the engine lists it: Docker Hub's ``docker.io/`` (or the legacy
+    ``index.docker.io/``) and an official image's ``library/`` left out."""
+    first, _, rest = repo.partition("/")
+    if rest and first in ("docker.io", "index.docker.io"):
+        repo = rest
+    elif rest and ("." in first or ":" in first or first == "localhost"):
+        return repo  # another registry's names are listed as written
+    short = repo.removeprefix("library/")
+    return short if "/" not in short else repo
 
 
 @dataclass(frozen=True)
