@@ -165,7 +165,9 @@ def _split_ref(ref: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Pulled:
     id: str
-    digest: str | None  # ``repo@sha256:…`` the registry served; None when not pulled
+    # ``repo@sha256:…`` the image has in its registry: the one just pulled, or, when the
+    # pull failed, the one the local image was pulled or pushed with (None: never was).
+    digest: str | None
     pulled: bool
     reason: str = ""  # why it was not pulled (the local image was used)
 
