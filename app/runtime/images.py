@@ -165,7 +165,9 @@ def _split_ref(ref: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Pulled:
     id: str
-    digest: str | None  # ``repo@sha256:…`` the registry served; None when not pulled
+    # ``repo@sha256:…`` the image has in its registry: the one just pulled, or, when the
+    # pull failed, the one the local image was pulled or pushed with (None: never was).
+    digest: str | None
     pulled: bool
     reason: str = ""  # why it was not pulled (the local image was used)
 
@@ -205,10 +207,23 @@ def pull_image(ref: str, on_line: Callable[[str], None]) -> Pulled:
 def _repo_digest(attrs: dict, repo: str) -> str | None:
     """The ``repo@sha256:…`` of the image in ``repo``'s registry (Docker Hub names are
     recorded as ``docker.io/library/…``-less short names, as the engine lists them)."""
+    listed = _familiar(repo)
     for digest in attrs.get("RepoDigests") or []:
-        if digest.partition("@")[0] == repo:
+        if digest.partition("@")[0] == listed:
             return digest
     return None
+
+
+def _familiar(repo: str) -> str:
+    """``repo`` as the engine lists it: Docker Hub's ``docker.io/`` (or the legacy
+    ``index.docker.io/``) and an official image's ``library/`` left out."""
+    first, _, rest = repo.partition("/")
+    if rest and first in ("docker.io", "index.docker.io"):
+        repo = rest
+    elif rest and ("." in first or ":" in first or first == "localhost"):
+        return repo  # another registry's names are listed as written
+    short = repo.removeprefix("library/")
+    return short if "/" not in short else repo
 
 
 @dataclass(frozen=True)
