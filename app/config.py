@@ -52,7 +52,8 @@ def web_upstream(listen: str) -> str:
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "http://" + netloc  # Slipway's own server: not a container address
 
 
 def live_views_per_worker(threads: int, page_threads: int) -> int:
