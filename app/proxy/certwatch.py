@@ -61,7 +61,7 @@ def _check_upload(app: Application, hosts: list[str], chain_pem: str, key_pem: s
         chain = pem.chain(chain_pem)
         key = pem.private_key(key_pem)
     except pem.PemError as exc:
-        raise UploadError(f"{str(exc).capitalize()}.") from None
+        raise UploadError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
     leaf = chain[0]
     if not pem.key_matches(leaf, key):
         raise UploadError("The private key does not belong to the certificate.")

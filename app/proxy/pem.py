@@ -4,6 +4,7 @@ certificate covers, whether a key belongs to it, who issued it."""
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
@@ -32,7 +33,7 @@ def private_key(key_pem: str):
         return serialization.load_pem_private_key(key_pem.encode(), password=None)
     except TypeError:
         raise PemError("the private key is encrypted; upload it without a passphrase") from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise PemError("the private key is not a PEM private key") from None
 
 

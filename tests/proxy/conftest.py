@@ -4,16 +4,18 @@ Pebble → Traefik → Slipway's ``/.well-known/acme-challenge/`` really happens
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from app import create_app
+from app import create_app, crypto, notify
 from app.extensions import db
-from app.models import Application, Domain
+from app.models import Application, Domain, NotificationChannel
 from app.proxy import traefik
 from tests import lab
 from tests.conftest import running_app
@@ -112,3 +114,44 @@ def app_with_domain(host: str | None = None, **fields) -> tuple[Application, Dom
     db.session.add(domain)
     db.session.commit()
     return app_row, domain
+
+
+class Receiver:
+    """A webhook channel's receiving end: records each JSON body."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                outer.received.append(
+                    json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [m["event"] for m in self.received]
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+
+
+def subscribe(team_id: int, url: str, *events: str) -> None:
+    db.session.add(NotificationChannel(
+        team_id=team_id, name="ops", kind="webhook", events=list(events), settings={},
+        secret=crypto.encrypt(url, context=notify.SECRET_CONTEXT),
+    ))  # fmt: skip
+    db.session.commit()
