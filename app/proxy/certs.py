@@ -175,9 +175,10 @@ def issue(cert: Certificate) -> str:
     blocked = budget_blocked_until(hosts)
     if blocked is not None:
         domain, until = blocked
+        cert.preflight_json = None  # not run: the words are the budget's
         _set_back(cert, serving, f"{BUDGET_FAILED} orders for {domain} failed in the last hour; "
-                  f"waiting until {certwords.when(until)} so as not to hit the CA's rate limits",
-                  CertState(cert.state), at=until, count=False)  # fmt: skip
+                  f"the next one waits until {certwords.when(until)} so as not to hit the CA's "
+                  "rate limits", CertState(cert.state), at=until, count=False)  # fmt: skip
         return cert.state
     result = preflight.run(hosts)
     cert.preflight_json = json.dumps(result)

@@ -48,6 +48,8 @@ def describe(cert: Certificate) -> str:
     if cert.state == CertState.pending_dns.value:
         if cert.preflight_json:
             return preflight_words(json.loads(cert.preflight_json)) + later
+        if cert.last_error:
+            return f"waiting: {cert.last_error}"
         return "waiting for the DNS check"
     if cert.state == CertState.issuing.value:
         return "issuing"

@@ -197,6 +197,7 @@ def test_the_backoff_doubles_up_to_six_hours_and_the_budget_stops_orders(acme, a
     assert cert.state == "pending_dns" and cert.preflight_json is None
     assert "orders for example.net failed in the last hour" in cert.last_error
     assert cert.next_attempt_at > utcnow() + timedelta(minutes=59)
+    assert certs.describe(cert).startswith("waiting: 3 orders for example.net failed in the last")
 
 
 def test_a_certificate_no_domain_needs_is_removed_with_its_file(acme, acme_lab):
@@ -226,3 +227,48 @@ def test_hostile_host_names_never_reach_the_ca_or_a_file_name(acme, acme_lab):
     dynamic = traefik.dynamic_dir()
     assert all(p.name == "_slipway.yml" or p.name.startswith(("app-", "cert-"))
                for p in dynamic.iterdir())  # fmt: skip
+
+
+def test_the_domains_tab_job_runs_from_the_queue_by_its_name(acme, acme_lab):
+    """The Domains tab enqueues ``app.jobs.sync_certificates(app_id)`` on ``default``."""
+    from app.extensions import queue
+    from tests.backups.conftest import work
+
+    app_row, domain = app_with_domain()
+    queue("default").enqueue("app.jobs.sync_certificates", app_row.id)
+    work("default")
+    db.session.expire_all()
+    cert = db.session.get(Domain, domain.id).certificate
+    assert cert is not None and cert.state == "active", cert and cert.last_error
+
+
+def test_a_certificate_another_worker_holds_is_not_ordered_twice(acme, acme_lab):
+    app_row, domain = app_with_domain()
+    cert = Certificate(application_id=app_row.id, hosts=[domain.host])
+    db.session.add(cert)
+    db.session.flush()
+    domain.certificate_id = cert.id
+    db.session.commit()
+    lock = certs._lock(cert.id)
+    assert lock.acquire(blocking=False)
+    orders_before = acme_lab.pebble.orders()
+    try:
+        assert certs.sync_for_app(app_row) == {cert.id: "busy"}
+        assert certs.tick() == {cert.id: "busy"}
+    finally:
+        lock.release()
+    assert acme_lab.pebble.orders() == orders_before
+    db.session.expire_all()
+    assert db.session.get(Certificate, cert.id).state == "pending_dns"
+
+
+def test_an_order_whose_worker_died_is_set_back_with_the_reason(acme, acme_lab):
+    app_row, domain = app_with_domain(https_mode="off")
+    cert = Certificate(application_id=app_row.id, hosts=[domain.host], state="issuing")
+    db.session.add(cert)
+    db.session.commit()
+    assert certs.tick() == {}
+    db.session.expire_all()
+    cert = db.session.get(Certificate, cert.id)
+    assert cert.state == "failed" and cert.last_error == "the worker stopped during the order"
+    assert cert.next_attempt_at > utcnow()
