@@ -169,3 +169,43 @@ def send_password_reset(user_id: int) -> str:
 
     with _context():
         return resets.send_mail(user_id)
+
+
+# ---- certificates ----------------------------------------------------------------
+
+
+def sync_certificates(app_id: int) -> dict:
+    """After an app's domains changed: its certificates made, linked, dropped, and what
+    is due ordered now (``app.proxy.certs.sync_for_app``)."""
+    from app.models import Application
+    from app.proxy import certs
+
+    with _context():
+        app_row = db.session.get(Application, app_id)
+        if app_row is None:
+            return {}
+        return certs.sync_for_app(app_row)
+
+
+def retry_certificate(cert_id: int) -> str:
+    """**Retry now**: the certificate's next attempt at once (``app.proxy.certs.retry``)."""
+    from app.proxy import certs
+
+    with _context():
+        return certs.retry(cert_id)
+
+
+def certificate_tick() -> dict:
+    """Every minute: due orders, retries and renewals (``app.proxy.certs.tick``)."""
+    from app.proxy import certs
+
+    with _context():
+        return certs.tick()
+
+
+def certificate_watch() -> dict:
+    """Daily: what Traefik serves for each certificate, and expiry warnings."""
+    from app.proxy import certs
+
+    with _context():
+        return certs.watch()

@@ -38,6 +38,7 @@ from app.extensions import db, queue
 from app.models import (
     Application,
     Backup,
+    Certificate,
     ChannelKind,
     Deployment,
     NotificationChannel,
@@ -115,6 +116,8 @@ def message(what: str, object_id: int) -> tuple[str, str]:
         )
     if what in APP_EVENTS:
         return _app_message(what, object_id)
+    if what in CERTIFICATE_EVENTS:
+        return _certificate_message(what, object_id)
     return (f"Slipway: {what}", f"Slipway event {what} (#{object_id})")
 
 
@@ -123,6 +126,27 @@ APP_EVENTS = {
     NotificationEvent.app_crash_looping.value: "keeps crashing",
     NotificationEvent.app_recovered.value: "serves again",
 }
+
+
+CERTIFICATE_EVENTS = {
+    NotificationEvent.certificate_failed.value: "could not be ordered",
+    NotificationEvent.certificate_expiring.value: "expires soon",
+}
+
+
+def _certificate_message(what: str, cert_id: int) -> tuple[str, str]:
+    """A certificate event; the text is its state in words when the delivery is made."""
+    from app.proxy import certwords
+
+    cert = db.session.get(Certificate, cert_id)
+    if cert is None:
+        gone = f"Certificate #{cert_id} {CERTIFICATE_EVENTS[what]}"
+        return (gone, f"{gone}; it has been removed since.")
+    hosts = ", ".join(cert.hosts)
+    subject = f"Certificate for {hosts} {CERTIFICATE_EVENTS[what]}"
+    if what == NotificationEvent.certificate_expiring.value and cert.not_after:
+        subject = f"Certificate for {hosts} expires on {cert.not_after:%Y-%m-%d}"
+    return (subject, f"{subject}: {certwords.describe(cert)}")
 
 
 def _app_message(what: str, app_id: int) -> tuple[str, str]:

@@ -44,6 +44,7 @@ LEASE_SECONDS = 30
 RENEW_EVERY = 10
 RECONCILE_EVERY = 30
 MISFIRE_GRACE = timedelta(hours=1)
+CERT_TICK_TIMEOUT = 3600  # orders one after the other, each bounded (app.proxy.certs)
 DRILL_CRON = "0 4 1 * *"  # restore drills: the 1st of every month, 04:00
 
 # Extends the lease only if we still hold it.
@@ -55,12 +56,12 @@ return 0
 """
 
 
-def enqueue_once(func, slot_seconds: int, queue_name: str = "default") -> str | None:
+def enqueue_once(func, slot_seconds: int, queue_name: str = "default", **options) -> str | None:
     """Enqueue ``func`` under an id made of its name and the current time slot."""
     slot = int(time.time()) // slot_seconds
     job_id = f"sched-{func.__name__}-{slot}"
     return enqueue_unique(queue(queue_name), func, job_id=job_id, claim_seconds=2 * slot_seconds,
-                          result_ttl=3600, failure_ttl=86400)  # fmt: skip
+                          result_ttl=3600, failure_ttl=86400, **options)  # fmt: skip
 
 
 def enqueue_unique(q, func, *args, job_id: str, claim_seconds: int, **options) -> str | None:
@@ -209,6 +210,16 @@ def build(app: Flask) -> BackgroundScheduler:
             enqueue_once(jobs.maintain_metrics, 60)
 
     scheduler.add_job(metric_sampler, "interval", seconds=15, id="metrics")
+
+    def certificates() -> None:
+        # The tick may order several certificates in a row: a long job timeout. The daily
+        # watch is claimed per UTC day, so the hourly check queues it once a day.
+        with app.app_context():
+            enqueue_once(jobs.certificate_tick, 60, job_timeout=CERT_TICK_TIMEOUT)
+            enqueue_once(jobs.certificate_watch, 86400)
+
+    scheduler.add_job(certificates, "interval", seconds=60, id="certificates",
+                      next_run_time=datetime.now(UTC))  # fmt: skip
     scheduler.add_job(
         reconcile, "interval", seconds=RECONCILE_EVERY, id="policies",
         next_run_time=datetime.now(UTC),

@@ -130,4 +130,10 @@ def test_enqueue_once_per_time_slot(app):
 
 def test_scheduler_jobs_are_built_from_the_registry(app):
     built = scheduler.build(app)
-    assert {job.id for job in built.get_jobs()} == {"reaper", "metrics", "policies", "drills"}
+    assert {job.id for job in built.get_jobs()} == {
+        "reaper",
+        "metrics",
+        "policies",
+        "drills",
+        "certificates",
+    }

@@ -144,6 +144,8 @@ EVENT_LABELS = {
     NotificationEvent.app_down.value: "An app went down",
     NotificationEvent.app_crash_looping.value: "An app keeps crashing",
     NotificationEvent.app_recovered.value: "An app serves again",
+    NotificationEvent.certificate_failed.value: "A certificate order failed",
+    NotificationEvent.certificate_expiring.value: "A certificate expires soon",
 }
 
 

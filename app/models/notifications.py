@@ -26,6 +26,10 @@ class NotificationEvent(enum.StrEnum):
     app_down = "app.down"
     app_recovered = "app.recovered"
     app_crash_looping = "app.crash_looping"
+    # Certificates (app/proxy/certs.py): an order failed (once per streak of failures);
+    # one expires in 21, 14 or 7 days (once per threshold and certificate).
+    certificate_failed = "certificate.failed"
+    certificate_expiring = "certificate.expiring"
 
 
 class NotificationChannel(Timestamped, Base):
