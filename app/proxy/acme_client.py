@@ -149,7 +149,7 @@ def order(hosts: list[str], seconds: float = ORDER_SECONDS) -> Issued:
             challb = _http01(authzr)
             response, validation = challb.response_and_validation(client.net.key)
             token = challb.chall.encode("token")
-            challenges.put_acme(token, validation)
+            challenges.put_acme(token, validation, host=authzr.body.identifier.value)
             tokens.append(token)
             client.answer_challenge(challb, response)
         # The acme library compares its deadline with naive local time.

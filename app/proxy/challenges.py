@@ -4,6 +4,8 @@ authorizations (``acme-challenge``) and the preflight's self-probe tokens (``sli
 Both are kept in Redis with a time to live, so every web process answers, whichever one
 Traefik picks, and nothing outlives the order or the probe that made it. Tokens are
 URL-safe base64 (RFC 8555 8.3: ``[A-Za-z0-9_-]``); anything else is never looked up.
+An ACME answer is kept with the host it was issued for and given only to a request for
+that host (SECURITY.md 26): another name pointed at this server cannot read it.
 """
 
 from __future__ import annotations
@@ -36,16 +38,30 @@ def _get(key: str, token: str) -> str | None:
     return value.decode() if value is not None else None
 
 
-def put_acme(token: str, key_authorization: str) -> None:
-    _put(ACME_KEY, token, key_authorization, ACME_TTL)
+def _host_only(host: str) -> str:
+    """``Host`` header → the name alone: lower case, no port, no trailing dot."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return name.split("]")[0] + "]"
+    return name.rsplit(":", 1)[0].rstrip(".") if ":" in name else name.rstrip(".")
+
+
+def put_acme(token: str, key_authorization: str, *, host: str) -> None:
+    """Answer ``token`` with ``key_authorization``, to requests for ``host`` only."""
+    _put(ACME_KEY, token, f"{_host_only(host)} {key_authorization}", ACME_TTL)
 
 
 def drop_acme(token: str) -> None:
     redis.client.delete(ACME_KEY.format(token))
 
 
-def acme_answer(token: str) -> str | None:
-    return _get(ACME_KEY, token)
+def acme_answer(token: str, host: str) -> str | None:
+    """The key authorization of ``token`` if it was issued for ``host`` (a Host header)."""
+    stored = _get(ACME_KEY, token)
+    if stored is None:
+        return None
+    issued_for, _, answer = stored.partition(" ")
+    return answer if issued_for == _host_only(host) else None
 
 
 def put_probe(token: str) -> None:

@@ -4,7 +4,7 @@ here, ahead of the apps' routes (``app.proxy.traefik``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, request
 
 from app.proxy import challenges
 
@@ -19,7 +19,7 @@ def _text(body: str | None) -> Response:
 
 @bp.get("/.well-known/acme-challenge/<token>")
 def acme_challenge(token: str):
-    return _text(challenges.acme_answer(token))
+    return _text(challenges.acme_answer(token, request.host))
 
 
 @bp.get("/.well-known/slipway/<token>")

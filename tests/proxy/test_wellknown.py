@@ -12,13 +12,28 @@ def test_an_acme_answer_is_served_without_a_session_then_forgotten(app):
     client = app.test_client()
     token = secrets.token_urlsafe(32)
     assert client.get(f"/.well-known/acme-challenge/{token}").status_code == 404
-    challenges.put_acme(token, f"{token}.thumbprint")
-    answer = client.get(f"/.well-known/acme-challenge/{token}")
+    challenges.put_acme(token, f"{token}.thumbprint", host="shop.example.com")
+    answer = client.get(
+        f"/.well-known/acme-challenge/{token}", headers={"Host": "Shop.Example.com.:8080"}
+    )
     assert answer.status_code == 200
     assert answer.get_data(as_text=True) == f"{token}.thumbprint"
     assert answer.mimetype == "text/plain"
     challenges.drop_acme(token)
-    assert client.get(f"/.well-known/acme-challenge/{token}").status_code == 404
+    answer = client.get(
+        f"/.well-known/acme-challenge/{token}", headers={"Host": "shop.example.com"}
+    )
+    assert answer.status_code == 404
+
+
+def test_an_acme_answer_is_given_only_for_the_host_being_ordered(app):
+    """SECURITY.md 26: another name pointed at this server cannot read the answer."""
+    client = app.test_client()
+    token = secrets.token_urlsafe(32)
+    challenges.put_acme(token, f"{token}.thumbprint", host="shop.example.com")
+    for other in ("evil.example.net", "localhost", "shop.example.com.evil.net", "example.com"):
+        answer = client.get(f"/.well-known/acme-challenge/{token}", headers={"Host": other})
+        assert answer.status_code == 404, other
 
 
 def test_a_probe_token_answers_itself(app):
