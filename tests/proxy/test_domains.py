@@ -268,3 +268,21 @@ def test_the_state_in_words(web):
         cert.state = state
         assert domains._cert_words(cert)
 
+
+def test_routing_sees_prefixes_modes_and_usable_certificates(app, web):
+    domain = domains.add_domain(web, "shop.example.com", "/api", strip_prefix=True,
+                                www="to_www").domain  # fmt: skip
+    base = app.config["BASE_DOMAIN"]
+    found = routing.routes(web)
+    assert found[0] == routing.traefik.Route(f"web.shop.{base}")
+    assert found[1] == routing.traefik.Route("shop.example.com", "/api", True, "redirect",
+                                             "to_www", tls_ready=False)  # fmt: skip
+    for state, usable in (("issuing", False), ("active", True), ("renewing", True),
+                          ("failed", False)):  # fmt: skip
+        cert = Certificate(application_id=web.id, hosts_json="[]", state=state)
+        db.session.add(cert)
+        db.session.flush()
+        domain.certificate_id = cert.id
+        db.session.commit()
+        db.session.refresh(domain)
+        assert routing.routes(web)[1].tls_ready is usable, state
