@@ -248,6 +248,37 @@ class EnvVarForm(FlaskForm):
     is_secret = BooleanField("Secret")
 
 
+class DomainForm(FlaskForm):
+    """An app's domain. The host and prefix are checked by ``app.proxy.domains`` (which
+    converts the host to punycode); the form keeps what was typed for a re-render."""
+
+    host = StringField(
+        "Host name", [DataRequired("Enter a host name such as shop.example.com."),
+                      Limit(300, "A host name")], filters=[strip],
+    )  # fmt: skip
+    path_prefix = StringField("Path prefix", [Limit(300, "A path prefix")], default="/")
+    strip_prefix = BooleanField("Strip the prefix before passing the request on")
+    https_mode = SelectField(
+        "HTTPS",
+        choices=[
+            ("redirect", "HTTPS; plain HTTP redirects to it (once the certificate is active)"),
+            ("only", "HTTPS only; plain HTTP gets 404"),
+            ("off", "Plain HTTP only, no certificate"),
+        ],
+        default="redirect",
+    )
+    www = SelectField(
+        "www",
+        choices=[
+            ("none", "The host alone"),
+            ("both", "The host and its www twin both serve"),
+            ("to_apex", "www.<host> redirects to <host>"),
+            ("to_www", "<host> redirects to www.<host>"),
+        ],
+        default="none",
+    )
+
+
 # Room for MAX_WATCH_PATHS lines of the longest pattern, with blank lines and spaces.
 WATCH_PATHS_TEXT_LIMIT = 4 * names.MAX_WATCH_PATHS * names.MAX_WATCH_PATH_LENGTH
 

@@ -528,3 +528,100 @@ def token_user(value: str | None) -> str:
     if value and not SSH_USER_RE.fullmatch(value):
         raise InvalidValue("Use letters, digits, '.', '_' and '-' only.")
     return value[:100]
+
+
+# ---- app domains ----------------------------------------------------------
+
+PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
+MAX_PATH_PREFIX = 255
+
+
+def domain_host(value: str | None) -> str:
+    """A host name given to an app, in punycode: ``Bücher.Example.`` → ``xn--bcher-kva.example``.
+
+    Trimmed, lower-cased, a trailing dot dropped, an international name converted
+    (IDNA, UTS 46); then :func:`hostname` and more: at least two labels, no IP literal,
+    no wildcard. What comes back is all a Traefik rule or a certificate ever sees."""
+    import idna
+
+    host = (value or "").strip().lower()
+    host = host[:-1] if host.endswith(".") else host
+    if not host:
+        raise InvalidValue("Enter a host name such as shop.example.com.")
+    if len(host) > 253:
+        raise InvalidValue(f"A host name is at most 253 characters (this one has {len(host):,}).")
+    if "*" in host:
+        raise InvalidValue("Wildcards are not accepted: enter one host name (shop.example.com).")
+    if "/" in host or ":" in host or "[" in host:
+        raise InvalidValue("Enter the host name alone, without a scheme, port or path.")
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            raise InvalidValue("This is not a valid international domain name.") from None
+    if not re.fullmatch(r"[a-z0-9.-]+", host):
+        raise InvalidValue(
+            "A host name may use letters, digits, '-' and dots only "
+            "(no spaces, underscores, quotes or other signs)."
+        )
+    labels = host.split(".")
+    if any(not label for label in labels):
+        raise InvalidValue("A host name cannot have an empty label ('..' or a leading dot).")
+    if any(len(label) > 63 for label in labels):
+        raise InvalidValue("Each part of a host name between dots is at most 63 characters.")
+    if len(host) > 253:
+        raise InvalidValue("A host name is at most 253 characters once converted to punycode.")
+    if labels[-1].isdigit() or _legacy_ipv4(host) is not None:
+        raise InvalidValue("Enter a host name, not an IP address.")
+    if len(labels) < 2:
+        raise InvalidValue("Enter a full host name with a domain, such as shop.example.com.")
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        raise InvalidValue("A part of a host name between dots cannot start or end with '-'.")
+    host = hostname(host, "The host")
+    if domain_display(host) is None:
+        raise InvalidValue("This is not a valid international domain name (a bad xn-- label).")
+    return host
+
+
+def domain_display(host: str) -> str | None:
+    """The Unicode form of a punycode host name, or None when it does not decode."""
+    import idna
+
+    if "xn--" not in host:
+        return host
+    try:
+        return idna.decode(host)
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
+def www_twin(host: str) -> str:
+    """``www.<host>``, or for a host that starts with ``www.`` its apex."""
+    return host[4:] if host.startswith("www.") else f"www.{host}"
+
+
+def path_prefix(value: str | None) -> str:
+    """``/`` or ``/seg/seg`` of ``[A-Za-z0-9._~-]`` segments, a trailing ``/`` dropped.
+
+    No ``..``, no empty segment, no percent-encoding (``%2f`` would be a separator to
+    some backends and not to others)."""
+    value = (value or "").strip()
+    if value in ("", "/"):
+        return "/"
+    if len(value) > MAX_PATH_PREFIX:
+        raise InvalidValue(f"A path prefix is at most {MAX_PATH_PREFIX} characters.")
+    if not value.startswith("/"):
+        raise InvalidValue("A path prefix starts with '/', such as /api.")
+    if value.endswith("/"):
+        value = value[:-1]
+    segments = value[1:].split("/")
+    if any(not segment for segment in segments):
+        raise InvalidValue("A path prefix cannot contain '//'.")
+    if ".." in value or any(segment == "." for segment in segments):
+        raise InvalidValue("A path prefix cannot contain '..' or '.' segments.")
+    if not all(PREFIX_SEGMENT_RE.fullmatch(segment) for segment in segments):
+        raise InvalidValue(
+            "A path prefix may use letters, digits and . _ ~ - between slashes "
+            "(no spaces, no %-encoding)."
+        )
+    return value

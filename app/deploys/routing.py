@@ -28,8 +28,9 @@ from flask import current_app
 from redis.exceptions import LockError
 from sqlalchemy import select, update
 
+from app import names
 from app.extensions import db, redis
-from app.models import Application
+from app.models import Application, CertState, WwwMode
 from app.projects import catalog
 from app.proxy import traefik
 from app.runtime import containers
@@ -37,19 +38,45 @@ from app.runtime import containers
 log = logging.getLogger("slipway.routing")
 
 
-def hosts(app: Application) -> list[str]:
-    """The app's default address under the base domain, then its own domains."""
+USABLE_CERTIFICATE = (CertState.active.value, CertState.renewing.value)
+
+
+def routes(app: Application) -> list[traefik.Route]:
+    """The app's default address under the base domain (plain HTTP), then its domains
+    with their prefixes and modes. A domain (or www twin) that is another app's default
+    address, or the dashboard's own host, is left out: the default address wins."""
     base = current_app.config["BASE_DOMAIN"]
-    found = [catalog.default_address(app, base)]
-    suffix = f".{base}"
+    default = catalog.default_address(app, base)
+    found = [traefik.Route(default)]
+    dashboard = (urlsplit(current_app.config.get("PUBLIC_URL") or "").hostname or "").lower()
     for domain in app.domains:
-        host = domain.host
-        if host.endswith(suffix) and _address_owner(host[: -len(suffix)]) not in (None, app.id):
-            log.warning("app %s: not routing %s, another app's default address", app.id, host)
+        if domain.host in (default, dashboard) or _foreign_address(domain.host, app.id, base):
+            log.warning("app %s: not routing %s, another app's default address", app.id,
+                        domain.host)  # fmt: skip
             continue
-        if host not in found:
-            found.append(host)
+        www = domain.www
+        twin = names.www_twin(domain.host)
+        if www != WwwMode.none.value and (
+            twin in (default, dashboard) or _foreign_address(twin, app.id, base)
+        ):
+            log.warning("app %s: not routing the www twin of %s", app.id, domain.host)
+            www = WwwMode.none.value
+        cert = domain.certificate
+        found.append(traefik.Route(
+            domain.host, domain.path_prefix, domain.strip_prefix, domain.https_mode, www,
+            tls_ready=cert is not None and cert.state in USABLE_CERTIFICATE,
+        ))  # fmt: skip
     return found
+
+
+def hosts(app: Application) -> list[str]:
+    """The host names the app's route answers on (default address first)."""
+    return list(dict.fromkeys(route.host for route in routes(app)))
+
+
+def _foreign_address(host: str, app_id: int, base: str) -> bool:
+    suffix = f".{base}"
+    return host.endswith(suffix) and _address_owner(host[: -len(suffix)]) not in (None, app_id)
 
 
 def _address_owner(address: str) -> int | None:
@@ -127,16 +154,16 @@ def route_to(app: Application, version: containers.Version) -> list[str]:
     that died since it was started is left out: the caller's wait for Traefik then
     sees the difference). Returns the hosts.
     """
-    names = hosts(app)
+    wanted = routes(app)
     port = _port_of(version, app.container_port)
     with app_lock(app.id):
         live = containers.deployment_replicas(
             app.id, version.deployment_id, ids=version.container_ids
         )
         endpoints = [f.endpoint(port) for f in live if f.serving]
-        traefik.write_app_routes(app.id, names, endpoints)
+        traefik.write_app_routes(app.id, wanted, endpoints)
         _set_routed(app.id, Routed(version.deployment_id, len(version.replicas), port))
-    return names
+    return list(dict.fromkeys(route.host for route in wanted))
 
 
 def unroute(app: Application) -> None:
@@ -171,7 +198,7 @@ def refresh(
         except traefik.ProxyError:
             served = None  # Traefik is not answering: write, it reads the file when it is back
         if rewrite or served is None or served != set(endpoints):
-            traefik.write_app_routes(app.id, hosts(app), endpoints)
+            traefik.write_app_routes(app.id, routes(app), endpoints)
             log.info("app %s: routing to %d replica(s) of deployment %s",
                      app.id, len(endpoints), found.deployment_id)  # fmt: skip
         return found, live

@@ -31,12 +31,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 from flask import current_app
 
 from app import names
+from app.models.applications import HttpsMode, WwwMode
 
 INTERNAL_ENTRYPOINT = "slipway-internal"
 HTTP_ENTRYPOINT = "web"
@@ -45,6 +47,8 @@ WELL_KNOWN_ROUTER = "slipway-well-known"
 WEB_SERVICE = "slipway-web"
 # Above any priority an app route gets (Traefik's default is the rule's length).
 WELL_KNOWN_PRIORITY = 1_000_000
+# App routes: this plus the path prefix's length (at most 255), so far below it.
+ROUTE_PRIORITY = 10_000
 DEFAULT_CERT_DAYS = 3650
 # A second change within this long of the previous reload waits for its end.
 THROTTLE = "10ms"
@@ -200,31 +204,170 @@ def app_route_path(app_id: int) -> Path:
     return dynamic_dir() / f"{route_name(app_id)}.yml"
 
 
-def write_app_routes(app_id: int, hosts: list[str], servers: list[str]) -> Path:
-    """Route ``hosts`` to ``servers`` (``http://ip:port``), replacing the app's file."""
+@dataclass(frozen=True)
+class Route:
+    """One host (and path prefix) of an app's route, as ``app.deploys.routing`` sees it.
+
+    The default address is ``Route(host)``: plain HTTP on ``web``, the whole host.
+    ``tls_ready``: the host's certificate is usable (active or renewing), so a
+    ``redirect`` domain sends plain HTTP to HTTPS; until then it serves plain HTTP too."""
+
+    host: str
+    path_prefix: str = "/"
+    strip_prefix: bool = False
+    https_mode: str = HttpsMode.off.value
+    www: str = WwwMode.none.value
+    tls_ready: bool = False
+
+
+def _checked_route(route: Route | str) -> Route:
+    """The route with every part a rule is built from validated again (SECURITY case 16)."""
+    if isinstance(route, str):
+        route = Route(route)
     try:
-        checked = [names.hostname(h) for h in hosts]
-    except names.InvalidValue as exc:
+        host = names.hostname(route.host)
+        prefix = names.path_prefix(route.path_prefix)
+        https_mode, www = HttpsMode(route.https_mode).value, WwwMode(route.www).value
+        if www != WwwMode.none.value:
+            names.hostname(names.www_twin(host))
+    except (names.InvalidValue, ValueError) as exc:
         raise ProxyError(f"cannot route this app: {exc}") from None
+    if prefix != route.path_prefix or host != route.host:
+        raise ProxyError("cannot route this app: a host or prefix is not in its stored form")
+    return replace(route, host=host, path_prefix=prefix, https_mode=https_mode, www=www)
+
+
+def route_priority(prefix: str) -> int:
+    """Longer prefixes first on a shared host; all below the /.well-known router."""
+    return ROUTE_PRIORITY + len(prefix)
+
+
+def _rule(hosts: list[str], prefix: str) -> str:
+    rule = " || ".join(f"Host(`{h}`)" for h in hosts)
+    if prefix == "/":
+        return rule
+    if len(hosts) > 1:
+        rule = f"({rule})"
+    # Path or PathPrefix of "<prefix>/": /v2 matches /v2 and /v2/…, never /v2x.
+    return f"{rule} && (Path(`{prefix}`) || PathPrefix(`{prefix}/`))"
+
+
+def _port_suffix(scheme: str) -> str:
+    port = current_app.config["HTTPS_PORT" if scheme == "https" else "HTTP_PORT"]
+    return "" if port == {"https": 443, "http": 80}[scheme] else f":{port}"
+
+
+def _redirect_to(scheme: str, target: str) -> dict:
+    """A permanent redirect to ``scheme://target`` with the path and query kept.
+
+    Traefik's permanent redirects answer 301 to GET and 308 to every other method
+    (which must keep its method and body); it has no setting for a 308 on GET."""
+    return {"redirectRegex": {
+        "regex": "^https?://[^/]+(.*)$",
+        "replacement": f"{scheme}://{target}{_port_suffix(scheme)}${{1}}",
+        "permanent": True,
+    }}  # fmt: skip
+
+
+def _to_https() -> dict:
+    """Plain HTTP of a host to the same URL on HTTPS (permanent), its port kept right."""
+    if current_app.config["HTTPS_PORT"] == 443:
+        return {"redirectScheme": {"scheme": "https", "permanent": True}}
+    return {"redirectRegex": {
+        "regex": "^http://([^/:]+)(:[0-9]+)?(.*)$",
+        "replacement": f"https://${{1}}{_port_suffix('https')}${{3}}",
+        "permanent": True,
+    }}  # fmt: skip
+
+
+def _names(route: Route) -> tuple[list[str], tuple[str, str] | None]:
+    """The hosts that serve, and (a host, the host it redirects to) for to_apex/to_www."""
+    host, www = route.host, route.www
+    if www == WwwMode.none.value:
+        return [host], None
+    twin = names.www_twin(host)
+    apex, www_name = (twin, host) if host.startswith("www.") else (host, twin)
+    if www == WwwMode.both.value:
+        return [host, twin], None
+    if www == WwwMode.to_apex.value:
+        return [apex], (www_name, apex)
+    return [www_name], (apex, www_name)
+
+
+def _route_config(app_id: int, index: int, route: Route) -> tuple[dict, dict]:
+    """The routers and middlewares of one route."""
+    service = route_name(app_id)
+    base = f"{service}-{index}"
+    serving, redirect = _names(route)
+    prefix, priority = route.path_prefix, route_priority(route.path_prefix)
+    routers, middlewares = {}, {}
+    serve_middlewares = []
+    if route.strip_prefix and prefix != "/":
+        middlewares[f"{base}-strip"] = {"stripPrefix": {"prefixes": [prefix]}}
+        serve_middlewares.append(f"{base}-strip")
+    https = route.https_mode != HttpsMode.off.value
+    upgrade = route.https_mode == HttpsMode.redirect.value and route.tls_ready
+
+    def router(hosts, entrypoint, chain):
+        found = {"rule": _rule(hosts, prefix), "entryPoints": [entrypoint], "service": service,
+                 "priority": priority}  # fmt: skip
+        if chain:
+            found["middlewares"] = list(chain)
+        if entrypoint == HTTPS_ENTRYPOINT:
+            found["tls"] = {}
+        return found
+
+    if route.https_mode != HttpsMode.only.value:
+        if upgrade:
+            middlewares[f"{base}-to-https"] = _to_https()
+        chain = [f"{base}-to-https"] if upgrade else serve_middlewares
+        routers[f"{base}-web"] = router(serving, HTTP_ENTRYPOINT, chain)
+        if redirect:
+            hop = f"{base}-www-web"
+            middlewares[hop] = _redirect_to("https" if upgrade else "http", redirect[1])
+            routers[hop] = router([redirect[0]], HTTP_ENTRYPOINT, [hop])
+    if https:
+        routers[f"{base}-tls"] = router(serving, HTTPS_ENTRYPOINT, serve_middlewares)
+        if redirect:
+            hop = f"{base}-www-tls"
+            middlewares[hop] = _redirect_to("https", redirect[1])
+            routers[hop] = router([redirect[0]], HTTPS_ENTRYPOINT, [hop])
+    return routers, middlewares
+
+
+def write_app_routes(app_id: int, routes: list[Route | str], servers: list[str]) -> Path:
+    """Route the app's ``routes`` (a host name alone is its default address's kind: plain
+    HTTP, the whole host) to ``servers`` (``http://ip:port``), replacing the app's file.
+
+    Per route: a router on ``web`` unless the mode is ``only`` (redirecting to HTTPS once
+    the certificate is usable, for ``redirect``), one on ``websecure`` unless ``off``
+    (Traefik picks the certificate by SNI), and for ``to_apex``/``to_www`` a router that
+    redirects the other name (permanently). Explicit priorities make the longest prefix
+    win on a shared host."""
+    checked = [_checked_route(r) for r in routes]
     if not checked:
         raise ProxyError("an app needs at least one host name")
-    rule = " || ".join(f"Host(`{h}`)" for h in checked)
     name = route_name(app_id)
-    data = {
-        "http": {
-            "routers": {name: {"rule": rule, "entryPoints": ["web"], "service": name}},
-            "services": {
-                name: {
-                    "loadBalancer": {
-                        "servers": [{"url": url} for url in servers],
-                        "passHostHeader": True,
-                    }
+    routers, middlewares = {}, {}
+    for index, route in enumerate(checked):
+        found_routers, found_middlewares = _route_config(app_id, index, route)
+        routers |= found_routers
+        middlewares |= found_middlewares
+    http = {
+        "routers": routers,
+        "services": {
+            name: {
+                "loadBalancer": {
+                    "servers": [{"url": url} for url in servers],
+                    "passHostHeader": True,
                 }
-            },
-        }
+            }
+        },
     }
+    if middlewares:
+        http["middlewares"] = middlewares
     path = app_route_path(app_id)
-    _write_atomic(path, data, staging_dir())
+    _write_atomic(path, {"http": http}, staging_dir())
     return path
 
 

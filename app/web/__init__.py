@@ -116,6 +116,7 @@ def register(app: Flask) -> None:
         backups,
         dashboard,
         deployments,
+        domains,
         health,
         installation,
         live,
@@ -133,6 +134,7 @@ def register(app: Flask) -> None:
     blueprints = (
         auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
         notifications, prometheus_web, workers_web, installation, repos, webhooks, wellknown,
+        domains,
     )  # fmt: skip
     for module in blueprints:
         app.register_blueprint(module.bp)

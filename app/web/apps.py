@@ -11,6 +11,7 @@ from app.extensions import db
 from app.forms import ApplicationForm, EnvVarForm
 from app.models import Application, Deployment, Role
 from app.projects import catalog, envvars
+from app.proxy import domains
 from app.web.htmx import is_htmx
 
 bp = Blueprint("apps", __name__)
@@ -110,6 +111,7 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
         display_value=envvars.display_value,
         serving=serving,
         not_applied=control.not_applied(app, serving),
+        domain_views=domains.views(app),
     )
     return page, status
 

@@ -1,4 +1,5 @@
-"""Certificate-test fixtures: a real Traefik, Slipway's web on a real HTTP server behind
+"""Fixtures of the app/proxy tests. ``proxy``: a real Traefik on a fresh proxy folder.
+Certificates: a real Traefik, Slipway's web on a real HTTP server behind
 it (``WEB_UPSTREAM``), and a real ACME server (Pebble) whose DNS is challtestsrv, so
 Pebble → Traefik → Slipway's ``/.well-known/acme-challenge/`` really happens."""
 
@@ -155,3 +156,22 @@ def subscribe(team_id: int, url: str, *events: str) -> None:
         secret=crypto.encrypt(url, context=notify.SECRET_CONTEXT),
     ))  # fmt: skip
     db.session.commit()
+
+
+@pytest.fixture
+def proxy(base_config, tmp_path):
+    """An app whose PROXY_DIR is fresh, and a Traefik on the static config it writes."""
+    config = base_config | {
+        "PROXY_DIR": str(tmp_path / "traefik"),
+        "HTTP_PORT": lab.free_port(),
+        "HTTPS_PORT": lab.free_port(),
+        "PROXY_API_PORT": lab.free_port(),
+    }
+    with running_app(config) as app:
+        static = traefik.write_static_config()
+        server = lab.Traefik(static, tmp_path / "traefik.log")
+        try:
+            server.wait_ready(config["PROXY_API_PORT"])
+            yield app, server, static
+        finally:
+            server.stop()

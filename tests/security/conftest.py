@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app import create_app
 from app.extensions import db
-from app.models import Application, Deployment, EnvVar, Project, Role, Team, User
+from app.models import Application, Deployment, Domain, EnvVar, Project, Role, Team, User
 from tests.conftest import Auth, RequestScopedClient, csrf_token
 from tests.factories import make_app, make_project, make_team, make_user
 
@@ -114,6 +114,7 @@ class TeamWorld:
     secret_var: EnvVar
     deployment: Deployment
     backup_objects: dict | None = None  # destination, policy, backup, restore, channel
+    domain: Domain | None = None
 
     def ids(self) -> dict[str, int | str]:
         """Values for the URL rules' arguments, naming this team's objects."""
@@ -124,6 +125,7 @@ class TeamWorld:
             "application_id": self.application.id,
             "var_id": self.plain_var.id,
             "deployment_id": self.deployment.id,
+            "domain_id": self.domain.id if self.domain else 1,
             "field": "name",
             "filename": "app.css",
         }
@@ -146,9 +148,21 @@ def _build_team(label: str) -> TeamWorld:
         commit_message=f"{label} commit message",
     )
     db.session.add(deployment)
+    domain = Domain(
+        application_id=application.id, team_id=team.id, host=f"{label}-shop.example.com"
+    )
+    db.session.add(domain)
     db.session.commit()
     return TeamWorld(
-        team, user, project, application, plain, secret, deployment, _backup_objects(team, label)
+        team,
+        user,
+        project,
+        application,
+        plain,
+        secret,
+        deployment,
+        _backup_objects(team, label),
+        domain,
     )
 
 

@@ -38,6 +38,18 @@ def _writes(world, token: str) -> list[tuple[str, dict]]:
         (f"/apps/{a}/env", {"csrf_token": token, "key": "API_TOKEN", "value": "replaced"}),
         (f"/apps/{a}/env/{world.plain_var.id}/delete", {"csrf_token": token}),
         (f"/apps/{a}/env/{world.secret_var.id}/delete", {"csrf_token": token}),
+        (
+            f"/apps/{a}/domains",
+            {
+                "csrf_token": token,
+                "host": "viewer.example.com",
+                "path_prefix": "/",
+                "https_mode": "off",
+                "www": "none",
+            },
+        ),
+        (f"/apps/{a}/domains/{world.domain.id}/retry", {"csrf_token": token}),
+        (f"/apps/{a}/domains/{world.domain.id}/remove", {"csrf_token": token}),
     ]
 
 
@@ -50,6 +62,7 @@ def _edit_pages(world) -> list[str]:
         f"/projects/{p}/apps/new",
         f"/apps/{a}/edit",
         f"/apps/{a}/delete",
+        f"/apps/{a}/domains/{world.domain.id}/remove",
     ]
 
 

@@ -61,6 +61,7 @@ def _victim_strings(world) -> list[str]:
         "bravo-bucket",
         "bravo drill log",
         "bravo-policy",
+        "bravo-shop.example.com",
     ]
 
 
