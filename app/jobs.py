@@ -196,10 +196,12 @@ def retry_certificate(cert_id: int) -> str:
 
 
 def certificate_tick() -> dict:
-    """Every minute: due orders, retries and renewals (``app.proxy.certs.tick``)."""
-    from app.proxy import certs
+    """Every minute: the dashboard host's certificate kept (``app.proxy.dashboard``), then
+    due orders, retries and renewals (``app.proxy.certs.tick``)."""
+    from app.proxy import certs, dashboard
 
     with _context():
+        dashboard.sync()
         return certs.tick()
 
 

@@ -385,6 +385,7 @@ SYS_PIDFD_OPEN = 434  # the same number on x86-64 and arm64
 SYS_PROCESS_MADVISE = 440
 MADV_PAGEOUT = 21
 PROXY_TRIM_AFTER = 5.0  # seconds after the URL: Traefik has read its routes by then
+HTTPS_CHECK_SECONDS = 5.0  # how often make run looks whether the dashboard's HTTPS is up
 
 
 def page_out_file_mappings(pid: int) -> int:
@@ -429,6 +430,17 @@ def page_out_file_mappings(pid: int) -> int:
     finally:
         os.close(pidfd)
     return advised
+
+
+def _https_status(context, port: int, host: str, path: str) -> int:
+    """The status of GET ``path`` over TLS to 127.0.0.1:``port`` with SNI and Host = ``host``
+    (the certificate checked against ``host`` by ``context``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                        .encode())  # fmt: skip
+            head = tls.recv(256).split(b"\r\n", 1)[0].split()
+    return int(head[1])
 
 
 # ---- the supervisor -----------------------------------------------------------
@@ -586,6 +598,7 @@ class Supervisor:
                     self.healthy.set()
                     self._print_url()
                     self._trim_proxy()
+                    self._announce_https()
                     return
                 last = f"status {status}"
             except OSError as exc:
@@ -594,6 +607,31 @@ class Supervisor:
                 say(f"/healthz has not answered 200 in {HEALTH_WARN_AFTER:.0f} s ({last}); waiting")
                 warned = True
             self.stopping.wait(0.3)
+
+    def _announce_https(self) -> None:
+        """With SLIPWAY_PUBLIC_URL https://<host>/, print that URL once Traefik serves the
+        dashboard there with a certificate this machine trusts (issue 13: the worker
+        orders it; that can take a minute, or wait for DNS)."""
+        public = urlsplit(_setting("PUBLIC_URL", "") or "")
+        if public.scheme != "https" or not public.hostname:
+            return
+        import ssl
+
+        default = "443" if os.geteuid() == 0 else "8443"
+        port = int(_setting("HTTPS_PORT", default) or default)
+        context = ssl.create_default_context()
+        bundle = _setting("ACME_CA_BUNDLE")
+        if bundle:
+            context.load_verify_locations(bundle)  # a private CA's root (tests: Pebble's)
+        while not self.stopping.wait(HTTPS_CHECK_SECONDS):
+            try:
+                status = _https_status(context, port, public.hostname, "/healthz")
+            except (OSError, ssl.SSLError, ValueError, IndexError):
+                continue  # not yet: no certificate, not trusted, or no answer
+            if status == 200:
+                shown = "" if port == 443 else f":{port}"
+                say(f"Slipway is running at https://{public.hostname}{shown}/ too (HTTPS)")
+                return
 
     def _trim_proxy(self) -> None:
         """Once started, Traefik's start-up pages go back to the kernel (SLIPWAY_PROXY_TRIM=0:

@@ -63,7 +63,10 @@ def uploaded_covers(cert: Certificate | None, app: Application, hosts: list[str]
 def routes_changed(app: Application | None) -> None:
     """Tell routing (HTTPS on or off for the app's domains); a failure there is logged,
     never a certificate's failure: the next route write picks the state up."""
-    if app is None:
+    if app is None:  # the dashboard's own host (app.proxy.dashboard)
+        from app.proxy import dashboard
+
+        dashboard.write_route()
         return
     from app.deploys import routing
 

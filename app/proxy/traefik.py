@@ -294,10 +294,8 @@ def _names(route: Route) -> tuple[list[str], tuple[str, str] | None]:
     return [www_name], (apex, www_name)
 
 
-def _route_config(app_id: int, index: int, route: Route) -> tuple[dict, dict]:
-    """The routers and middlewares of one route."""
-    service = route_name(app_id)
-    base = f"{service}-{index}"
+def _route_config(service: str, base: str, route: Route) -> tuple[dict, dict]:
+    """The routers and middlewares (named ``<base>-…``) of one route to ``service``."""
     serving, redirect = _names(route)
     prefix, priority = route.path_prefix, route_priority(route.path_prefix)
     routers, middlewares = {}, {}
@@ -350,7 +348,7 @@ def write_app_routes(app_id: int, routes: list[Route | str], servers: list[str])
     name = route_name(app_id)
     routers, middlewares = {}, {}
     for index, route in enumerate(checked):
-        found_routers, found_middlewares = _route_config(app_id, index, route)
+        found_routers, found_middlewares = _route_config(name, f"{name}-{index}", route)
         routers |= found_routers
         middlewares |= found_middlewares
     http = {
@@ -369,6 +367,26 @@ def write_app_routes(app_id: int, routes: list[Route | str], servers: list[str])
     path = app_route_path(app_id)
     _write_atomic(path, {"http": http}, staging_dir())
     return path
+
+
+DASHBOARD_ROUTE = "slipway-dashboard"
+
+
+def write_dashboard_route(host: str | None, tls_ready: bool) -> None:
+    """Serve the dashboard on its own host (SLIPWAY_PUBLIC_URL's, when it is https://)
+    through Traefik: HTTPS on ``websecure`` and, once its certificate is usable, plain
+    HTTP redirected there (until then plain HTTP serves, so the ACME answers and the
+    dashboard keep working). ``host=None`` removes the route."""
+    path = dynamic_dir() / f"{DASHBOARD_ROUTE}.yml"
+    if host is None:
+        path.unlink(missing_ok=True)
+        return
+    route = _checked_route(Route(host, https_mode=HttpsMode.redirect.value, tls_ready=tls_ready))
+    routers, middlewares = _route_config(WEB_SERVICE, DASHBOARD_ROUTE, route)
+    http: dict = {"routers": routers}
+    if middlewares:
+        http["middlewares"] = middlewares
+    _write_atomic(path, {"http": http}, staging_dir())
 
 
 def certificate_route_path(cert_id: int) -> Path:
