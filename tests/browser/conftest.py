@@ -78,13 +78,8 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(base_config: dict, data_dir: Path, extra_env: dict | None = None) -> Server:
-    """gunicorn as in production (gthread), on the test database and Redis.
-
-    ``extra_env`` overrides settings, e.g. a real ``SLIPWAY_DOCKER_HOST`` for pages
-    that read container logs.
-    """
-    port = _free_port()
+def server_env(base_config: dict, data_dir: Path, extra_env: dict | None = None) -> dict:
+    """The environment of a test server (and of a worker process that goes with it)."""
     # Only the settings below: a SLIPWAY_* of the caller's shell (say a PUBLIC_URL
     # with https, which makes the session cookie Secure) must not leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
@@ -100,6 +95,20 @@ def start_server(base_config: dict, data_dir: Path, extra_env: dict | None = Non
         }
         | (extra_env or {})
     )
+    return env
+
+
+def start_server(
+    base_config: dict, data_dir: Path, extra_env: dict | None = None, port: int | None = None
+) -> Server:
+    """gunicorn as in production (gthread), on the test database and Redis.
+
+    ``extra_env`` overrides settings, e.g. a real ``SLIPWAY_DOCKER_HOST`` for pages
+    that read container logs. ``port``: a port chosen beforehand (a setting that names
+    the server's own address, such as ``SLIPWAY_WEB_UPSTREAM``); a free one by default.
+    """
+    port = port or _free_port()
+    env = server_env(base_config, data_dir, extra_env)
     log = data_dir / "gunicorn.log"
     command = [
         str(ROOT / ".venv" / "bin" / "gunicorn"),
