@@ -364,7 +364,10 @@ def view(domain: Domain) -> DomainView:
     else:
         state = certificate_words(cert)
         settled = cert.state in USABLE
-        retry = cert.state in (CertState.failed.value, CertState.pending_dns.value)
+        # Not before a first attempt failed: right after an add the order is on its way.
+        retry = cert.state == CertState.failed.value or (
+            cert.state == CertState.pending_dns.value and cert.attempts > 0
+        )
     return DomainView(domain, display(domain.host), twin and display(twin), _url(domain),
                       state, settled, retry)  # fmt: skip
 
