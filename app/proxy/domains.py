@@ -17,7 +17,6 @@ never loses the change, and the caller gets words to show about it.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -305,32 +304,11 @@ def display(host: str) -> str:
     return names.domain_display(host) or host
 
 
-def _cert_words(cert: Certificate) -> str:
-    """The certificate's state in words (``app.proxy.certs.describe`` replaces this)."""
-    if cert.state == CertState.active.value:
-        until = f" until {cert.not_after:%Y-%m-%d}" if cert.not_after else ""
-        return f"HTTPS active{until}"
-    if cert.state == CertState.renewing.value:
-        return "HTTPS active; the certificate is being renewed"
-    if cert.state == CertState.issuing.value:
-        return "Ordering the certificate…"
-    if cert.state == CertState.failed.value:
-        error = f": {cert.last_error}" if cert.last_error else ""
-        again = (
-            f" Next attempt {cert.next_attempt_at:%Y-%m-%d %H:%M} UTC."
-            if cert.next_attempt_at
-            else ""
-        )
-        return f"Certificate failed{error}.{again}"
-    return "Waiting for DNS to point here before ordering the certificate"
-
-
 def certificate_words(cert: Certificate) -> str:
-    if importlib.util.find_spec("app.proxy.certs") is not None:
-        from app.proxy import certs  # the certificate life cycle, when it is there
+    """The certificate's state in words (``app.proxy.certwords``)."""
+    from app.proxy import certwords
 
-        return str(certs.describe(cert))
-    return _cert_words(cert)
+    return certwords.describe(cert)
 
 
 @dataclass(frozen=True)

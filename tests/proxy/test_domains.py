@@ -249,7 +249,7 @@ def test_the_state_in_words(web):
     plain = domains.add_domain(web, "plain.example.com", https_mode="off").domain
     assert (domains.view(plain).state, domains.view(plain).settled) == ("HTTP only", True)
     waiting = domains.view(domain)
-    assert (waiting.settled, waiting.can_retry) == (False, True)
+    assert (waiting.settled, waiting.can_retry) == (False, True)  # the sync never ran
     when = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
     cert = Certificate(application_id=web.id, hosts_json="[]", state="failed",
                        last_error="DNS points elsewhere", next_attempt_at=when)  # fmt: skip
@@ -258,15 +258,16 @@ def test_the_state_in_words(web):
     domain.certificate_id = cert.id
     db.session.commit()
     db.session.refresh(domain)
-    words = domains._cert_words(cert)
+    words = domains.certificate_words(cert)
     assert "DNS points elsewhere" in words and "2030-01-02 03:04" in words
     assert domains.view(domain).can_retry and not domains.view(domain).settled
     cert.state, cert.not_after = "active", datetime(2031, 5, 6, tzinfo=UTC)
+    cert.last_error = cert.next_attempt_at = None
     db.session.commit()
-    assert domains.view(domain).settled and "2031-05-06" in domains._cert_words(cert)
+    assert domains.view(domain).settled and "2031-05-06" in domains.certificate_words(cert)
     for state in ("pending_dns", "issuing", "renewing"):
         cert.state = state
-        assert domains._cert_words(cert)
+        assert domains.certificate_words(cert)
 
 
 def test_routing_sees_prefixes_modes_and_usable_certificates(app, web):
