@@ -33,7 +33,13 @@ def test_every_app_tab_links_the_logs_page_and_it_is_current_there(logged_in):
     assert page.status_code == 200
     tabs = _tabs(page.get_data(as_text=True))
     assert [label for label, _, current in tabs if current] == ["Logs"]
-    assert [label for label, _, _ in tabs] == ["Overview", "Metrics", "Deployments", "Logs"]
+    assert [label for label, _, _ in tabs] == [
+        "Overview",
+        "Metrics",
+        "Deployments",
+        "Logs",
+        "Domains",
+    ]
 
 
 def test_the_app_page_links_its_logs_once(logged_in):
