@@ -213,7 +213,7 @@ def build(app: Flask) -> BackgroundScheduler:
 
     def certificates() -> None:
         # The tick may order several certificates in a row: a long job timeout. The daily
-        # watch is claimed per UTC day, so the hourly check queues it once a day.
+        # watch is claimed per UTC day, so this check each minute queues it once a day.
         with app.app_context():
             enqueue_once(jobs.certificate_tick, 60, job_timeout=CERT_TICK_TIMEOUT)
             enqueue_once(jobs.certificate_watch, 86400)

@@ -128,7 +128,9 @@ class EnvVar(Timestamped, Base):
 
 
 class HttpsMode(enum.StrEnum):
-    redirect = "redirect"  # HTTPS, and plain HTTP answers 308 to it (the default)
+    # HTTPS, and plain HTTP redirects there permanently (the default): Traefik answers 301
+    # to GET and 308 to other methods, and has no setting for 308 on GET.
+    redirect = "redirect"
     only = "only"  # HTTPS only: plain HTTP gets no route
     off = "off"  # plain HTTP only, no certificate
 
@@ -136,8 +138,8 @@ class HttpsMode(enum.StrEnum):
 class WwwMode(enum.StrEnum):
     none = "none"  # the host alone
     both = "both"  # the host and its www twin both serve
-    to_apex = "to_apex"  # www.<host> answers 308 to <host>
-    to_www = "to_www"  # <host> answers 308 to www.<host>
+    to_apex = "to_apex"  # www.<host> redirects permanently to <host>
+    to_www = "to_www"  # <host> redirects permanently to www.<host>
 
 
 class Domain(Timestamped, Base):
