@@ -182,7 +182,8 @@ class _Run:
     # -- state -------------------------------------------------------------
 
     def _advance(self, status: DeploymentStatus, step: DeployStep | None) -> None:
-        """Move to ``status``/``step`` unless someone cancelled or superseded the row."""
+        """Move to ``status``/``step`` unless someone cancelled or superseded the row; the
+        step's ``── <step>`` log line is committed with it (one commit, not two)."""
         changed = db.session.execute(
             update(Deployment)
             .where(
@@ -191,13 +192,13 @@ class _Run:
             )
             .values(status=status.value, step=step.value if step else None)
         ).rowcount
-        db.session.commit()
+        if changed and step:
+            self.log.info(f"── {step.value}")
+            self.log.flush()  # commits the step with its line, then publishes the line
+        db.session.commit()  # (nothing left to commit when the flush did)
         db.session.refresh(self.dep)
         if not changed:
             raise Cancelled()
-        if step:
-            self.log.info(f"── {step.value}")
-            self.log.flush()
         livestatus.publish(self.dep)
 
     def _check_cancel(self) -> bool:
