@@ -401,10 +401,10 @@ def login(http, base: str) -> None:
 def wait_body(url: str, body: str, timeout: float, host: str | None = None, check=None) -> None:
     """Poll ``url`` every POLL seconds until it answers 200 with ``body``.
 
-    One keep-alive session (Traefik routes each request anew): a new session and
-    connection per request cost the bench CPU time that the machine's other side, the
-    pipeline being measured, would otherwise have (Slipway's side polls for the whole
-    deploy, the raw side only after ``docker run``)."""
+    One keep-alive session (Traefik routes each request anew), on both sides: no new
+    session and connection to Traefik per poll. Slipway's side still polls for the
+    whole deploy, the raw side only after ``docker run``; a 50 Hz poll of a container
+    measured beside a build made it ≈0.03 s slower, and a ``docker run`` no slower."""
     import requests
 
     headers = {"Host": host} if host else {}
