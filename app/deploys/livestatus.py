@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from app.extensions import db, redis
-from app.models import Deployment
+from app.models import Application, Deployment, Project
 from app.models.deployments import FINAL_STATUSES
 
 log = logging.getLogger("slipway.livestatus")
@@ -33,24 +33,28 @@ STREAM_MAXLEN = 5000
 def events_of(deployments: Iterable[Deployment]) -> list[dict]:
     """What pages need to redraw a badge or the progress line; no user text.
 
-    One query for the newest deployment of each app involved, whatever the
-    number of deployments: an app's badge shows its newest deployment, and an
-    older one changing (running → replaced) must not repaint it.
+    One query, whatever the number of deployments, for the newest deployment of
+    each app involved (an app's badge shows its newest deployment, and an older one
+    changing, running → replaced, must not repaint it) and the app's team: after a
+    commit the rows' app and project are expired, and reading the team through them
+    would load each again.
     """
     deployments = list(deployments)
     apps = {d.application_id for d in deployments}
-    newest = dict(
-        db.session.execute(
-            select(Deployment.application_id, func.max(Deployment.id))
-            .where(Deployment.application_id.in_(apps))
-            .group_by(Deployment.application_id)
-        ).all()
-    ) if apps else {}  # fmt: skip
+    found = db.session.execute(
+        select(Deployment.application_id, func.max(Deployment.id), Project.team_id)
+        .join(Application, Application.id == Deployment.application_id)
+        .join(Project, Project.id == Application.project_id)
+        .where(Deployment.application_id.in_(apps))
+        .group_by(Deployment.application_id, Project.team_id)
+    ).all() if apps else []  # fmt: skip
+    newest = {app_id: newest_id for app_id, newest_id, _ in found}
+    team = {app_id: team_id for app_id, _, team_id in found}
     return [
         {
             "deployment_id": d.id,
             "app_id": d.application_id,
-            "team_id": d.application.project.team_id,
+            "team_id": team.get(d.application_id) or d.application.project.team_id,
             "status": d.status,
             "step": d.step,
             "final": d.status in FINAL_STATUSES,

@@ -182,7 +182,8 @@ class _Run:
     # -- state -------------------------------------------------------------
 
     def _advance(self, status: DeploymentStatus, step: DeployStep | None) -> None:
-        """Move to ``status``/``step`` unless someone cancelled or superseded the row."""
+        """Move to ``status``/``step`` unless someone cancelled or superseded the row; the
+        step's ``── <step>`` log line is committed with it (one commit, not two)."""
         changed = db.session.execute(
             update(Deployment)
             .where(
@@ -191,13 +192,13 @@ class _Run:
             )
             .values(status=status.value, step=step.value if step else None)
         ).rowcount
-        db.session.commit()
+        if changed and step:
+            self.log.info(f"── {step.value}")
+            self.log.flush()  # commits the step with its line, then publishes the line
+        db.session.commit()  # (nothing left to commit when the flush did)
         db.session.refresh(self.dep)
         if not changed:
             raise Cancelled()
-        if step:
-            self.log.info(f"── {step.value}")
-            self.log.flush()
         livestatus.publish(self.dep)
 
     def _check_cancel(self) -> bool:
@@ -543,17 +544,30 @@ class _Run:
             log.exception("retiring the versions before deployment %s failed", self.dep.id)
 
     def _prune_images(self) -> None:
-        keep = db.session.scalars(
-            select(Deployment.image_tag)
-            .where(
+        """Remove the app's images but the last ``KEEP_IMAGES`` served ones and those of
+        its deployments under way: this runs after the app's lock is released, while the
+        next deployment may have built its image and not started it yet."""
+        keep = set(
+            db.session.scalars(
+                select(Deployment.image_tag)
+                .where(
+                    Deployment.application_id == self.app.id,
+                    Deployment.status.in_(control.ROLLBACK_STATUSES),
+                    Deployment.image_tag.is_not(None),
+                )
+                .order_by(Deployment.id.desc())
+                .limit(self.cfg["KEEP_IMAGES"])
+            ).all()
+        )
+        under_way = db.session.execute(
+            select(Deployment.id, Deployment.image_tag).where(
                 Deployment.application_id == self.app.id,
-                Deployment.status.in_(control.ROLLBACK_STATUSES),
-                Deployment.image_tag.is_not(None),
+                Deployment.status.in_([s.value for s in ACTIVE_STATUSES]),
             )
-            .order_by(Deployment.id.desc())
-            .limit(self.cfg["KEEP_IMAGES"])
         ).all()
-        removed = containers.prune_images(self.app.id, set(keep))
+        for dep_id, tag in under_way:  # its build's tag, before the row records it too
+            keep |= {containers.image_tag(self.app.id, dep_id)} | ({tag} if tag else set())
+        removed = containers.prune_images(self.app.id, keep)
         if removed:
             self.log.info(f"removed old images: {', '.join(removed)}")
 

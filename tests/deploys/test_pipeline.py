@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import Deployment, Installation
 from app.projects import envvars
 from app.proxy import traefik
+from app.runtime import containers
 from tests import lab
 from tests.deploys.conftest import (
     _deploy,
@@ -215,6 +216,33 @@ def test_only_the_last_five_successful_images_are_kept(app, infra, repo):
             for t in image.tags}  # fmt: skip
     client.close()
     assert kept == set(tags[1:])
+
+
+def test_pruning_keeps_the_image_a_deployment_under_way_has_built(app, infra, repo, tmp_path):
+    """The previous version's cleanup runs after the app's lock is released: the next
+    deployment may be between its build and its start."""
+    app.config["KEEP_IMAGES"] = 1
+    app_row = _web_app(repo)
+    repo.commit(lab.web_files("v0"), "v0")
+    _deploy(app_row)
+    building = Deployment(application_id=app_row.id, status="building", trigger="manual")
+    db.session.add(building)
+    db.session.commit()
+    (tmp_path / "Dockerfile").write_text(f'FROM {lab.BASE_IMAGE}\nCMD ["true"]\n')
+    built = containers.image_tag(app_row.id, building.id)
+    containers.build_image(
+        tmp_path, tmp_path / "Dockerfile", built, {containers.LABEL_APP: str(app_row.id)},
+        on_line=lambda line: None, should_stop=lambda: False,
+    )  # fmt: skip
+    repo.commit(lab.web_files("v1"), "v1")
+    latest = _deploy(app_row)  # retires v0 and prunes
+    client = docker.from_env()
+    kept = {t for image in client.images.list(filters=ours(f"slipway.app={app_row.id}"))
+            for t in image.tags}  # fmt: skip
+    client.close()
+    assert kept == {latest.image_tag, built}
+    building.status = "failed"
+    db.session.commit()
 
 
 def test_cancel_during_build_stops_it_and_changes_nothing(app, infra, repo):
