@@ -140,11 +140,12 @@ def test_a_serving_replica_that_dies_is_down_within_two_seconds_and_unrouted(
 
 
 def _settled_replica(app_id: int, within: float = 2) -> dict:
-    """The one replica's stored facts once its stop has finished (no longer "stopping")."""
+    """The one replica's stored facts once its stop or removal has finished (the engine
+    shows "removing" between ``rm -f`` and the container's destroy event)."""
     deadline = time.monotonic() + within
     while True:
         (replica,) = health.view(_fresh(app_id))["replicas"]
-        if replica["state"] != "stopping" or time.monotonic() > deadline:
+        if replica["state"] not in ("stopping", "removing") or time.monotonic() > deadline:
             return replica
         time.sleep(0.05)
 
