@@ -126,6 +126,10 @@ def test_the_scheduler_runs_in_one_worker_and_a_second_takes_over(start_worker):
     _wait(lambda: "is the leader" in first.output(), what="the first worker to lead")
     lease = redis.client.get(scheduler.LEADER_KEY)
     second = start_worker()
+    # Its lanes listen before the jobs go in (on a loaded machine its start-up takes
+    # seconds, and the first worker alone would finish them all meanwhile).
+    _wait(lambda: any("default" in w.queue_names() for w in second.workers()),
+          what="the second worker's default lane")  # fmt: skip
     # The second process shares the queues: jobs spread over both.
     spread = [queue("default").enqueue("time.sleep", 1.5) for _ in range(4)]
     pids = [queue("default").enqueue("os.getpid") for _ in range(12)]
