@@ -37,7 +37,7 @@ from app.extensions import db, redis
 from app.models import Application, NotificationEvent
 from app.models.base import utcnow
 from app.models.certificates import Certificate, CertSource, CertState
-from app.proxy import acme_client, certstore, certwatch, certwords, preflight
+from app.proxy import certstore, certwatch, certwords
 
 # The names the rest of Slipway uses (the Domains tab, jobs, notifications).
 describe = certwords.describe
@@ -169,7 +169,13 @@ def _set_back(cert: Certificate, serving: bool, reason: str, state: CertState,
 
 def issue(cert: Certificate) -> str:
     """One attempt at a certificate (first issue or renewal): budget, preflight, order,
-    install. Returns the state it ends in."""
+    install. Returns the state it ends in.
+
+    The ACME client and the preflight (the acme library, josepy, pyOpenSSL, dnspython)
+    are imported here, when a certificate is due: the worker's minute tick with nothing
+    to do, and the web, never load them."""
+    from app.proxy import acme_client, preflight
+
     serving = _serving(cert)
     hosts = cert.hosts
     blocked = budget_blocked_until(hosts)
