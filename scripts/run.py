@@ -27,9 +27,9 @@ Standard library only; run it with the project's venv Python, whose ``gunicorn``
 
 from __future__ import annotations
 
-import http.client
-import importlib.metadata
+import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -353,12 +353,25 @@ def traefik_binary() -> str:
     return found
 
 
+def _gunicorn_major() -> int | None:
+    """gunicorn's major version, read from its package without importing it (nor
+    importlib.metadata: with http.client, 11 MiB this process would keep for nothing)."""
+    spec = importlib.util.find_spec("gunicorn")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        text = Path(spec.origin).read_text()
+    except OSError:
+        return None
+    found = re.search(r"^version_info = \((\d+),", text, re.M)
+    return int(found.group(1)) if found else None
+
+
 def gunicorn_control_socket(data_dir: Path) -> list[str]:
     """Gunicorn 27 opens a control socket, by default one per user (~/.gunicorn): give
     each Slipway its own, in the data directory, so two do not take each other's."""
-    try:
-        major = int(importlib.metadata.version("gunicorn").split(".")[0])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
+    major = _gunicorn_major()
+    if major is None:
         return []
     if major < 27:
         return []
@@ -432,14 +445,17 @@ def page_out_file_mappings(pid: int) -> int:
     return advised
 
 
-def _https_status(context, port: int, host: str, path: str) -> int:
-    """The status of GET ``path`` over TLS to 127.0.0.1:``port`` with SNI and Host = ``host``
-    (the certificate checked against ``host`` by ``context``)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-                        .encode())  # fmt: skip
-            head = tls.recv(256).split(b"\r\n", 1)[0].split()
+def http_status(address: str, port: int, path: str, *, context=None, host: str = "") -> int:
+    """The status of GET ``path`` at ``address``:``port``, over TLS with ``context`` (SNI,
+    and the certificate checked, for ``host``) when given. A plain socket: the supervisor
+    does not import http.client (and the email package under it)."""
+    with socket.create_connection((address, port), timeout=3) as raw:
+        sock = context.wrap_socket(raw, server_hostname=host) if context else raw
+        with sock:
+            name = host or ("localhost" if ":" not in address else f"[{address}]")
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                         .encode())  # fmt: skip
+            head = sock.recv(256).split(b"\r\n", 1)[0].split()
     return int(head[1])
 
 
@@ -590,10 +606,7 @@ class Supervisor:
         last = "no answer yet"
         while not self.stopping.is_set():
             try:
-                conn = http.client.HTTPConnection(host, self.port, timeout=3)
-                conn.request("GET", "/healthz")
-                status = conn.getresponse().status
-                conn.close()
+                status = http_status(host, self.port, "/healthz")
                 if status == 200:
                     self.healthy.set()
                     self._print_url()
@@ -601,8 +614,8 @@ class Supervisor:
                     self._announce_https()
                     return
                 last = f"status {status}"
-            except OSError as exc:
-                last = str(exc)
+            except (OSError, ValueError, IndexError) as exc:
+                last = str(exc) or type(exc).__name__
             if not warned and time.monotonic() - began > HEALTH_WARN_AFTER:
                 say(f"/healthz has not answered 200 in {HEALTH_WARN_AFTER:.0f} s ({last}); waiting")
                 warned = True
@@ -625,7 +638,9 @@ class Supervisor:
             context.load_verify_locations(bundle)  # a private CA's root (tests: Pebble's)
         while not self.stopping.wait(HTTPS_CHECK_SECONDS):
             try:
-                status = _https_status(context, port, public.hostname, "/healthz")
+                status = http_status(
+                    "127.0.0.1", port, "/healthz", context=context, host=public.hostname
+                )
             except (OSError, ssl.SSLError, ValueError, IndexError):
                 continue  # not yet: no certificate, not trusted, or no answer
             if status == 200:

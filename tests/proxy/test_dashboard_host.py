@@ -78,7 +78,10 @@ def test_the_dashboard_host_gets_a_certificate_and_is_served_over_https(dash, ac
     assert status == 200 and json.loads(body) == {"status": "ok"}
     # What make run checks before it prints the https:// URL (scripts/run.py).
     context = ssl.create_default_context(cafile=str(acme_lab.pebble.root_file))
-    assert _run_script()._https_status(context, config["HTTPS_PORT"], HOST, "/healthz") == 200
+    status = _run_script().http_status(
+        "127.0.0.1", config["HTTPS_PORT"], "/healthz", context=context, host=HOST
+    )
+    assert status == 200
     # Plain HTTP of that host now redirects to HTTPS, path and port kept.
     moved = requests.get(plain + "?x=1", headers={"Host": HOST}, allow_redirects=False, timeout=5)
     assert moved.status_code in (301, 308)
