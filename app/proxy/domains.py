@@ -64,16 +64,19 @@ def _mode(value: str, kind: type, what: str, field_name: str) -> str:
         raise DomainRefused(field_name, f"Choose one of the {what} options.") from None
 
 
+def _prefix(path_prefix: str) -> str:
+    try:
+        return names.path_prefix(path_prefix)
+    except names.InvalidValue as exc:
+        raise DomainRefused("path_prefix", str(exc)) from None
+
+
 def _parsed(host: str, path_prefix: str) -> tuple[str, str]:
     try:
         host = names.domain_host(host)
     except names.InvalidValue as exc:
         raise DomainRefused("host", str(exc)) from None
-    try:
-        prefix = names.path_prefix(path_prefix)
-    except names.InvalidValue as exc:
-        raise DomainRefused("path_prefix", str(exc)) from None
-    return host, prefix
+    return host, _prefix(path_prefix)
 
 
 def _twin_of(host: str, www: str) -> str:
@@ -219,21 +222,29 @@ def add_domain(
     return Outcome(domain, _after_change(app))
 
 
-def update_domain(domain: Domain, *, strip_prefix: bool, https_mode: str, www: str) -> Outcome:
-    """Change how a domain is served (strip, HTTPS mode, www), audited and committed."""
+def update_domain(
+    domain: Domain, *, strip_prefix: bool, https_mode: str, www: str, path_prefix: str | None = None
+) -> Outcome:
+    """Change how a domain is served (path prefix, strip, HTTPS mode, www), audited and
+    committed; the host stays. DomainRefused (nothing written) when the change is not
+    valid or its (host, prefix) is another route's. ``path_prefix`` None keeps it."""
     app = domain.application
+    prefix = domain.path_prefix
+    if path_prefix is not None:
+        prefix = _prefix(path_prefix)
     https_mode = _mode(https_mode, HttpsMode, "HTTPS", "https_mode")
     www = _mode(www, WwwMode, "www", "www")
     with _claim_lock(domain.host):
         db.session.commit()
-        _check_claims(app, domain.host, domain.path_prefix, www, exclude_id=domain.id)
-        domain.strip_prefix = bool(strip_prefix) and domain.path_prefix != "/"
+        _check_claims(app, domain.host, prefix, www, exclude_id=domain.id)
+        domain.path_prefix = prefix
+        domain.strip_prefix = bool(strip_prefix) and prefix != "/"
         domain.https_mode, domain.www = https_mode, www
         audit.record(
             audit.Action.DOMAIN_UPDATED, team_id=domain.team_id, target=app, host=domain.host,
-            path_prefix=domain.path_prefix, https_mode=https_mode, www=www,
+            path_prefix=prefix, https_mode=https_mode, www=www,
         )  # fmt: skip
-        db.session.commit()
+        _commit_claim(app, domain)
     return Outcome(domain, _after_change(app))
 
 
