@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
+    FileField,
     FloatField,
     HiddenField,
     IntegerField,
@@ -277,6 +278,42 @@ class DomainForm(FlaskForm):
         ],
         default="none",
     )
+
+
+class DomainEditForm(DomainForm):
+    """The same fields as :class:`DomainForm` but the host, which is not editable."""
+
+    host = None
+
+
+PEM_LIMIT = 64 * 1024
+
+
+class CertificateUploadForm(FlaskForm):
+    """A certificate of one's own: the chain (leaf first) and its private key, pasted or
+    chosen as files. ``app.proxy.certs.upload`` checks them; the key is never rendered."""
+
+    chain_pem = TextAreaField("Certificate chain (PEM, leaf first)",
+                              [Limit(PEM_LIMIT, "The certificate chain")])  # fmt: skip
+    chain_file = FileField("…or the chain as a file")
+    key_pem = TextAreaField("Private key (PEM, without a passphrase)",
+                            [Limit(PEM_LIMIT, "The private key")])  # fmt: skip
+    key_file = FileField("…or the key as a file")
+
+    def validate(self, extra_validators=None) -> bool:
+        pairs = ((self.chain_pem, self.chain_file, "the certificate chain"),
+                 (self.key_pem, self.key_file, "the private key"))  # fmt: skip
+        for text, upload, _ in pairs:
+            chosen = upload.data
+            if not (text.data or "").strip() and getattr(chosen, "filename", None):
+                # One byte over the limit is enough for the Limit rule to refuse it.
+                text.data = chosen.read(PEM_LIMIT + 1).decode("utf-8", "replace")
+        valid = super().validate(extra_validators)
+        for text, _, what in pairs:
+            if not text.errors and not (text.data or "").strip():
+                text.errors = [*text.errors, f"Paste {what} or choose its file."]
+                valid = False
+        return valid
 
 
 # Room for MAX_WATCH_PATHS lines of the longest pattern, with blank lines and spaces.

@@ -1,13 +1,15 @@
-"""An app's Domains tab: its host names with their certificate state, add, retry, remove."""
+"""An app's Domains tab: its host names with their certificate state, add, edit, retry,
+remove, and uploading a certificate of one's own."""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from app import access
-from app.forms import DomainForm
-from app.models import Application, Role
-from app.proxy import domains
+from app import access, names
+from app.extensions import db
+from app.forms import CertificateUploadForm, DomainEditForm, DomainForm
+from app.models import Application, Domain, Role, WwwMode
+from app.proxy import certs, domains
 from app.web.htmx import is_htmx
 
 bp = Blueprint("domains", __name__)
@@ -107,4 +109,89 @@ def remove_post(app_id: int, domain_id: int):
     outcome = domains.remove_domain(domain)
     flash(f"{shown} removed.", "success")
     _flash(outcome.warnings)
+    return redirect(url_for("domains.index", app_id=app.id), 303)
+
+
+def _edit_page(app, domain, form: DomainEditForm, status: int = 200, error: str | None = None):
+    return render_template("domains/edit.html", app=app, domain=domain,
+                           shown=domains.view(domain), form=form, error=error), status  # fmt: skip
+
+
+@bp.get("/apps/<int:app_id>/domains/<int:domain_id>/edit")
+def edit_get(app_id: int, domain_id: int):
+    app = access.application(app_id, Role.developer)
+    domain = _domain(app, domain_id)
+    form = DomainEditForm(formdata=None, obj=domain)
+    return _edit_page(app, domain, form)
+
+
+@bp.post("/apps/<int:app_id>/domains/<int:domain_id>/edit")
+def edit_post(app_id: int, domain_id: int):
+    app = access.application(app_id, Role.developer)
+    domain = _domain(app, domain_id)
+    form = DomainEditForm()
+    if not form.validate():
+        return _edit_page(app, domain, form, 422)
+    try:
+        outcome = domains.update_domain(
+            domain, path_prefix=form.path_prefix.data or "/", strip_prefix=form.strip_prefix.data,
+            https_mode=form.https_mode.data, www=form.www.data,
+        )  # fmt: skip
+    except domains.DomainRefused as exc:
+        db.session.rollback()
+        domain = _domain(app, domain_id)
+        field = getattr(form, exc.field, None)
+        if field is None:  # the host's own words (taken, changed elsewhere): at the top
+            return _edit_page(app, domain, form, 422, error=str(exc))
+        field.errors = [*field.errors, str(exc)]
+        return _edit_page(app, domain, form, 422)
+    flash(f"{domains.display(domain.host)} changed.", "success")
+    _flash(outcome.warnings)
+    return redirect(url_for("domains.index", app_id=app.id), 303)
+
+
+def _cert_hosts(domain: Domain) -> list[str]:
+    hosts = [domain.host]
+    if domain.www != WwwMode.none.value:
+        hosts.append(names.www_twin(domain.host))
+    return hosts
+
+
+def _certificate_page(app, domain, form, status: int = 200, error: str | None = None):
+    form.key_pem.data = ""  # the key is never sent back, not even on a refusal
+    return render_template(
+        "domains/certificate.html", app=app, domain=domain, shown=domains.view(domain),
+        hosts=[domains.display(h) for h in _cert_hosts(domain)], form=form, error=error,
+    ), status  # fmt: skip
+
+
+@bp.get("/apps/<int:app_id>/domains/<int:domain_id>/certificate")
+def certificate_get(app_id: int, domain_id: int):
+    app = access.application(app_id, Role.developer)
+    domain = _domain(app, domain_id)
+    return _certificate_page(app, domain, CertificateUploadForm(formdata=None))
+
+
+@bp.post("/apps/<int:app_id>/domains/<int:domain_id>/certificate")
+def certificate_post(app_id: int, domain_id: int):
+    app = access.application(app_id, Role.developer)
+    domain = _domain(app, domain_id)
+    form = CertificateUploadForm()
+    if not form.validate():
+        return _certificate_page(app, domain, form, 422)
+    try:
+        cert = certs.upload(app, _cert_hosts(domain), form.chain_pem.data, form.key_pem.data)
+    except certs.UploadError as exc:
+        db.session.rollback()
+        domain = _domain(app, domain_id)
+        message = str(exc)
+        if "private key" in message:
+            form.key_pem.errors = [message]
+        elif message.startswith("The certificate"):
+            form.chain_pem.errors = [message]
+        else:
+            return _certificate_page(app, domain, form, 422, error=message)
+        return _certificate_page(app, domain, form, 422)
+    flash(f"Certificate for {domains.display(domain.host)} uploaded: "
+          f"{domains.certificate_words(cert)}.", "success")  # fmt: skip
     return redirect(url_for("domains.index", app_id=app.id), 303)

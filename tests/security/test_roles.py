@@ -50,6 +50,14 @@ def _writes(world, token: str) -> list[tuple[str, dict]]:
         ),
         (f"/apps/{a}/domains/{world.domain.id}/retry", {"csrf_token": token}),
         (f"/apps/{a}/domains/{world.domain.id}/remove", {"csrf_token": token}),
+        (
+            f"/apps/{a}/domains/{world.domain.id}/edit",
+            {"csrf_token": token, "path_prefix": "/viewer", "https_mode": "off", "www": "none"},
+        ),
+        (
+            f"/apps/{a}/domains/{world.domain.id}/certificate",
+            {"csrf_token": token, "chain_pem": "chain", "key_pem": "key"},
+        ),
     ]
 
 
@@ -63,6 +71,8 @@ def _edit_pages(world) -> list[str]:
         f"/apps/{a}/edit",
         f"/apps/{a}/delete",
         f"/apps/{a}/domains/{world.domain.id}/remove",
+        f"/apps/{a}/domains/{world.domain.id}/edit",
+        f"/apps/{a}/domains/{world.domain.id}/certificate",
     ]
 
 
