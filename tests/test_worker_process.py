@@ -131,7 +131,9 @@ def test_the_scheduler_runs_in_one_worker_and_a_second_takes_over(start_worker):
     _wait(lambda: any("default" in w.queue_names() for w in second.workers()),
           what="the second worker's default lane")  # fmt: skip
     # The second process shares the queues: jobs spread over both.
-    spread = [queue("default").enqueue("time.sleep", 1.5) for _ in range(4)]
+    # More sleeping jobs than one worker's default lane has threads (4): while they
+    # sleep, the pid jobs behind them can only be taken by the other worker.
+    spread = [queue("default").enqueue("time.sleep", 3) for _ in range(8)]
     pids = [queue("default").enqueue("os.getpid") for _ in range(12)]
     for job in spread + pids:
         _wait(lambda job=job: _job(job.id).get_status() == "finished", what="the spread jobs")
