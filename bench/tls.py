@@ -68,7 +68,6 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,36 +322,19 @@ def login(http, base: str) -> None:
 # ---- the bare ACME client ---------------------------------------------------------
 
 
-class ChallengeServer:
+class ChallengeServer(lab.LoopbackHTTP):
     """The bare side's HTTP-01 answers: a tiny threaded HTTP server on loopback."""
 
     def __init__(self):
         self.answers: dict[str, bytes] = {}
         self.first_fetch: float | None = None
-        outer = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                token = self.path.rsplit("/", 1)[-1]
-                answer = outer.answers.get(token)
-                if answer and outer.first_fetch is None:
-                    outer.first_fetch = time.monotonic()
-                self.send_response(200 if answer else 404)
-                self.send_header("Content-Length", str(len(answer or b"")))
-                self.end_headers()
-                self.wfile.write(answer or b"")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, path: str) -> tuple[int, bytes]:
+        answer = self.answers.get(path.rsplit("/", 1)[-1])
+        if answer and self.first_fetch is None:
+            self.first_fetch = time.monotonic()
+        return (200, answer) if answer else (404, b"")
 
 
 class Bare:

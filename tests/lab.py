@@ -253,3 +253,36 @@ class Traefik:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class LoopbackHTTP:
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) for tests and benches:
+    ``answer(path)`` gives the status and body of each GET. ``url`` is its address."""
+
+    def __init__(self, answer):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # headers and body are two writes: without this, Nagle and delayed ACKs
+            # add 40 ms to some answers
+            disable_nagle_algorithm = True
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                status, body = answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -7,9 +7,7 @@ import datetime
 import http.client
 import socket
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -19,6 +17,7 @@ from app.deploys import routing
 from app.extensions import db
 from app.models import Certificate
 from app.proxy import domains, traefik
+from tests import lab
 from tests.factories import make_app, make_project, make_team
 
 pytestmark = pytest.mark.once  # a real Traefik: one database run is enough
@@ -26,31 +25,11 @@ pytestmark = pytest.mark.once  # a real Traefik: one database run is enough
 SHOP = "shop.example.com"
 
 
-class Echo:
+class Echo(lab.LoopbackHTTP):
     """A loopback HTTP server answering its name and the path (with query) it was asked."""
 
     def __init__(self, name: str):
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                body = f"{name} {self.path}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda path: (200, f"{name} {path}".encode()))
 
 
 @pytest.fixture

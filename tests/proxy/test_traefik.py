@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,34 +17,12 @@ from tests import lab
 HOST = "web.shop.localhost"
 
 
-class Backend:
-    """A loopback HTTP server answering its own name."""
+class Backend(lab.LoopbackHTTP):
+    """A loopback HTTP server answering its name on every path."""
 
     def __init__(self, name: str):
-        body = f"{name}\n".encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.body = body.decode()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.body = f"{name}\n"
+        super().__init__(lambda path: (200, self.body.encode()))
 
 
 @pytest.fixture
