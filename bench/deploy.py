@@ -295,30 +295,11 @@ def seed(git_urls: list[str]) -> None:
     """One owner, team and project, and a git app per URL, through the models."""
     from app import create_app
     from app.extensions import db
-    from app.models import (
-        Application,
-        Environment,
-        Installation,
-        Membership,
-        Project,
-        Role,
-        Team,
-        User,
-    )
+    from app.models import Application
 
     flask_app = create_app()
     with flask_app.app_context():
-        user = User(email=EMAIL, name="Bench Owner")
-        user.set_password(PASSWORD)
-        team = Team(name="Bench Team")
-        db.session.add_all([user, team])
-        db.session.flush()
-        db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
-        db.session.add(Installation(id=1, owner_id=user.id))
-        project = Project(team_id=team.id, name=PROJECT, description="deploy bench")
-        project.environments.append(Environment(name="production"))
-        db.session.add(project)
-        db.session.flush()
+        project = lab.seed_owner_project(EMAIL, PASSWORD, PROJECT, "deploy bench")
         for app_id, name, url in zip(APP_IDS, APP_NAMES, git_urls, strict=True):
             db.session.add(
                 Application(

@@ -286,3 +286,24 @@ class LoopbackHTTP:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def seed_owner_project(email: str, password: str, project_name: str, description: str):
+    """An installation's owner (with that login), their team and one project with its
+    production environment, through the models, committed; returns the project. For
+    benches that seed a fresh database (run inside an app context)."""
+    from app.extensions import db
+    from app.models import Environment, Installation, Membership, Project, Role, Team, User
+
+    user = User(email=email, name="Bench Owner")
+    user.set_password(password)
+    team = Team(name="Bench Team")
+    db.session.add_all([user, team])
+    db.session.flush()
+    db.session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner.value))
+    db.session.add(Installation(id=1, owner_id=user.id))
+    project = Project(team_id=team.id, name=project_name, description=description)
+    project.environments.append(Environment(name="production"))
+    db.session.add(project)
+    db.session.flush()
+    return project
