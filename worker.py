@@ -66,7 +66,7 @@ def main() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per run, every 15 s
     logging.getLogger("rq.worker").addFilter(quiet_routine_jobs)
 
-    app = create_app(migrations=False)
+    app = create_app(migrations=False, web=False)  # no request, page or URL here
     if args.scheduler:
         scheduler.run(app)
         return

@@ -205,6 +205,15 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DRAIN_SECONDS": float(_env("DRAIN_SECONDS", "2")),
         "STOP_TIMEOUT_SECONDS": int(_env("STOP_TIMEOUT_SECONDS", "10")),
         "KEEP_IMAGES": int(_env("KEEP_IMAGES", "5")),
+        # Managed databases (app.databases): the image each engine starts from (the
+        # official images' names; any image keeping their environment contract works).
+        "IMAGE_POSTGRES": _env("IMAGE_POSTGRES", "postgres:16"),
+        "IMAGE_MARIADB": _env("IMAGE_MARIADB", "mariadb:11"),
+        "IMAGE_REDIS": _env("IMAGE_REDIS", "redis:7"),
+        # How long a new database may take to accept its first connection.
+        "DATABASE_READY_TIMEOUT_SECONDS": float(_env("DATABASE_READY_TIMEOUT_SECONDS", "120")),
+        # A volume whose app, database or mount is deleted is kept this long first.
+        "VOLUME_GRACE_DAYS": _int_setting("VOLUME_GRACE_DAYS", 7),
         # Whether this installation's worker may claim the engine's unlabelled Slipway
         # objects at start (app.runtime.installation); 0 for one that must never claim.
         "ADOPT_UNLABELLED": _env("ADOPT_UNLABELLED", "1") not in ("0", "false", "no"),
@@ -243,6 +252,11 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "LOGIN_LIMIT_ACCOUNT_IP": _env("LOGIN_LIMIT_ACCOUNT_IP", "5 per minute;20 per hour"),
         "LOGIN_LIMIT_ACCOUNT": _env("LOGIN_LIMIT_ACCOUNT", "5 per minute;20 per hour"),
         "LOGIN_SLOW_SECONDS": int(_env("LOGIN_SLOW_SECONDS", "30")),
+        # Wrong two-factor codes at login: per pending user and per client address;
+        # wrong answers on the "ask again" page, per user.
+        "TWO_FACTOR_LIMIT_USER": _env("TWO_FACTOR_LIMIT_USER", "5 per minute;20 per hour"),
+        "TWO_FACTOR_LIMIT_IP": _env("TWO_FACTOR_LIMIT_IP", "10 per minute"),
+        "REAUTH_LIMIT": _env("REAUTH_LIMIT", "5 per minute;20 per hour"),
         "WEBHOOK_REFUSAL_LIMIT": _env("WEBHOOK_REFUSAL_LIMIT", "20 per minute"),
         # Every request body is capped (forms are small); the webhook route raises its
         # own cap to the forges' 25 MiB for its request only.
@@ -256,6 +270,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_SENDER": _env("SMTP_SENDER", ""),
         "PASSWORD_RESET_LIMIT_IP": _env("PASSWORD_RESET_LIMIT_IP", "10 per hour"),
         "PASSWORD_RESET_LIMIT_ACCOUNT": _env("PASSWORD_RESET_LIMIT_ACCOUNT", "3 per hour"),
+        # Team invitations (app.accounts.invitations): how long a link lasts, and how many
+        # refused tokens (unknown, used, expired) one address may present.
+        "INVITATION_TTL_HOURS": int(_env("INVITATION_TTL_HOURS", "72")),
+        "INVITATION_LIMIT_IP": _env("INVITATION_LIMIT_IP", "20 per minute;100 per hour"),
         "SESSION_COOKIE_NAME": "slipway_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -267,8 +285,17 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # anonymous POST is a 401/redirect like every other anonymous request.
         "WTF_CSRF_CHECK_DEFAULT": False,
         "RATELIMIT_ENABLED": True,
+        # /api/v1: requests per API key (RateLimit-* headers on every answer, 429 past it).
+        "API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
+        # A deploy's ``?wait=`` long poll is capped at this many seconds.
+        "API_WAIT_MAX_SECONDS": int(_env("API_WAIT_MAX_SECONDS", "600")),
+        # Idempotency-Key answers are replayed for this long.
+        "API_IDEMPOTENCY_SECONDS": int(_env("API_IDEMPOTENCY_SECONDS", str(24 * 3600))),
         # /metrics (Prometheus) answers only with this bearer token; unset = off (404).
         "METRICS_TOKEN": _env("METRICS_TOKEN", ""),
+        # Audit rows of no team (installation-wide events) are kept this long; a team's
+        # own rows as long as its setting says (``teams.audit_retention_days``).
+        "AUDIT_RETENTION_DAYS": _int_setting("AUDIT_RETENTION_DAYS", 365),
     }
     config.update({k: v for k, v in overrides.items() if k != "ENCRYPTION_KEYS_TEXT"})
     outbound = dict.fromkeys(config["OUTBOUND_ALLOWED_HOSTS"])
@@ -284,6 +311,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     )
     if config["BUILD_CONCURRENCY"] < 1:
         raise ConfigError("SLIPWAY_BUILD_CONCURRENCY must be at least 1: no build could run")
+    if config["AUDIT_RETENTION_DAYS"] < 1:
+        raise ConfigError("SLIPWAY_AUDIT_RETENTION_DAYS must be at least 1")
     if config["SMTP_TLS"] not in ("starttls", "ssl", "none"):
         raise ConfigError("SLIPWAY_SMTP_TLS must be starttls, ssl or none")
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])

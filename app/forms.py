@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     EmailField,
     FileField,
     FloatField,
@@ -15,6 +16,7 @@ from wtforms import (
     PasswordField,
     RadioField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -28,8 +30,11 @@ from wtforms.validators import (
     StopValidation,
     ValidationError,
 )
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from app import names
+from app.accounts.apikeys import SCOPE_LABELS
+from app.databases.engines import CHOICES as DATABASE_ENGINES
 from app.models.accounts import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.projects.catalog import APP_FIELDS
 from app.projects.envvars import parse_dotenv
@@ -143,6 +148,23 @@ class ProjectForm(FlaskForm):
     )
     description = TextAreaField(
         "Description", [Optional(), Limit(2000, "The description"), checked(names.plain_text)]
+    )
+
+
+class TeamForm(FlaskForm):
+    name = StringField(
+        "Team name",
+        [DataRequired(), Limit(100, "The team name"), checked(names.plain_text)],
+        filters=[strip],
+    )
+
+
+class TeamSettingsForm(TeamForm):
+    require_2fa = BooleanField("Members must use two-factor login")
+    audit_retention_days = IntegerField(
+        "Keep audit events for (days)",
+        [InputRequired(message="Enter a number of days."), NumberRange(30, 3650)],
+        default=365,
     )
 
 
@@ -353,3 +375,224 @@ class GitTokenForm(FlaskForm):
             field.data = names.token_user(field.data)
         except names.InvalidValue as exc:
             raise ValidationError(str(exc)) from None
+
+
+# ---- single sign-on (app.accounts.sso) ---------------------------------------------
+
+
+class SsoProviderForm(FlaskForm):
+    """An OpenID Connect provider; the domain (``sso.save_provider``) checks the values."""
+
+    name = StringField("Name (on the button: Sign in with …)",
+                       [DataRequired(), Limit(100, "The name"), checked(names.plain_text)],
+                       filters=[strip])  # fmt: skip
+    slug = StringField("Slug (in the callback URL)", [DataRequired(), Limit(40, "The slug")],
+                       filters=[strip])  # fmt: skip
+    discovery_url = StringField(
+        "Issuer or discovery URL",
+        [DataRequired(), Limit(500, "The discovery URL")],
+        filters=[strip],
+    )
+    client_id = StringField("Client id", [DataRequired(), Limit(255, "The client id")],
+                            filters=[strip])  # fmt: skip
+    # Never rendered back; blank on edit keeps the stored secret.
+    client_secret = PasswordField("Client secret", [Limit(1000, "The client secret")])
+    allowed_domains = StringField(
+        "Allowed email domains (space-separated)",
+        [DataRequired(), Limit(2000, "The allowed domains")],
+        filters=[strip],
+    )
+    team_id = SelectField("Team new users join", coerce=int, validate_choice=False)
+    default_role = SelectField(
+        "Their default role",
+        choices=[("viewer", "viewer"), ("developer", "developer"), ("admin", "admin")],  # fmt: skip
+        validate_choice=False,
+    )
+    groups_claim = StringField("Groups claim (optional)", [Limit(100, "The groups claim")],
+                               filters=[strip])  # fmt: skip
+    group_roles = TextAreaField("Group → role, one group=role a line (optional)",
+                                [Limit(5000, "The group mapping")])  # fmt: skip
+    enabled = BooleanField("Enabled", default=True)
+
+
+class PasswordLoginForm(FlaskForm):
+    change = HiddenField(validators=[DataRequired()])
+
+
+# ---- members and invitations (app.web.members, app.web.invitations) ----------------
+
+ROLE_CHOICES = [
+    ("viewer", "Viewer"),
+    ("developer", "Developer"),
+    ("admin", "Admin"),
+    ("owner", "Owner"),
+]
+ACCESS_CHOICES = [("all", "Every project"), ("some", "Only the projects chosen below")]
+
+
+class InvitationForm(FlaskForm):
+    """A new invitation; the per-project roles are ``project_<id>`` selects of the page,
+    read by the view (the projects are the team's, known only at request time)."""
+
+    email = EmailField("Email", [Optional(), Limit(254, "The email address")], filters=[strip])
+    role = SelectField("Role", choices=ROLE_CHOICES, default="developer")
+    access = RadioField("Projects", choices=ACCESS_CHOICES, default="all")
+
+    def validate_email(self, field) -> None:
+        if field.data:
+            if "@" not in field.data:
+                raise ValidationError("Enter an email address, or leave it empty for a link.")
+            field.data = field.data.lower()
+
+
+class MemberRoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class MemberProjectsForm(FlaskForm):
+    access = RadioField("Projects", choices=ACCESS_CHOICES, default="all")
+
+
+class InvitationAccountForm(FlaskForm):
+    """A new account from an invitation; an email invitation's address is fixed (the
+    view ignores what is sent and uses the invited one)."""
+
+    name = StringField(
+        "Your name",
+        [DataRequired(), Limit(100, "Your name"), checked(names.plain_text)],
+        filters=[strip],
+    )
+    email = EmailField("Email", [DataRequired(), Limit(254, "The email address")], filters=[strip])
+    password = PasswordField(
+        "Password",
+        [DataRequired(), Limit(PASSWORD_MAX_LENGTH, "The password", PASSWORD_MIN_LENGTH)],
+    )
+    confirm = PasswordField("Repeat password", [EqualTo("password", "Passwords differ.")])
+
+    def validate_email(self, field) -> None:
+        if "@" not in field.data:
+            raise ValidationError("Enter an email address.")
+        field.data = field.data.lower()
+
+
+# ---- the audit log's filters (issue 14) ----------------------------------------------
+
+
+class AuditFilterForm(FlaskForm):
+    """The audit page's filters: a GET form (the filters live in the address, so a page
+    and its CSV export can be linked), hence no CSRF token. The view fills the choices."""
+
+    class Meta:
+        csrf = False
+
+    member = SelectField("Member", default="")
+    action = SelectField("Action", default="")
+    object_type = SelectField("Object", default="")
+    object_id = IntegerField("Object id", [Optional(), NumberRange(min=1, max=2**62)])
+    since = DateField("From (UTC)", [Optional()])
+    until = DateField("To (UTC, inclusive)", [Optional()])
+    before = IntegerField("Older than event", [Optional(), NumberRange(min=1, max=2**62)])
+
+    def validate_object_id(self, field) -> None:
+        if field.data is not None and not self.object_type.data:
+            raise ValidationError("Choose the object's type too.")
+
+    def validate_until(self, field) -> None:
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date is before the start date.")
+
+
+# ---- two-factor login and the check again (app.accounts.twofactor) ---------------------
+
+
+class TwoFactorCodeForm(FlaskForm):
+    """The second step of a login, and enrolment: a TOTP code (or a recovery code)."""
+
+    code = StringField(
+        "Code", [DataRequired(message="Enter the code."), Limit(40, "The code")], filters=[strip]
+    )
+
+
+class ReauthForm(FlaskForm):
+    """The check again before a sensitive action: the password, or a TOTP code."""
+
+    password = PasswordField("Password", [Optional(), Limit(PASSWORD_MAX_LENGTH, "The password")])
+    code = StringField("Two-factor code", [Optional(), Limit(40, "The code")], filters=[strip])
+    next = HiddenField()
+
+
+# ---- API keys (app.accounts.apikeys) ---------------------------------------------------
+
+
+class CheckboxesField(SelectMultipleField):
+    """Several choices as checkboxes (the view may fill ``choices`` at request time)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ApiKeyForm(FlaskForm):
+    """A new API key of the current team; the view fills the projects the user can see.
+    No project ticked means every project (the key never exceeds its member's role)."""
+
+    name = StringField(
+        "Name",
+        [DataRequired(message="Give the key a name."), Limit(100, "The name"),
+         checked(names.plain_text)],
+        filters=[strip],
+    )  # fmt: skip
+    scopes = CheckboxesField("Scopes", choices=list(SCOPE_LABELS.items()))
+    projects = CheckboxesField("Only these projects", coerce=int, choices=[])
+    expires_on = DateField("Valid until (UTC, inclusive)", [Optional()])
+
+    def validate_scopes(self, field) -> None:
+        if not field.data:
+            raise ValidationError("Choose at least one scope.")
+
+
+class DatabaseForm(FlaskForm):
+    """A new database; the name's rules (slug, free in the project) are the domain's."""
+
+    name = StringField(
+        "Name",
+        [DataRequired(), Limit(63, "The database name"), checked(names.slug, "The database name")],
+        filters=[strip],
+    )
+    engine = SelectField("Engine", choices=DATABASE_ENGINES, default="postgres")
+    memory_limit_mb = IntegerField("Memory limit (MiB)", [Optional(), NumberRange(16, 262144)])
+    cpu_limit = FloatField("CPU limit (cores)", [Optional(), NumberRange(0.05, 64)])
+
+
+class LinkDatabaseForm(FlaskForm):
+    """Link one of the project's live databases; the choices are set by the view, so a
+    database of another project or team is not a valid choice (422)."""
+
+    database_id = SelectField("Database", coerce=int, validate_choice=True)
+    prefix = StringField(
+        "Prefix (optional)", [Limit(39, "A prefix")], filters=[strip],
+        description="ANALYTICS gives ANALYTICS_DATABASE_URL, …",
+    )  # fmt: skip
+
+
+# Volumes of apps (app.web.volumes): the label, path and mode are checked by
+# app.projects.volumes, whose message goes next to the field.
+MOUNT_MODES = [
+    ("exclusive", "Exclusive: one container at a time (stop, then start; a short gap)"),
+    ("shared", "Shared: the app tolerates two writers (zero-downtime blue/green)"),
+]
+
+
+class VolumeForm(FlaskForm):
+    label = StringField(
+        "Label", [DataRequired("Enter a label such as data."), Limit(63, "A label")],
+        filters=[strip],
+    )  # fmt: skip
+    mount_path = StringField(
+        "Mount path", [DataRequired("Enter a path such as /data."), Limit(255, "A mount path")],
+        filters=[strip],
+    )  # fmt: skip
+    mode = SelectField("Mode", choices=MOUNT_MODES, default="exclusive")
+
+
+class VolumeModeForm(FlaskForm):
+    mode = SelectField("Mode", choices=MOUNT_MODES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask
 from rq import get_current_job
@@ -39,7 +40,7 @@ def _context():
     if _app is None:
         from app import create_app
 
-        _app = create_app(migrations=False)
+        _app = create_app(migrations=False, web=False)  # a job renders no page
     return _app.app_context()
 
 
@@ -211,3 +212,80 @@ def certificate_watch() -> dict:
 
     with _context():
         return certs.watch()
+
+
+def apply_audit_retention() -> dict:
+    """Daily: delete audit rows past their team's retention (``app.audit.apply_retention``);
+    one log line with the counts."""
+    from app import audit
+
+    with _context():
+        started = time.monotonic()
+        counts = audit.apply_retention()
+        log.info("audit retention: %d rows deleted (%d of no team) over %d teams in %.1f s",
+                 counts["deleted"], counts["teamless"], counts["teams"],
+                 time.monotonic() - started)  # fmt: skip
+        return counts
+
+
+# ---- databases ---------------------------------------------------------------------
+
+
+def database_create(database_id: int) -> str:
+    """A new database: its image pulled if missing, its volume, its first start, ready
+    (``app.databases.lifecycle.run_create``)."""
+    from app.databases import lifecycle
+
+    with _context():
+        return lifecycle.run_create(database_id)
+
+
+def database_action(database_id: int, action: str) -> str:
+    """Start, stop or restart a database's container."""
+    from app.databases import lifecycle
+
+    with _context():
+        return lifecycle.run_action(database_id, action)
+
+
+def database_rotate(database_id: int) -> str:
+    """A new password in the engine and stored; linked apps redeployed."""
+    from app.databases import lifecycle
+
+    with _context():
+        return lifecycle.run_rotate(database_id)
+
+
+def database_delete(database_id: int, final_backup: bool = True) -> str:
+    """The final backup, then the container removed and the volume detached."""
+    from app.databases import lifecycle
+
+    with _context():
+        return lifecycle.run_delete(database_id, final_backup)
+
+
+# Volumes of apps (app.projects.volumes).
+def purge_volume(volume_id: int, user_id: int | None = None) -> bool:
+    """The second step of deleting a volume, asked for by an admin (``user_id``): remove
+    it now (False while a container still uses it: the hourly purge retries it)."""
+    from app.models import User
+    from app.models.databases import Volume, VolumeState
+    from app.projects import volumes
+
+    with _context():
+        volume = db.session.get(Volume, volume_id)
+        if volume is None or volume.state != VolumeState.detached.value:
+            return False
+        by = db.session.get(User, user_id) if user_id else None
+        return volumes.purge_now(volume, by=by)
+
+
+def purge_due_volumes() -> list[int]:
+    """Hourly: remove detached volumes whose grace period is over."""
+    from app.projects import volumes
+
+    with _context():
+        purged = volumes.purge_due()
+        if purged:
+            log.info("volumes purged after their grace period: %s", purged)
+        return purged

@@ -45,6 +45,7 @@ RENEW_EVERY = 10
 RECONCILE_EVERY = 30
 MISFIRE_GRACE = timedelta(hours=1)
 CERT_TICK_TIMEOUT = 3600  # orders one after the other, each bounded (app.proxy.certs)
+AUDIT_RETENTION_TIMEOUT = 3600  # batches of 10,000 rows, each its own transaction
 DRILL_CRON = "0 4 1 * *"  # restore drills: the 1st of every month, 04:00
 
 # Extends the lease only if we still hold it.
@@ -218,6 +219,22 @@ def build(app: Flask) -> BackgroundScheduler:
             enqueue_once(jobs.certificate_tick, 60, job_timeout=CERT_TICK_TIMEOUT)
             enqueue_once(jobs.certificate_watch, 86400)
 
+    def audit_retention() -> None:
+        # Claimed per UTC day: the hourly check queues it once a day, and a scheduler
+        # that was down at any given hour still runs it that day.
+        with app.app_context():
+            enqueue_once(jobs.apply_audit_retention, 86400, job_timeout=AUDIT_RETENTION_TIMEOUT)
+
+    scheduler.add_job(audit_retention, "interval", seconds=3600, id="audit-retention",
+                      next_run_time=datetime.now(UTC))  # fmt: skip
+
+    def volume_purge() -> None:
+        # Detached volumes past their grace period; one still in use is retried next hour.
+        with app.app_context():
+            enqueue_once(jobs.purge_due_volumes, 3600)
+
+    scheduler.add_job(volume_purge, "interval", seconds=3600, id="volume-purge",
+                      next_run_time=datetime.now(UTC))  # fmt: skip
     scheduler.add_job(certificates, "interval", seconds=60, id="certificates",
                       next_run_time=datetime.now(UTC))  # fmt: skip
     scheduler.add_job(

@@ -199,13 +199,17 @@ def gunicorn_control_socket(tmp: Path) -> list[str]:
     return ["--control-socket", str(tmp / "gunicorn.ctl")] if major >= 27 else []
 
 
-def start_gunicorn(env: dict, tmp: Path, port: int) -> subprocess.Popen:
+def start_gunicorn(
+    env: dict, tmp: Path, port: int, layout: list[str] | None = None
+) -> subprocess.Popen:
+    """gunicorn serving ``wsgi:app``; ``layout`` replaces the worker options (2 x 8)."""
     import requests
 
+    layout = layout or ["-k", "gthread", "--workers", "2", "--threads", "8"]
     out = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [
-            str(VENV_BIN / "gunicorn"), "-k", "gthread", "--workers", "2", "--threads", "8",
+            str(VENV_BIN / "gunicorn"), *layout,
             "-b", f"127.0.0.1:{port}", *gunicorn_control_socket(tmp), "wsgi:app",
         ],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -242,6 +246,19 @@ def start_worker(env: dict, tmp: Path, name: str) -> subprocess.Popen:
         time.sleep(0.1)
     stop(proc, "worker")
     raise BenchError(f"the worker did not start in {START_TIMEOUT}s:\n{tail(tmp / f'{name}.log')}")
+
+
+def slipway_env(tmp: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """This process's environment without its ``SLIPWAY_*`` settings, plus a fresh
+    installation's: data directory in ``tmp``, the database, Redis, new keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    return env | {
+        "SLIPWAY_DATA_DIR": str(tmp / "data"),
+        "SLIPWAY_DATABASE_URL": database_url,
+        "SLIPWAY_REDIS_URL": redis_url,
+        "SLIPWAY_SECRET_KEY": secrets.token_hex(32),
+        "SLIPWAY_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
 
 
 # ---- database and seed ----------------------------------------------------------
@@ -1085,13 +1102,8 @@ class Bench:
         bench_redis.set(SENTINEL_KEY, "1")
         prepare_postgres(args.database_url)
         http_port, api_port, web_port = lab.free_port(), lab.free_port(), lab.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+        env = slipway_env(tmp, args.database_url, args.redis_url)
         env |= {
-            "SLIPWAY_DATA_DIR": str(tmp / "data"),
-            "SLIPWAY_DATABASE_URL": args.database_url,
-            "SLIPWAY_REDIS_URL": args.redis_url,
-            "SLIPWAY_SECRET_KEY": secrets.token_hex(32),
-            "SLIPWAY_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "SLIPWAY_PROXY_DIR": str(tmp / "traefik"),
             "SLIPWAY_BUILDS_DIR": str(tmp / "builds"),
             "SLIPWAY_HTTP_PORT": str(http_port),

@@ -12,9 +12,17 @@ and served by a real gunicorn. After logging in through the login form, the benc
 times sequential GETs of ``/``, ``/projects/<id>`` and ``/apps/<id>`` over one
 keep-alive connection, checking that every answer is a 200 with the expected content.
 
+Issue 14 adds a second team: 20 projects (10 apps each, with their deployments), 50
+members, half of them project-limited (``ProjectMembership`` rows on one to six projects
+each). The same three pages are then timed as one of its project-limited developers
+(8 projects visible): the dashboard must list exactly the visible projects' apps, and a
+project and an app outside them must answer 404.
+
 Progress goes to stderr; the last line of stdout is one JSON object with at least
-``dashboard_p95_ms``, ``project_p95_ms`` and ``app_p95_ms``. gunicorn, Redis and the
-temporary directory are removed at the end, also on failure or Ctrl-C.
+``dashboard_p95_ms``, ``project_p95_ms`` and ``app_p95_ms``, and
+``limited_dashboard_p95_ms``, ``limited_project_p95_ms`` and ``limited_app_p95_ms``.
+gunicorn, Redis and the temporary directory are removed at the end, also on failure or
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ N_PROJECTS = 50
 APPS_PER_PROJECT = 10
 DEPLOYS_PER_APP = 100
 REQUESTS = 200
+# Issue 14: a second team, its members half project-limited; measured as LIMITED_EMAIL.
+LIMITED_EMAIL = "limited@bench.example.com"
+LIMITED_PROJECTS = 20
+LIMITED_MEMBERS = 50
+LIMITED_VISIBLE = 8
 WARMUP = 15
 ENGINE_STATUS_KEY = "slipway:engine-status"  # app.runtime.containers.ENGINE_STATUS_KEY
 
@@ -242,12 +255,12 @@ MESSAGES = (
 )
 
 
-def seed(rng: random.Random) -> dict:
-    """Bulk-insert the data set through the app's models; returns what the checks need."""
+def _seed_team(session, team_id: int, user_id: int, names: list[str], rng, start, now):
+    """Projects ``names`` of one team, each with its apps, env vars, domains and
+    deployments (APPS_PER_PROJECT, DEPLOYS_PER_APP); returns (projects, apps)."""
     from sqlalchemy import insert, text
 
-    from app import create_app, crypto
-    from app.extensions import db
+    from app import crypto
     from app.models import (
         Application,
         Deployment,
@@ -255,14 +268,238 @@ def seed(rng: random.Random) -> dict:
         Domain,
         Environment,
         EnvVar,
+        Project,
+    )
+    from app.projects import envvars
+
+    session.execute(
+        insert(Project),
+        [
+            {
+                "team_id": team_id,
+                "name": name,
+                "description": f"The {name} product: web front, API and workers.",
+                "created_at": start + timedelta(days=i),
+            }
+            for i, name in enumerate(names)
+        ],
+    )
+    projects = {
+        name: pid
+        for pid, name in session.execute(
+            text("SELECT id, name FROM projects WHERE team_id = :t"), {"t": team_id}
+        )
+    }
+    session.execute(
+        insert(Environment),
+        [
+            {"project_id": pid, "name": "production", "created_at": start}
+            for pid in projects.values()
+        ],
+    )
+    env_of = dict(
+        session.execute(
+            text(
+                "SELECT e.project_id, e.id FROM environments e"
+                " JOIN projects p ON p.id = e.project_id WHERE p.team_id = :t"
+            ),
+            {"t": team_id},
+        ).all()
+    )
+
+    app_rows = []
+    for pname, pid in projects.items():
+        for j, word in enumerate(rng.sample(WORDS, APPS_PER_PROJECT)):
+            image = j % 4 == 3
+            app_rows.append(
+                {
+                    "project_id": pid,
+                    "environment_id": env_of[pid],
+                    "name": word,
+                    "description": f"{word} service of {pname}" if j % 2 else "",
+                    "source_type": "image" if image else "git",
+                    "git_url": None if image else f"https://git.example.com/{pname}/{word}.git",
+                    "git_branch": None if image else rng.choice(["main", "main", "release"]),
+                    "build_context": ".",
+                    "dockerfile_path": "Dockerfile",
+                    "image": f"registry.example.com/{pname}/{word}:1.{j}" if image else None,
+                    "container_port": rng.choice([80, 3000, 8000, 8080]),
+                    "replicas": rng.choice([1, 1, 2, 3]),
+                    "health_check_path": rng.choice(["/", "/healthz", "/health"]),
+                    "cpu_limit": rng.choice([None, 0.5, 1.0, 2.0]),
+                    "memory_limit_mb": rng.choice([None, 256, 512, 1024]),
+                    "auto_deploy": not image and rng.random() < 0.6,
+                    "webhook_secret": None,
+                    "created_at": start + timedelta(days=rng.randint(0, 30)),
+                    "updated_at": start + timedelta(days=rng.randint(30, 60)),
+                }
+            )
+    session.execute(insert(Application), app_rows)
+    apps = session.execute(
+        text(
+            "SELECT a.id, a.name, a.project_id FROM applications a"
+            " JOIN projects p ON p.id = a.project_id WHERE p.team_id = :t ORDER BY a.id"
+        ),
+        {"t": team_id},
+    ).all()
+
+    env_rows, domain_rows = [], []
+    for app_id, name, _pid in apps:
+        plain = {
+            "PORT": "8000",
+            "LOG_LEVEL": rng.choice(["info", "debug"]),
+            "WEB_CONCURRENCY": str(rng.randint(2, 8)),
+            "TZ": "UTC",
+        }
+        secret = {
+            "DATABASE_URL": f"postgresql://{name}:s3cret-{app_id}@db:5432/{name}",
+            "SECRET_KEY": f"{rng.getrandbits(128):032x}",
+        }
+        for key, value in plain.items():
+            env_rows.append(
+                {
+                    "application_id": app_id,
+                    "key": key,
+                    "value": value,
+                    "secret_value": None,
+                    "is_secret": False,
+                    "created_at": start,
+                    "updated_at": start,
+                }
+            )
+        for key, value in secret.items():
+            env_rows.append(
+                {
+                    "application_id": app_id,
+                    "key": key,
+                    "value": None,
+                    "secret_value": crypto.encrypt(value, context=envvars.CONTEXT),
+                    "is_secret": True,
+                    "created_at": start,
+                    "updated_at": start,
+                }
+            )
+        if app_id % 5 == 0:
+            domain_rows.append(
+                {
+                    "application_id": app_id,
+                    "team_id": team_id,  # app_domains.team_id (migration 0018)
+                    "host": f"{name}-{app_id}.example.com",
+                    "path_prefix": "/",
+                    "https_mode": "redirect",
+                    "created_at": start,
+                }
+            )
+    session.execute(insert(EnvVar), env_rows)
+    session.execute(insert(Domain), domain_rows)
+
+    # Deployments: ids grow with time, as they would in real life, so that each
+    # app's highest id is its newest deployment.
+    span = (now - start).total_seconds()
+    events = sorted(
+        (start + timedelta(seconds=rng.uniform(0, span)), app_id)
+        for app_id, _, _ in apps
+        for _ in range(DEPLOYS_PER_APP)
+    )
+    last_of = {app_id: i for i, (_, app_id) in enumerate(events)}
+    S = DeploymentStatus
+    newest_pool = [S.running] * 16 + [S.failed] * 2 + [S.building, S.queued]
+    older_pool = [S.superseded] * 17 + [S.failed] * 2 + [S.cancelled]
+    rows = []
+    for i, (when, app_id) in enumerate(events):
+        status = rng.choice(newest_pool if last_of[app_id] == i else older_pool)
+        trigger = rng.choice(["push", "push", "manual", "rollback"])
+        sha = f"{rng.getrandbits(160):040x}"
+        active = status in (DeploymentStatus.queued, DeploymentStatus.building)
+        rows.append(
+            {
+                "application_id": app_id,
+                "status": status.value,
+                "trigger": trigger,
+                "commit_sha": sha,
+                "commit_message": rng.choice(MESSAGES),
+                "image_tag": None if active else f"slipway/app-{app_id}:{sha[:12]}",
+                "error": "build failed: exit code 2 in step RUN npm ci"
+                if status == DeploymentStatus.failed
+                else None,
+                "rq_job_id": f"{rng.getrandbits(128):032x}",
+                "triggered_by_id": user_id if trigger != "push" else None,
+                "started_at": None if status == DeploymentStatus.queued else when,
+                "finished_at": None if active else when + timedelta(seconds=rng.randint(20, 400)),
+                "created_at": when,
+            }
+        )
+    for chunk in range(0, len(rows), 5000):
+        session.execute(insert(Deployment), rows[chunk : chunk + 5000])
+    return projects, apps
+
+
+def _seed_limited(session, rng, start, now) -> dict:
+    """The second team (issue 14): LIMITED_PROJECTS projects with their apps, and
+    LIMITED_MEMBERS members, half of them project-limited (``ProjectMembership`` rows on
+    a few projects each). The measured member, LIMITED_EMAIL, is a limited developer on
+    LIMITED_VISIBLE of the projects. Returns what its pages must (and must not) show."""
+    from app.models import Membership, ProjectMembership, Role, Team, User
+
+    team = Team(name="Limited Team", created_at=start)
+    dev = User(email=LIMITED_EMAIL, name="Limited Developer", created_at=start)
+    dev.set_password(PASSWORD)
+    session.add_all([team, dev])
+    session.flush()
+    others = [
+        User(email=f"member{n:02d}@limited.bench.example.com", name=f"Member {n:02d}",
+             password_hash=dev.password_hash, created_at=start)
+        for n in range(1, LIMITED_MEMBERS)
+    ]  # fmt: skip
+    session.add_all(others)
+    session.flush()
+    names = [f"{PROJECT_WORDS[i % len(PROJECT_WORDS)]}-ltd-{i}" for i in range(LIMITED_PROJECTS)]
+    projects, apps = _seed_team(session, team.id, others[0].id, names, rng, start, now)
+    project_ids = sorted(projects.values())
+    members = [(dev, Role.developer, False)] + [
+        (user, Role.owner if n == 0 else rng.choice([Role.admin, Role.developer, Role.viewer]),
+         n == 0 or n >= LIMITED_MEMBERS // 2)  # the owner and 24 others: every project
+        for n, user in enumerate(others)
+    ]  # fmt: skip
+    visible = set(rng.sample(project_ids, LIMITED_VISIBLE))
+    limited_rows = 0
+    for user, role, all_projects in members:
+        membership = Membership(team_id=team.id, user_id=user.id, role=role.value,
+                                all_projects=all_projects)  # fmt: skip
+        session.add(membership)
+        session.flush()
+        if all_projects:
+            continue
+        chosen = visible if user is dev else set(rng.sample(project_ids, rng.randint(1, 6)))
+        for pid in sorted(chosen):
+            pm_role = role if user is dev else rng.choice([Role.developer, Role.viewer])
+            session.add(ProjectMembership(membership_id=membership.id, project_id=pid,
+                                          role=pm_role.value))  # fmt: skip
+            limited_rows += 1
+    return {
+        "projects": {pid: name for name, pid in projects.items() if pid in visible},
+        "apps": {a: (name, pid) for a, name, pid in apps if pid in visible},
+        "hidden_projects": sorted(set(project_ids) - visible),
+        "hidden_apps": sorted(a for a, _, pid in apps if pid not in visible),
+        "members": len(members),
+        "limited_members": sum(1 for *_, all_projects in members if not all_projects),
+        "project_memberships": limited_rows,
+    }
+
+
+def seed(rng: random.Random) -> dict:
+    """Bulk-insert the data set through the app's models; returns what the checks need."""
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import (
         Installation,
         Membership,
-        Project,
         Role,
         Team,
         User,
     )
-    from app.projects import envvars
 
     flask_app = create_app()
     with flask_app.app_context():
@@ -283,151 +520,8 @@ def seed(rng: random.Random) -> dict:
             f"{PROJECT_WORDS[i % len(PROJECT_WORDS)]}-{i // len(PROJECT_WORDS) + 1}"
             for i in range(N_PROJECTS)
         ]
-        session.execute(
-            insert(Project),
-            [
-                {
-                    "team_id": team.id,
-                    "name": name,
-                    "description": f"The {name} product: web front, API and workers.",
-                    "created_at": start + timedelta(days=i),
-                }
-                for i, name in enumerate(names)
-            ],
-        )
-        projects = {
-            name: pid for pid, name in session.execute(text("SELECT id, name FROM projects"))
-        }
-        session.execute(
-            insert(Environment),
-            [
-                {"project_id": pid, "name": "production", "created_at": start}
-                for pid in projects.values()
-            ],
-        )
-        env_of = dict(session.execute(text("SELECT project_id, id FROM environments")).all())
-
-        app_rows = []
-        for pname, pid in projects.items():
-            for j, word in enumerate(rng.sample(WORDS, APPS_PER_PROJECT)):
-                image = j % 4 == 3
-                app_rows.append(
-                    {
-                        "project_id": pid,
-                        "environment_id": env_of[pid],
-                        "name": word,
-                        "description": f"{word} service of {pname}" if j % 2 else "",
-                        "source_type": "image" if image else "git",
-                        "git_url": None if image else f"https://git.example.com/{pname}/{word}.git",
-                        "git_branch": None if image else rng.choice(["main", "main", "release"]),
-                        "build_context": ".",
-                        "dockerfile_path": "Dockerfile",
-                        "image": f"registry.example.com/{pname}/{word}:1.{j}" if image else None,
-                        "container_port": rng.choice([80, 3000, 8000, 8080]),
-                        "replicas": rng.choice([1, 1, 2, 3]),
-                        "health_check_path": rng.choice(["/", "/healthz", "/health"]),
-                        "cpu_limit": rng.choice([None, 0.5, 1.0, 2.0]),
-                        "memory_limit_mb": rng.choice([None, 256, 512, 1024]),
-                        "auto_deploy": not image and rng.random() < 0.6,
-                        "webhook_secret": None,
-                        "created_at": start + timedelta(days=rng.randint(0, 30)),
-                        "updated_at": start + timedelta(days=rng.randint(30, 60)),
-                    }
-                )
-        session.execute(insert(Application), app_rows)
-        apps = session.execute(
-            text("SELECT id, name, project_id FROM applications ORDER BY id")
-        ).all()
-
-        env_rows, domain_rows = [], []
-        for app_id, name, _pid in apps:
-            plain = {
-                "PORT": "8000",
-                "LOG_LEVEL": rng.choice(["info", "debug"]),
-                "WEB_CONCURRENCY": str(rng.randint(2, 8)),
-                "TZ": "UTC",
-            }
-            secret = {
-                "DATABASE_URL": f"postgresql://{name}:s3cret-{app_id}@db:5432/{name}",
-                "SECRET_KEY": f"{rng.getrandbits(128):032x}",
-            }
-            for key, value in plain.items():
-                env_rows.append(
-                    {
-                        "application_id": app_id,
-                        "key": key,
-                        "value": value,
-                        "secret_value": None,
-                        "is_secret": False,
-                        "created_at": start,
-                        "updated_at": start,
-                    }
-                )
-            for key, value in secret.items():
-                env_rows.append(
-                    {
-                        "application_id": app_id,
-                        "key": key,
-                        "value": None,
-                        "secret_value": crypto.encrypt(value, context=envvars.CONTEXT),
-                        "is_secret": True,
-                        "created_at": start,
-                        "updated_at": start,
-                    }
-                )
-            if app_id % 5 == 0:
-                domain_rows.append(
-                    {
-                        "application_id": app_id,
-                        "host": f"{name}-{app_id}.example.com",
-                        "path_prefix": "/",
-                        "https": True,
-                        "created_at": start,
-                    }
-                )
-        session.execute(insert(EnvVar), env_rows)
-        session.execute(insert(Domain), domain_rows)
-
-        # Deployments: ids grow with time, as they would in real life, so that each
-        # app's highest id is its newest deployment.
-        span = (now - start).total_seconds()
-        events = sorted(
-            (start + timedelta(seconds=rng.uniform(0, span)), app_id)
-            for app_id, _, _ in apps
-            for _ in range(DEPLOYS_PER_APP)
-        )
-        last_of = {app_id: i for i, (_, app_id) in enumerate(events)}
-        S = DeploymentStatus
-        newest_pool = [S.running] * 16 + [S.failed] * 2 + [S.building, S.queued]
-        older_pool = [S.superseded] * 17 + [S.failed] * 2 + [S.cancelled]
-        rows = []
-        for i, (when, app_id) in enumerate(events):
-            status = rng.choice(newest_pool if last_of[app_id] == i else older_pool)
-            trigger = rng.choice(["push", "push", "manual", "rollback"])
-            sha = f"{rng.getrandbits(160):040x}"
-            active = status in (DeploymentStatus.queued, DeploymentStatus.building)
-            rows.append(
-                {
-                    "application_id": app_id,
-                    "status": status.value,
-                    "trigger": trigger,
-                    "commit_sha": sha,
-                    "commit_message": rng.choice(MESSAGES),
-                    "image_tag": None if active else f"slipway/app-{app_id}:{sha[:12]}",
-                    "error": "build failed: exit code 2 in step RUN npm ci"
-                    if status == DeploymentStatus.failed
-                    else None,
-                    "rq_job_id": f"{rng.getrandbits(128):032x}",
-                    "triggered_by_id": user.id if trigger != "push" else None,
-                    "started_at": None if status == DeploymentStatus.queued else when,
-                    "finished_at": None
-                    if active
-                    else when + timedelta(seconds=rng.randint(20, 400)),
-                    "created_at": when,
-                }
-            )
-        for chunk in range(0, len(rows), 5000):
-            session.execute(insert(Deployment), rows[chunk : chunk + 5000])
+        projects, apps = _seed_team(session, team.id, user.id, names, rng, start, now)
+        limited = _seed_limited(session, rng, start, now)
         session.commit()
 
         if db.engine.dialect.name == "postgresql":
@@ -445,6 +539,7 @@ def seed(rng: random.Random) -> dict:
             "counts": counts,
             "projects": projects_by_id,
             "apps": {app_id: (name, pid) for app_id, name, pid in apps},
+            "limited": limited,
         }
         db.session.remove()
         db.engine.dispose()
@@ -456,14 +551,14 @@ def seed(rng: random.Random) -> dict:
 CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
-def login(http, base: str) -> None:
+def login(http, base: str, email: str = EMAIL) -> None:
     page = http.get(f"{base}/login", timeout=REQUEST_TIMEOUT, allow_redirects=False)
     found = CSRF_RE.search(page.text)
     if page.status_code != 200 or not found:
         raise BenchError(f"GET /login: {page.status_code}, csrf token found: {bool(found)}")
     answer = http.post(
         f"{base}/login",
-        data={"email": EMAIL, "password": PASSWORD, "csrf_token": found.group(1)},
+        data={"email": email, "password": PASSWORD, "csrf_token": found.group(1)},
         timeout=REQUEST_TIMEOUT,
         allow_redirects=False,
     )
@@ -555,7 +650,9 @@ def server_cpu_seconds(master_pid: int) -> float | None:
         return None
 
 
-def run_pages(base: str, data: dict, redis_url: str, master_pid: int) -> dict:
+def run_pages(
+    base: str, data: dict, redis_url: str, master_pid: int, email: str = EMAIL, label: str = ""
+) -> dict:
     import redis
     import requests
 
@@ -568,8 +665,12 @@ def run_pages(base: str, data: dict, redis_url: str, master_pid: int) -> dict:
     rng = random.Random(2)
     results = {}
     with requests.Session() as http:
-        login(http, base)
-        log("logged in through the login form")
+        login(http, base, email)
+        log(f"logged in through the login form as {email}")
+        for path in data.get("hidden", ()):
+            answer = http.get(base + path, timeout=REQUEST_TIMEOUT, allow_redirects=False)
+            if answer.status_code != 404:
+                raise BenchError(f"GET {path} as {email}: {answer.status_code}, expected 404")
         pages = [Page(key, data, rng) for key in ("dashboard", "project", "app")]
         for page in pages:
             for _ in range(WARMUP):
@@ -592,7 +693,8 @@ def run_pages(base: str, data: dict, redis_url: str, master_pid: int) -> dict:
             stats["engine_probes_ms"] = probed
             results[page.key] = stats
             log(
-                f"{page.key:9} n={stats['n']} p50={stats['p50']:.1f} ms p95={stats['p95']:.1f} ms "
+                f"{label}{page.key:9} n={stats['n']} p50={stats['p50']:.1f} ms "
+                f"p95={stats['p95']:.1f} ms "
                 f"p99={stats['p99']:.1f} ms max={stats['max']:.1f} ms, "
                 f"worker CPU {stats.get('server_cpu_ms_per_request', '?')} ms/request "
                 f"(requests that probed Docker: {probed or 'none'})"
@@ -657,6 +759,11 @@ def main() -> int:
         log(f"gunicorn (gthread, 2 workers x 8 threads) healthy on port {port}")
         load_before = os.getloadavg()[0]
         results = run_pages(f"http://127.0.0.1:{port}", data, redis_url, gunicorn.pid)
+        limited = data["limited"]
+        limited["hidden"] = [f"/projects/{limited['hidden_projects'][0]}",
+                             f"/apps/{limited['hidden_apps'][0]}"]  # fmt: skip
+        limited_results = run_pages(f"http://127.0.0.1:{port}", limited, redis_url,
+                                    gunicorn.pid, LIMITED_EMAIL, "limited ")  # fmt: skip
         load_after = os.getloadavg()[0]
     except BenchError as exc:
         log(f"FAILED: {exc}")
@@ -684,9 +791,23 @@ def main() -> int:
         "counts": data["counts"],
         "target_ms": 50,
         "target_met": all(results[k]["p95"] < 50 for k in results),
+        # Issue 14: the same pages as a project-limited developer of a 50-member team.
+        "limited_dashboard_p95_ms": limited_results["dashboard"]["p95"],
+        "limited_project_p95_ms": limited_results["project"]["p95"],
+        "limited_app_p95_ms": limited_results["app"]["p95"],
+        "limited_target_met": all(limited_results[k]["p95"] < 50 for k in limited_results),
+        "limited_team": {
+            k: limited[k] for k in ("members", "limited_members", "project_memberships")
+        }
+        | {
+            "projects": LIMITED_PROJECTS,
+            "visible_projects": LIMITED_VISIBLE,
+            "visible_apps": len(limited["apps"]),
+        },  # fmt: skip
         # Other work on the machine skews timings; the 1-minute load before/after the run.
         "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
         "pages": results,
+        "limited_pages": limited_results,
     }
     print(json.dumps(summary), flush=True)
     return 0

@@ -2,8 +2,9 @@
 # The services `make test` needs, on Debian 12: install what is missing with
 # apt-get (skipped entirely when every command is present), start what is not
 # running (PostgreSQL, Redis on 127.0.0.1:6379, dockerd), and create the test
-# role and database, and install s3rver (npm, pinned) into .cache/. Idempotent;
-# takes about a second when all is in place.
+# role and database, install s3rver (npm, pinned) into .cache/, and build the
+# database test images (scripts/db-images.sh). Idempotent;
+# takes a few seconds when all is in place.
 # Installing and starting need root; checking does not.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -45,6 +46,7 @@ fi
 have node && have npm || want nodejs npm  # s3rver
 have pebble && have pebble-challtestsrv || want pebble  # the ACME server of the HTTPS tests
 [ -x /usr/bin/docker-registry ] || want docker-registry  # the image-pull tests' registry
+have mmdebstrap || want mmdebstrap  # the root of the database test images
 
 if [ ${#packages[@]} -gt 0 ]; then
     can_apt || die "Missing packages: ${packages[*]}. Install them as root (apt-get install ${packages[*]}), or run make test as root."
@@ -139,7 +141,12 @@ fi
 # ---- 6. Docker ----------------------------------------------------------------
 
 # dockerd logs to the data directory, as under `make run`: it is the same engine.
-if ! ensure_docker "$SLIPWAY_DATA"; then
+if ensure_docker "$SLIPWAY_DATA"; then
+    # ---- 7. the database test images (cached: seconds after the first build) -------
+    # Built here, where root and apt are at hand; the database tests' fixture runs the
+    # script again (seconds) and fails loudly if the images cannot be made.
+    bash "$SLIPWAY_ROOT/scripts/db-images.sh" || die "building the database test images failed"
+else
     warn "No Docker engine: the tests that need one will fail or skip."
 fi
 

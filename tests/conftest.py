@@ -8,7 +8,9 @@ each test starts from empty tables and an empty Redis database.
 Tests of the engine, Traefik, the browser and whole processes (the fixtures in
 ``ONCE_FIXTURES``) run in one of the two database runs only: with
 ``SLIPWAY_TEST_ONCE=skip`` they are deselected (``make test`` sets it for the
-PostgreSQL run; they run in the SQLite run, the default ``make run`` uses).
+PostgreSQL run; they run in the SQLite run, the default ``make run`` uses, with
+``SLIPWAY_TEST_ONCE=sqlite``), except those of ``ONCE_IN_POSTGRESQL_RUN``, which run
+in the PostgreSQL run instead to even out the two.
 """
 
 from __future__ import annotations
@@ -32,18 +34,41 @@ from app.models import (
 from tests.factories import PASSWORD, make_user
 
 # Fixtures of the tests that run once per ``make test``, not once per database.
-ONCE_FIXTURES = frozenset({"infra", "browser", "server", "fresh_server", "open_page"})
+ONCE_FIXTURES = frozenset(
+    {"infra", "browser", "server", "fresh_server", "open_page", "db_registry"}
+)
+
+
+# Directories whose run-once tests go in the PostgreSQL run instead, so that the two
+# runs of ``make test`` (side by side) take about as long as each other.
+ONCE_IN_POSTGRESQL_RUN = ("tests/databases/",)
+
+
+def _runs_once(item) -> bool:
+    return bool(
+        ONCE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("once")
+    )
+
+
+def _once_in_postgresql_run(item) -> bool:
+    path = str(Path(str(item.path)).relative_to(Path(__file__).parent.parent))
+    return path.startswith(ONCE_IN_POSTGRESQL_RUN)
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("SLIPWAY_TEST_ONCE") != "skip":
+    """``SLIPWAY_TEST_ONCE=skip`` (the PostgreSQL run of make test) deselects the run-once
+    tests but those of ``ONCE_IN_POSTGRESQL_RUN``; ``=sqlite`` (the SQLite run) deselects
+    those. Unset, everything runs."""
+    run = os.environ.get("SLIPWAY_TEST_ONCE")
+    if run not in ("skip", "sqlite"):
         return
-    keep, once = [], []
+    keep, dropped = [], []
     for item in items:
-        runs_once = ONCE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        (once if runs_once or item.get_closest_marker("once") else keep).append(item)
-    if once:
-        config.hook.pytest_deselected(items=once)
+        # A run-once test belongs to the PostgreSQL run ("skip") if its directory says so.
+        wanted = not _runs_once(item) or _once_in_postgresql_run(item) == (run == "skip")
+        (keep if wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 

@@ -114,3 +114,29 @@ def make_policy(team: Team, dest: BackupDestination, url: str | None, **fields) 
     db.session.add(policy)
     db.session.commit()
     return policy
+
+
+def make_database(
+    project: Project,
+    name: str | None = None,
+    *,
+    engine: str = "postgres",
+    password: str = "factory-db-password",
+    **fields,
+):
+    """A database row (no container): its password sealed as the lifecycle seals it."""
+    from app.databases import engines, links
+    from app.models import Database
+
+    spec = engines.spec(engine)
+    values = {
+        "name": name or f"db{next(_counter)}", "engine": engine, "version": spec.version,
+        "image": f"{engine}:{spec.version}", "username": spec.default_user,
+        "database_name": "app" if spec.has_database else "0",
+        "password": crypto.encrypt(password, context=links.PASSWORD_CONTEXT),
+        "status": "running",
+    } | fields  # fmt: skip
+    database = Database(project_id=project.id, **values)
+    db.session.add(database)
+    db.session.commit()
+    return database

@@ -11,8 +11,15 @@ import pytest
 
 from app import crypto, notify
 from app.extensions import db
-from app.models import Deployment, NotificationChannel
-from tests.factories import make_app, make_destination, make_policy, make_project, team_of
+from app.models import DatabaseLink, Deployment, NotificationChannel
+from tests.factories import (
+    make_app,
+    make_database,
+    make_destination,
+    make_policy,
+    make_project,
+    team_of,
+)
 
 
 class _Ids(HTMLParser):
@@ -52,9 +59,11 @@ def world(app, logged_in):
         secret=crypto.encrypt("https://hooks.example.com/x", context=notify.SECRET_CONTEXT),
     )  # fmt: skip
     db.session.add(channel)
+    database = make_database(project, "shop-db")
+    db.session.add(DatabaseLink(application_id=git_app.id, database_id=database.id))
     db.session.commit()
     ids = {"p": project.id, "a": git_app.id, "d": deployment.id, "dest": dest.id,
-           "pol": policy.id, "ch": channel.id}  # fmt: skip
+           "pol": policy.id, "ch": channel.id, "db": database.id}  # fmt: skip
     db.session.close()
     return client, ids
 
@@ -66,7 +75,8 @@ PAGES = [
     "/apps/{a}/metrics", "/backups/", "/backups/destinations/new",
     "/backups/destinations/{dest}/edit", "/backups/policies/new", "/backups/policies/{pol}/edit",
     "/notifications/", "/notifications/{ch}/edit", "/account/", "/server", "/server/admins",
-    "/workers",
+    "/workers", "/account/two-factor", "/reauth?next=/", "/projects/{p}/databases/new",
+    "/databases/{db}", "/databases/{db}/logs", "/databases/{db}/metrics", "/databases/{db}/delete",
 ]  # fmt: skip
 
 

@@ -136,4 +136,6 @@ def test_scheduler_jobs_are_built_from_the_registry(app):
         "policies",
         "drills",
         "certificates",
+        "audit-retention",
+        "volume-purge",
     }

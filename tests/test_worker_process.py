@@ -101,9 +101,9 @@ def start_worker(app, base_config, tmp_path):
 
 def test_one_process_serves_every_queue_while_a_deploy_runs(start_worker):
     worker = start_worker()
-    assert sorted(w.queue_names()[0] for w in worker.workers()) == sorted(
-        spec.queue for spec in lanes.LANES
-    )
+    # Every queue has its lane in this one process (a lane may hold a spare thread more
+    # for a moment, when a scheduled job just ran in it: count queues, not threads).
+    assert {w.queue_names()[0] for w in worker.workers()} == {s.queue for s in lanes.LANES}
     long = queue("deploy").enqueue("time.sleep", 6, job_id="a-long-deploy")
     _wait(lambda: _job(long.id).get_status() == "started", what="the deploy job to start")
     began = time.monotonic()

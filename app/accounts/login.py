@@ -15,6 +15,7 @@ from limits import parse_many
 from sqlalchemy import func, select
 
 from app import audit
+from app.accounts import sso
 from app.extensions import client_address, db, limiter
 from app.models import User
 from app.models.accounts import burn_password_check
@@ -28,18 +29,30 @@ def check_login(email: str, password: str) -> User | None:
     timing does not tell which accounts exist."""
     email = email.lower()
     user = db.session.scalar(select(User).where(func.lower(User.email) == email))
-    if user is None:
+    # With password login off (``app.accounts.sso``), only owners' passwords are checked:
+    # anyone else's answer must not tell whether the password was right.
+    refused = user is not None and not sso.password_allowed(user)
+    if user is None or refused:
         burn_password_check(password)
-    if user is None or not user.check_password(password):
+    if user is None or refused or not user.check_password(password):
         _count_account_failure(email)
         # At most one row per (account, address) a minute, with the count of failures.
+        details = {"password_login_off": True} if refused else {}
+        if user is not None:
+            details["target"] = user  # the account's team sees it on its Audit log
         audit.record_counted(
-            audit.Action.LOGIN_FAILED, key=f"{email[:254]}|{client_address()}", email=email[:254]
+            audit.Action.LOGIN_FAILED,
+            key=f"{email[:254]}|{client_address()}",
+            email=email[:254],
+            **details,
         )
         db.session.commit()
         return None
     user.last_login_at = utcnow()
-    audit.record(audit.Action.LOGIN_SUCCEEDED, user_id=user.id, target=user)
+    # With two-factor login on, this is the password step only: the session starts after
+    # the code (app.web.auth), and a wrong code adds two_factor.failed.
+    details = {"second_factor": "pending"} if user.totp_enabled_at else {}
+    audit.record(audit.Action.LOGIN_SUCCEEDED, user_id=user.id, target=user, **details)
     db.session.commit()
     return user
 

@@ -61,6 +61,12 @@ class DestinationForm(FlaskForm):
             raise ValidationError("Enter the secret key.")
 
 
+def _id(value) -> int | None:
+    if value in (None, ""):
+        return None
+    return int(value)
+
+
 class PolicyForm(FlaskForm):
     name = StringField(
         "Name",
@@ -69,8 +75,14 @@ class PolicyForm(FlaskForm):
     )
     target_type = RadioField(
         "What to back up", default="postgres",
-        choices=[("postgres", "A PostgreSQL database"), ("slipway", "Slipway's own database")],
+        choices=[("postgres", "A PostgreSQL database"), ("slipway", "Slipway's own database"),
+                 ("database", "A managed database"), ("volume", "A volume")],
     )  # fmt: skip
+    # Choices: the team's managed databases and app volumes (set by the page); an id
+    # that is not among them (another team's) is refused by the choice check.
+    database_id = SelectField("Managed database", coerce=_id, choices=[], validate_choice=False)
+    volume_id = SelectField("Volume", coerce=_id, choices=[], validate_choice=False)
+    stop_app = BooleanField("Stop the app while the volume is copied (a consistent copy)")
     database_url = PasswordField("Database URL", [Limit(500, "The database URL")], filters=[strip])
     destination_id = SelectField("Destination", coerce=int)
     cron = StringField("Schedule (cron)", [DataRequired(), Limit(100, "The schedule"),
@@ -92,6 +104,19 @@ class PolicyForm(FlaskForm):
     def validate_target_type(self, field) -> None:
         if field.data == "slipway" and not self._may_own:
             raise ValidationError("Only the installation owner can back up Slipway's own database.")
+
+    def _chosen(self, field, kind: str, label: str) -> None:
+        if self.target_type.data != kind:
+            field.data = None
+            return
+        if field.data not in {value for value, _ in field.choices}:
+            raise ValidationError(f"Choose one of your team's {label}.")
+
+    def validate_database_id(self, field) -> None:
+        self._chosen(field, "database", "databases")
+
+    def validate_volume_id(self, field) -> None:
+        self._chosen(field, "volume", "volumes")
 
     def validate_database_url(self, field) -> None:
         if self.target_type.data != "postgres":

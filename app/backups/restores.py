@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app import audit, crypto, notify
-from app.backups import dumps, runs, storage, targets
+from app.backups import dumps, managed, runs, storage, targets
 from app.extensions import db, queue
 from app.models import (
     Backup,
@@ -46,6 +46,9 @@ def start(backup: Backup, *, kind: str, target_database: str | None, user_id: in
     if kind == "restore":
         audit.record(audit.Action.BACKUP_RESTORE_STARTED, team_id=backup.team_id, target=backup,
                      user_id=user_id, into=target_database or "same database")  # fmt: skip
+    elif user_id is not None:  # a drill someone started (the monthly ones are the scheduler's)
+        audit.record(audit.Action.BACKUP_DRILL_STARTED, team_id=backup.team_id, target=backup,
+                     user_id=user_id)  # fmt: skip
     db.session.commit()
     queue("backup").enqueue("app.jobs.run_restore", restore.id, job_id=f"restore-{restore.id}",
                             failure_ttl=86400)  # fmt: skip
@@ -121,12 +124,15 @@ class _Restore:
         try:
             source = runs.source_of(self.policy)
             dump = self.fetch()
-            if isinstance(source, str):
+            if isinstance(source, managed.DatabaseSource | managed.VolumeSource):
+                self._managed(source, dump)
+            elif isinstance(source, str):
                 self._sqlite(dump)
             else:
                 self._postgres(source, dump)
         except (RestoreError, dumps.DumpError, storage.StorageError, runs.BackupError,
-                crypto.SecretError, OSError) as exc:  # fmt: skip
+                crypto.SecretError, OSError, managed.ContainerError,
+                managed.SourceError) as exc:  # fmt: skip
             r.status, r.error = BackupStatus.failed.value, str(exc)[:2000]
             self.note(f"failed: {str(exc)[:200]}")
         except Exception as exc:  # noqa: BLE001 - psycopg errors and the like: the row says so
@@ -172,6 +178,53 @@ class _Restore:
                                "runs; restore into a new database instead.")  # fmt: skip
         self.note(f"restoring into {server.dbname} (--clean --if-exists)", commit=True)
         dumps.pg_restore(server, dump, clean=True, progress=self.note)
+
+    def _managed(self, source, dump: Path) -> None:
+        """A managed database or volume: drill in a scratch container, restore into
+        the same one, or into a new managed database of the same engine."""
+        r = self.r
+        if r.kind == "drill":
+            counts, where = source.drill(dump, self.note)
+            self._compare(counts)
+            r.comparison = {**r.comparison, "scratch": where}
+            return
+        if r.target_database:
+            if not isinstance(source, managed.DatabaseSource):
+                raise RestoreError("a volume is restored into itself only")
+            source = self._new_database(source)
+        else:
+            r.target_database_id = getattr(getattr(source, "database", None), "id", None)
+        self.note("restoring", commit=True)
+        source.restore(dump, self.note)
+
+    def _new_database(self, source: managed.DatabaseSource) -> managed.DatabaseSource:
+        """A new managed database of the same engine (the lifecycle makes it), once running."""
+        from app.databases import lifecycle  # the lifecycle's own module (issue 16, B)
+
+        old = source.database
+        try:
+            new = lifecycle.create(
+                old.project,
+                name=self.r.target_database,
+                engine=old.engine,
+                memory_limit_mb=old.memory_limit_mb,
+                cpu_limit=old.cpu_limit,
+            )
+        except lifecycle.DatabaseError as exc:
+            raise RestoreError(str(exc)) from None
+        self.r.target_database_id = new.id
+        self.note(f"creating database {new.name}; waiting for it to run", commit=True)
+        deadline = time.monotonic() + current_app.config.get("DATABASE_READY_TIMEOUT_SECONDS", 120)
+        while True:
+            db.session.refresh(new)
+            if new.status == "running":
+                break
+            if new.status == "failed" or time.monotonic() > deadline:
+                raise RestoreError(f"database {new.name} did not start: {new.error or new.status}")
+            time.sleep(1)
+        fresh = managed.DatabaseSource(new)
+        fresh.wait_ready(fresh.container())
+        return fresh
 
     def _sqlite(self, dump: Path) -> None:
         import sqlite3

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, crypto, names, notify, outbound
-from app.backups import checks, dumps, retention, storage
+from app.backups import checks, dumps, managed, retention, storage
 from app.backups.targets import s3_target
 from app.extensions import db, queue, redis
 from app.heartbeat import Heartbeat
@@ -47,8 +47,14 @@ class BackupError(Exception):
 # ---- targets --------------------------------------------------------------
 
 
-def source_of(policy: BackupPolicy) -> dumps.PgConn | str:
-    """A PostgreSQL connection to dump, or the path of Slipway's SQLite file."""
+def source_of(policy: BackupPolicy) -> dumps.PgConn | str | managed.Source:
+    """A PostgreSQL connection to dump, the path of Slipway's SQLite file, or a managed
+    database or volume (dumped through its container)."""
+    if policy.target_type in (TargetType.database.value, TargetType.volume.value):
+        try:
+            return managed.source_for(policy)
+        except managed.SourceError as exc:
+            raise BackupError(str(exc)) from None
     if policy.target_type == TargetType.slipway.value:
         uri = current_app.config["SQLALCHEMY_DATABASE_URI"]
         if uri.startswith("sqlite:///"):
@@ -163,7 +169,7 @@ class _Run:
         began = time.monotonic()
         try:
             source = source_of(self.policy)
-            suffix = ".sqlite3" if isinstance(source, str) else ".dump"
+            suffix = ".sqlite3" if isinstance(source, str) else getattr(source, "suffix", ".dump")
             stamp = b.started_at.strftime("%Y%m%dT%H%M%SZ")
             name = f"{stamp}-{b.id}{suffix}"
             local = policy_dir(self.policy) / name
@@ -180,7 +186,8 @@ class _Run:
             partial.rename(local)
             b.local_path, b.size_bytes, b.sha256 = str(local), self.sent.size, self.sent.sha256
         except (BackupError, dumps.DumpError, storage.StorageError, names.InvalidValue,
-                crypto.SecretError, OSError, DatabaseError) as exc:  # fmt: skip
+                crypto.SecretError, OSError, DatabaseError, managed.ContainerError,
+                managed.SourceError) as exc:  # fmt: skip
             self._abort_upload()
             b.mark_failed(str(exc).strip())
         except Exception as exc:  # the row must say what happened, whatever it was
@@ -208,6 +215,14 @@ class _Run:
             finally:
                 copy.unlink(missing_ok=True)
             return counts
+        if isinstance(source, managed.VolumeSource):
+            with source.dump() as (stream, _):
+                self._pump(stream, out)
+            return managed.tar_counts(Path(out.name))
+        if isinstance(source, managed.DatabaseSource):
+            with source.dump() as (stream, counts):
+                self._pump(stream, out)
+            return counts()
         with dumps.pg_dump(source, workdir) as (stream, counts):
             self._pump(stream, out)
         return counts.result()

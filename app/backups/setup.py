@@ -82,11 +82,49 @@ def delete_destination(dest: BackupDestination) -> None:
     _delete(dest, audit.Action.BACKUP_DESTINATION_DELETED)
 
 
+def target_name(policy: BackupPolicy) -> str:
+    """The name a restore is confirmed with: the database's (or the volume's label)."""
+    from app.models import Database, Volume
+
+    if policy.target_type == "database":
+        found = db.session.get(Database, policy.database_id or 0)
+        return found.name if found else f"database-{policy.database_id}"
+    if policy.target_type == "volume":
+        found = db.session.get(Volume, policy.volume_id or 0)
+        return found.label if found else f"volume-{policy.volume_id}"
+    url = policy.database_url or ""
+    return url.rsplit("/", 1)[-1] if url else "slipway"
+
+
+def policy_choices(form, team_id: int) -> None:
+    """The policy form's targets: the team's live managed databases and app volumes."""
+    from app.models import Application, Database, Project, Volume
+
+    found = db.session.execute(
+        select(Database.id, Database.name, Database.engine, Project.name)
+        .join(Project, Project.id == Database.project_id)
+        .where(Project.team_id == team_id, Database.deleted_at.is_(None))
+        .order_by(Project.name, Database.name)
+    ).all()  # fmt: skip
+    form.database_id.choices = [(i, f"{p} / {n} ({e})") for i, n, e, p in found]
+    vols = db.session.execute(
+        select(Volume.id, Volume.label, Application.name, Project.name)
+        .join(Application, Application.id == Volume.application_id)
+        .join(Project, Project.id == Volume.project_id)
+        .where(Project.team_id == team_id, Volume.state == "active")
+        .order_by(Project.name, Application.name, Volume.label)
+    ).all()  # fmt: skip
+    form.volume_id.choices = [(i, f"{p} / {a}: {label}") for i, label, a, p in vols]
+
+
 def save_policy(form, policy: BackupPolicy) -> BackupPolicy:
     for field in ("name", "target_type", "destination_id", "cron", "keep_local_days",
                   "keep_daily", "keep_weekly", "enabled"):  # fmt: skip
         setattr(policy, field, getattr(form, field).data)
-    if policy.target_type == "slipway":
+    policy.database_id = form.database_id.data if policy.target_type == "database" else None
+    policy.volume_id = form.volume_id.data if policy.target_type == "volume" else None
+    policy.stop_app = bool(form.stop_app.data) and policy.target_type == "volume"
+    if policy.target_type in ("slipway", "database", "volume"):
         policy.database_url = policy.database_password = None
     elif form.parsed_url is not None:
         policy.database_url, password = form.parsed_url

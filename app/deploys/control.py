@@ -188,8 +188,9 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
         if changed:
             _drop_job(deployment.rq_job_id)
             audit.record(
-                audit.Action.DEPLOY_CANCELLED, target=deployment, user_id=user.id if user else None
-            )
+                audit.Action.DEPLOY_CANCELLED, team_id=deployment.application.project.team_id,
+                target=deployment, user_id=user.id if user else None,
+            )  # fmt: skip
             db.session.commit()
             db.session.refresh(deployment)
             livestatus.publish(deployment)
@@ -198,8 +199,9 @@ def cancel(deployment: Deployment, user: User | None = None) -> None:
     if deployment.status != DeploymentStatus.building.value:
         raise DeployError(f"A {deployment.status} deployment cannot be cancelled.")
     redis.client.set(CANCEL_KEY.format(deployment.id), "1", ex=3600)
-    audit.record(audit.Action.DEPLOY_CANCEL_REQUESTED, target=deployment,
-                  user_id=user.id if user else None)  # fmt: skip
+    audit.record(audit.Action.DEPLOY_CANCEL_REQUESTED,
+                 team_id=deployment.application.project.team_id, target=deployment,
+                 user_id=user.id if user else None)  # fmt: skip
     db.session.commit()
 
 

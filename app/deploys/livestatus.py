@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
+from app.deploys import buildlog
 from app.extensions import db, redis
 from app.models import Application, Deployment, Project
 from app.models.deployments import FINAL_STATUSES
@@ -42,19 +43,21 @@ def events_of(deployments: Iterable[Deployment]) -> list[dict]:
     deployments = list(deployments)
     apps = {d.application_id for d in deployments}
     found = db.session.execute(
-        select(Deployment.application_id, func.max(Deployment.id), Project.team_id)
+        select(Deployment.application_id, func.max(Deployment.id), Project.team_id, Project.id)
         .join(Application, Application.id == Deployment.application_id)
         .join(Project, Project.id == Application.project_id)
         .where(Deployment.application_id.in_(apps))
-        .group_by(Deployment.application_id, Project.team_id)
+        .group_by(Deployment.application_id, Project.team_id, Project.id)
     ).all() if apps else []  # fmt: skip
-    newest = {app_id: newest_id for app_id, newest_id, _ in found}
-    team = {app_id: team_id for app_id, _, team_id in found}
+    newest = {app_id: newest_id for app_id, newest_id, _, _ in found}
+    team = {app_id: team_id for app_id, _, team_id, _ in found}
+    project = {app_id: project_id for app_id, _, _, project_id in found}
     return [
         {
             "deployment_id": d.id,
             "app_id": d.application_id,
             "team_id": team.get(d.application_id) or d.application.project.team_id,
+            "project_id": project.get(d.application_id) or d.application.project_id,
             "status": d.status,
             "step": d.step,
             "final": d.status in FINAL_STATUSES,
@@ -86,6 +89,11 @@ def publish_events(events: list[dict]) -> None:
         for event in events:
             pipe.xadd(STREAM, {"event": json.dumps(event)}, maxlen=STREAM_MAXLEN,
                       approximate=True)  # fmt: skip
+        for event in events:
+            if event.get("final") and "deployment_id" in event:
+                # Wake the deployment's log tails (app.live.tails), which wait on its
+                # lines' channel: they read this event at once, not at their next tick.
+                pipe.publish(buildlog.channel(event["deployment_id"]), "[]")
         pipe.execute()
     except RedisError:
         log.warning("could not publish a deployment status change")
@@ -97,6 +105,7 @@ def health_event(app) -> dict:
         "kind": "health",
         "app_id": app.id,
         "team_id": app.project.team_id,
+        "project_id": app.project_id,
         "health": app.health,
         "summary": (app.health_detail or {}).get("summary", ""),
     }

@@ -8,6 +8,13 @@ to it) → ``running`` → drain and stop the old version. Any failure removes t
 containers, leaves (or puts back) the old version serving, and records the reason
 on the row. A cancelled build stops where it is. A heartbeat key tells the reaper
 this run is alive.
+
+An app with an active ``exclusive`` volume never has two containers on it: the old
+version is stopped (and kept) before the new one starts, the route holds requests with
+Traefik's retry middleware meanwhile, and the gap (old stopped → new healthy) is
+stored as ``volume_gap_ms``. If the new version fails, it is removed and the old one
+started again: until then nothing serves (the price of one writer). Such an app runs
+one replica whatever its setting says (two replicas would be two writers).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 
 from app import crypto, names, outbound
+from app.databases import engines, links
 from app.deploys import buildlog, control, livestatus, routing, slots
 from app.extensions import db, redis
 from app.heartbeat import Heartbeat
@@ -32,9 +40,10 @@ from app.live import logformat
 from app.models import ACTIVE_STATUSES, Application, Deployment, DeploymentStatus, DeployStep
 from app.models.base import utcnow
 from app.models.deployments import REUSE_TRIGGERS
-from app.projects import envvars
+from app.projects import envvars, volumes
 from app.proxy import traefik
 from app.runtime import containers
+from app.runtime import volumes as runtime_volumes
 from app.sources import credentials, gitsrc
 
 log = logging.getLogger("slipway.pipeline")
@@ -176,6 +185,10 @@ class _Run:
         self.switched = False
         self.to_retire: list[int] = []
         self.previous = control.current(self.app.id)
+        # Exclusive volumes: the old version's containers, stopped before this one started
+        # (started again if this one fails), and when they had stopped.
+        self.stopped_previous: list[str] = []
+        self.gap_from: float | None = None
         self.redis = redis.client
         self.cancel_key = control.CANCEL_KEY.format(deployment_id)
 
@@ -258,7 +271,14 @@ class _Run:
         )
         self.dep.settings = json.dumps(self.settings | {"watch_seconds": self.watch_seconds})
         db.session.commit()
-        self.env = {"PORT": str(self.settings["container_port"])} | env
+        # Linked databases' variables: from their credentials now, never from a snapshot
+        # (a rollback after a password rotation must connect); the app's own env wins.
+        linked = links.variables_for(self.app)
+        if linked:
+            self.log.secrets = buildlog.secrets_to_redact(
+                list(self.log.secrets) + [v for k, v in linked.items() if engines.is_secret(k)]
+            )
+        self.env = {"PORT": str(self.settings["container_port"])} | linked | env
 
     def _image(self) -> str:
         if self.dep.trigger in REUSE_TRIGGERS:
@@ -381,18 +401,72 @@ class _Run:
         return image_id
 
     def _start(self, image: str) -> containers.Version:
+        mounts, exclusive = self._mounts()
+        replicas = self.settings["replicas"]
+        if exclusive and replicas > 1:
+            self.log.info(f"an exclusive volume is mounted: running 1 replica, not {replicas} "
+                          "(two would write to it at once)")  # fmt: skip
+            replicas = 1
+        if exclusive and self.previous is not None:
+            self._stop_previous()
         version = containers.start_version(
             app_id=self.app.id, project_id=self.app.project_id, deployment_id=self.dep.id,
             image=image, env=self.env,
-            port=self.settings["container_port"], replicas=self.settings["replicas"],
+            port=self.settings["container_port"], replicas=replicas,
             cpu_limit=self.settings["cpu_limit"],
-            memory_limit_mb=self.settings["memory_limit_mb"],
+            memory_limit_mb=self.settings["memory_limit_mb"], mounts=mounts,
         )  # fmt: skip
         self.new_containers = version.container_ids
         for r in version.replicas:
             where = f"at {r.address}" if r.address else "(not running: it has no address)"
             self.log.info(f"started {r.name} {where}")
+        if self.stopped_previous:
+            # Routed at once: the retry middleware holds requests until it listens.
+            self.switched = True
+            routing.route_to(self.app, version)
+            routing.release(self.app.id)
         return version
+
+    def _mounts(self) -> tuple[list[runtime_volumes.Mount], bool]:
+        """The app's active volumes (created if missing), and whether one is exclusive."""
+        found = volumes.active_of(self.app.id)
+        try:
+            mounts = volumes.mounts_of(self.app.id)
+        except runtime_volumes.MountPathError as exc:
+            raise containers.ContainerError(f"a volume cannot be mounted: {exc}") from None
+        for volume in found:
+            self.log.info(f"mounting volume {volume.label} at {volume.mount_path} ({volume.mode})")
+        return mounts, any(v.mode == "exclusive" for v in found)
+
+    def _stop_previous(self) -> None:
+        """Exclusive: route the old version through the retry middleware, hold the route,
+        then stop the old version's containers (kept, to start again if this one fails)."""
+        ids = containers.containers_of(deployment_id=self.previous.id)
+        if not ids:
+            return
+        now = routing.routed(self.app.id)
+        if now is not None and now.deployment_id == self.previous.id:
+            try:
+                routing.route_to(self.app, containers.find_version(self.previous.id, now.port))
+                traefik.wait_for_retry(self.app.id)
+            except (containers.ContainerError, traefik.ProxyError) as exc:
+                self.log.info(f"the route could not be set to retry first: {exc}")
+        routing.hold_route(self.app.id)
+        self.log.info(f"exclusive volume: stopping deployment #{self.previous.id} before this "
+                      "one starts (requests are held and retried meanwhile)")  # fmt: skip
+        self.stopped_previous = ids
+        containers.stop_only(ids, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
+        self.gap_from = time.monotonic()
+
+    def _record_gap(self) -> None:
+        if self.gap_from is None:
+            return
+        gap_ms = max(1, round((time.monotonic() - self.gap_from) * 1000))
+        self.gap_from = None
+        self.dep.volume_gap_ms = gap_ms
+        db.session.commit()
+        self.log.info(f"exclusive volume: no version served for {gap_ms} ms "
+                      "(old stopped → new healthy)")  # fmt: skip
 
     def _health_gate(self, version: containers.Version) -> None:
         """Each replica answers 2xx on the health path (traffic switches right after: the
@@ -404,6 +478,7 @@ class _Run:
                 self._ensure_up(replica)
                 status = containers.probe(replica, path)
                 if status is not None and 200 <= status < 300:
+                    self._record_gap()  # the first healthy replica ends the gap
                     self.log.info(f"{replica.name} answered {status} on {path}")
                     break
                 if time.monotonic() > deadline:
@@ -536,7 +611,8 @@ class _Run:
         if not self.to_retire:
             return
         try:
-            time.sleep(self.cfg["DRAIN_SECONDS"])
+            if not self.stopped_previous:  # an exclusive handover stopped it already
+                time.sleep(self.cfg["DRAIN_SECONDS"])
             for old_id in self.to_retire:
                 containers.stop_deployment(old_id, timeout=self.cfg["STOP_TIMEOUT_SECONDS"])
             self._prune_images()
@@ -574,11 +650,25 @@ class _Run:
     def _undo(self) -> None:
         """Remove what this run started and put the old routing back."""
         try:
+            if self.stopped_previous:
+                self._undo_exclusive()
+                return
             if self.switched:
                 self._restore_routes()
             containers.stop_and_remove(self.new_containers, timeout=2)
         except Exception:  # noqa: BLE001 - undo is best effort; the reaper retries
             log.exception("cleanup after deployment %s failed", self.dep.id)
+        finally:
+            routing.release(self.app.id)
+
+    def _undo_exclusive(self) -> None:
+        """The new version goes first (one writer), then the old one starts again and the
+        route goes back to it (the retry middleware holds requests meanwhile)."""
+        containers.stop_and_remove(self.new_containers, timeout=2)
+        containers.start_again(self.stopped_previous)
+        self.log.info(f"started deployment #{self.previous.id} again")
+        self.stopped_previous = []
+        self._restore_routes()
 
     def _restore_routes(self) -> None:
         if self.previous is None:

@@ -15,6 +15,13 @@ holds: every endpoint written is one the engine's network table gives to that ve
 container id, running, at the time of the write (``runtime.watch``); a replica that
 is not running is left out, and a route with no replica left answers 503 (Traefik's
 "no available server"), never another app's pages.
+
+An app with an ``exclusive`` volume is routed through Traefik's ``retry`` middleware:
+its deploys stop the old version before the new one starts, and a request that meets
+no listener in between is tried again until the new one answers. During that gap the
+pipeline holds the route (:func:`hold_route`), so the watcher does not write an empty server
+list over it (Traefik answers that with 503 at once, and retries it against the same
+empty list).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from sqlalchemy import select, update
 from app import names
 from app.extensions import db, redis
 from app.models import Application, CertState, WwwMode
-from app.projects import catalog
+from app.projects import catalog, volumes
 from app.proxy import traefik
 from app.runtime import containers
 
@@ -109,6 +116,29 @@ def app_lock(app_id: int):
             pass  # expired: it was held past its TTL, and another writer may hold it now
 
 
+HOLD_KEY = "slipway:route-hold:{}"
+
+
+def hold_route(app_id: int, seconds: int = 300) -> None:
+    """Until :func:`release` (or ``seconds``), :func:`refresh` (the watcher) leaves the
+    app's route as it is: an exclusive handover has the old version stopped and the new
+    one not yet started."""
+    redis.client.set(HOLD_KEY.format(app_id), "1", ex=seconds)
+
+
+def release(app_id: int) -> None:
+    redis.client.delete(HOLD_KEY.format(app_id))
+
+
+def held(app_id: int) -> bool:
+    return bool(redis.client.exists(HOLD_KEY.format(app_id)))
+
+
+def retries(app_id: int) -> bool:
+    """Whether the app's route holds requests through a stop-then-start deploy."""
+    return volumes.is_exclusive(app_id)
+
+
 @dataclass(frozen=True)
 class Routed:
     """What the app's route serves: a deployment's replicas, how many, on which port."""
@@ -168,7 +198,7 @@ def route_to(app: Application, version: containers.Version) -> list[str]:
             app.id, version.deployment_id, ids=version.container_ids
         )
         endpoints = [f.endpoint(port) for f in live if f.serving]
-        traefik.write_app_routes(app.id, wanted, endpoints)
+        traefik.write_app_routes(app.id, wanted, endpoints, retry=retries(app.id))
         _set_routed(app.id, Routed(version.deployment_id, len(version.replicas), port))
     return list(dict.fromkeys(route.host for route in wanted))
 
@@ -193,8 +223,8 @@ def refresh(
     """
     with app_lock(app.id):
         found = routed(app.id)
-        if found is None:
-            return None, []
+        if found is None or held(app.id):
+            return None, []  # held: nothing to judge while an exclusive handover runs
         live = [
             replace(f, state="stopping", address="") if f.id in leaving and f.serving else f
             for f in containers.deployment_replicas(app.id, found.deployment_id)
@@ -205,7 +235,7 @@ def refresh(
         except traefik.ProxyError:
             served = None  # Traefik is not answering: write, it reads the file when it is back
         if rewrite or served is None or served != set(endpoints):
-            traefik.write_app_routes(app.id, routes(app), endpoints)
+            traefik.write_app_routes(app.id, routes(app), endpoints, retry=retries(app.id))
             log.info("app %s: routing to %d replica(s) of deployment %s",
                      app.id, len(endpoints), found.deployment_id)  # fmt: skip
         return found, live

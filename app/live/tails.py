@@ -40,6 +40,9 @@ from app.runtime import containers
 
 Send = Callable[[dict], None]
 IsOpen = Callable[[], bool]
+# How a stored or published line becomes a frame's line: HTML for pages (the default),
+# plain text for the API's Server-Sent Events (app.web.api.logs).
+LineOf = Callable[[dict], dict]
 REPLAY_BATCH = 500
 # Seconds between checks (status events, access) while a build log is quiet, and
 # how long a status socket waits for an event. Lines arrive at once either way; a
@@ -82,10 +85,11 @@ class BuildLogTail:
     """Replay, then follow, one deployment's build log; ends when it is final."""
 
     def __init__(self, deployment_id: int, after_seq: int, send: Send, is_open: IsOpen,
-                 watch: AccessWatch):  # fmt: skip
+                 watch: AccessWatch, line_of: LineOf = _line):  # fmt: skip
         self.deployment_id = deployment_id
         self.last = max(after_seq, 0)
         self.send = send
+        self.line_of = line_of
         self.is_open = is_open
         self.watch = watch
 
@@ -94,7 +98,7 @@ class BuildLogTail:
         if fresh:
             fresh.sort(key=lambda r: r["seq"])
             self.last = fresh[-1]["seq"]
-            self.send({"type": "lines", "lines": [_line(r) for r in fresh]})
+            self.send({"type": "lines", "lines": [self.line_of(r) for r in fresh]})
 
     def _catch_up(self) -> None:
         while True:
@@ -155,13 +159,20 @@ def _public(event: dict) -> dict:
 
 
 def status_stream(team_ids: set[int], since: str, send: Send, is_open: IsOpen,
-                  watch: AccessWatch) -> str:  # fmt: skip
-    """Forward status changes of the user's teams' deployments from ``since`` on."""
+                  watch: AccessWatch, project_ids: set[int] | None = None) -> str:  # fmt: skip
+    """Forward status changes of the user's teams' deployments from ``since`` on.
+
+    ``project_ids`` (a project-limited member's projects) narrows them further."""
     client = redis.client
     after = since
     while is_open():
         after, events = livestatus.read(client, after, block_ms=STATUS_WAIT_MS)
-        changes = [_public(e) for e in events if e.get("team_id") in team_ids]
+        changes = [
+            _public(e)
+            for e in events
+            if e.get("team_id") in team_ids
+            and (project_ids is None or e.get("project_id") in project_ids)
+        ]
         if changes:
             send({"type": "status", "changes": changes})
         if not watch.still_allowed():
@@ -175,9 +186,11 @@ def status_stream(team_ids: set[int], since: str, send: Send, is_open: IsOpen,
 class RuntimeTail:
     """Follow the running containers of one app, across redeploys."""
 
-    def __init__(self, app_id: int, send: Send, is_open: IsOpen, watch: AccessWatch):
+    def __init__(self, app_id: int, send: Send, is_open: IsOpen, watch: AccessWatch,
+                 line_of=runtimelogs.runtime_line):  # fmt: skip
         cfg = current_app.config
         self.app_id = app_id
+        self.line_of = line_of  # (replica label, raw bytes, secrets) -> a frame's line
         self.send = send
         self.is_open = is_open
         self.watch = watch
@@ -240,7 +253,7 @@ class RuntimeTail:
             if lines or skipped:
                 frame = {
                     "type": "lines",
-                    "lines": [runtimelogs.runtime_line(s, raw, self.secrets) for s, raw in lines],
+                    "lines": [self.line_of(s, raw, self.secrets) for s, raw in lines],
                 }
                 if skipped:
                     frame["skipped"] = skipped

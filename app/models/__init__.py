@@ -1,6 +1,17 @@
 """The data model, one module per aggregate."""
 
-from app.models.accounts import Installation, Membership, PasswordReset, Role, Team, User
+from app.models.accounts import (
+    Installation,
+    Invitation,
+    Membership,
+    PasswordReset,
+    ProjectMembership,
+    RecoveryCode,
+    Role,
+    Team,
+    User,
+)
+from app.models.apikeys import ApiKey
 from app.models.applications import Application, Domain, EnvVar, HttpsMode, WwwMode
 from app.models.audit import AuditEvent
 from app.models.backups import (
@@ -13,6 +24,15 @@ from app.models.backups import (
 )
 from app.models.base import Base
 from app.models.certificates import AcmeAccount, Certificate, CertSource, CertState
+from app.models.databases import (
+    Database,
+    DatabaseLink,
+    DatabaseStatus,
+    Engine,
+    MountMode,
+    Volume,
+    VolumeState,
+)
 from app.models.deployments import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -25,9 +45,23 @@ from app.models.deployments import (
 from app.models.metrics import MetricSample, MetricScope
 from app.models.notifications import ChannelKind, NotificationChannel, NotificationEvent
 from app.models.projects import Environment, Project
+from app.models.sso import OidcIdentity, OidcProvider
 from app.models.webhooks import WebhookDelivery
 
 __all__ = [
+    "Database",
+    "DatabaseLink",
+    "DatabaseStatus",
+    "Engine",
+    "MountMode",
+    "Volume",
+    "VolumeState",
+    "ApiKey",
+    "Invitation",
+    "OidcIdentity",
+    "OidcProvider",
+    "ProjectMembership",
+    "RecoveryCode",
     "AcmeAccount",
     "Certificate",
     "CertSource",

@@ -10,13 +10,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask_login import UserMixin
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -56,6 +60,16 @@ class User(UserMixin, Timestamped, Base):
     # Named by the installation's owner (app.accounts.installation): may open the
     # installation-wide pages (server, workers). The owner is one without the flag.
     installation_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The team the top bar shows and every list is scoped to (``app.access``). A plain
+    # column, no foreign key: a stale id (team deleted, membership ended) falls back to
+    # the user's first team.
+    current_team_id: Mapped[int | None] = mapped_column(Integer)
+    # Two-factor login (``app.accounts.twofactor``): the TOTP secret, encrypted with
+    # ``app.crypto``; set once enrolment is confirmed with a code. ``totp_last_step``
+    # is the time step of the last code accepted: a code is good once per step.
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
 
@@ -133,6 +147,9 @@ class Installation(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     installation_id: Mapped[str] = mapped_column(String(32), default=new_installation_id)
+    # False: only team owners and the installation's owner may sign in with a password;
+    # everyone else through single sign-on (``app.accounts.sso``).
+    password_login: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Team(Timestamped, Base):
@@ -141,6 +158,10 @@ class Team(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    # Members without two-factor login must enrol at their next login.
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Audit rows older than this are deleted by the scheduler (``app.audit.apply_retention``).
+    audit_retention_days: Mapped[int] = mapped_column(Integer, default=365, server_default="365")
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="team")
 
@@ -153,10 +174,77 @@ class Membership(Timestamped, Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20), default=Role.developer.value)
+    # False: the member sees only the projects in ``project_memberships``, each with its
+    # own role (never above ``role``), and none of the team-wide pages but the team's
+    # name and its members (``app.access``).
+    all_projects: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     team: Mapped[Team] = relationship(back_populates="memberships")
     user: Mapped[User] = relationship(back_populates="memberships")
+    projects: Mapped[list[ProjectMembership]] = relationship(
+        back_populates="membership", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @property
     def role_enum(self) -> Role:
         return Role(self.role)
+
+
+class ProjectMembership(Timestamped, Base):
+    """A project-limited membership's access to one project, with its role there."""
+
+    __tablename__ = "project_memberships"
+    __table_args__ = (
+        UniqueConstraint("membership_id", "project_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("memberships.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(20), default=Role.viewer.value)
+
+    membership: Mapped[Membership] = relationship(back_populates="projects")
+
+
+class Invitation(Timestamped, Base):
+    """An invitation to a team (``app.accounts.invitations``), by email or by link.
+
+    Only the SHA-256 of the token is stored. ``email`` set: only an account with that
+    address may accept. ``projects`` empty with ``all_projects`` false is refused at
+    creation; otherwise a list of ``{"project_id", "role"}``.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    all_projects: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    projects: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    team: Mapped[Team] = relationship()
+
+
+class RecoveryCode(Timestamped, Base):
+    """One of a user's ten two-factor recovery codes: its hash, and when it was used."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, Timestamped
@@ -12,7 +12,15 @@ from app.models.base import Base, BigId, Timestamped
 
 class AuditEvent(Timestamped, Base):
     __tablename__ = "audit_events"
-    __table_args__ = {"sqlite_autoincrement": True}
+    # The audit page pages newest first within a team, filtered by member, action or
+    # object (``app.audit.query``): each filter has its index ending in ``id``.
+    __table_args__ = (
+        Index("ix_audit_events_team_user", "team_id", "user_id", "id"),
+        Index("ix_audit_events_team_action", "team_id", "action", "id"),
+        Index("ix_audit_events_team_target", "team_id", "target_type", "target_id", "id"),
+        Index("ix_audit_events_created_at", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     team_id: Mapped[int | None] = mapped_column(

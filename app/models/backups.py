@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -26,6 +27,8 @@ from app.models.base import Base, BigId, Timestamped, UTCDateTime, utcnow
 class TargetType(enum.StrEnum):
     slipway = "slipway"  # Slipway's own database (installation owner only)
     postgres = "postgres"  # a PostgreSQL database registered by URL
+    database = "database"  # a managed database of a project (app.databases), any engine
+    volume = "volume"  # a persistent volume, as a tar stream
 
 
 class BackupStatus(enum.StrEnum):
@@ -70,6 +73,13 @@ class BackupPolicy(Timestamped, Base):
     # postgresql://user@host:port/db — the password is never part of it.
     database_url: Mapped[str | None] = mapped_column(String(500))
     database_password: Mapped[str | None] = mapped_column(Text)  # ciphertext
+    # target_type "database" / "volume": which one. No foreign keys (added to tables that
+    # SQLite cannot alter without a rebuild); databases and volumes are never deleted as
+    # rows (marked deleted, purged), so the backups stay listed with their target.
+    database_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    volume_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # A volume backup stops the app first for a consistent copy (and starts it after).
+    stop_app: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     destination_id: Mapped[int] = mapped_column(
         ForeignKey("backup_destinations.id", ondelete="RESTRICT"), index=True
     )
@@ -133,6 +143,8 @@ class Restore(Timestamped, Base):
     backup_id: Mapped[int] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # restore | drill
     target_database: Mapped[str | None] = mapped_column(String(63))  # None: the same one
+    # A managed database restored into (a new one made for it, or the backup's own).
+    target_database_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=BackupStatus.queued.value)
     error: Mapped[str | None] = mapped_column(Text)
     log: Mapped[str] = mapped_column(Text, default="")

@@ -101,6 +101,8 @@ class Deployment(Timestamped, Base):
     settings: Mapped[str | None] = mapped_column(Text)
     # While in the watch window: when it ends (the old version then stops).
     watch_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An exclusive volume: how long no version ran (old stopped → new accepting), in ms.
+    volume_gap_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     triggered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

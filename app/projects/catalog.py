@@ -19,13 +19,26 @@ DEFAULT_ENVIRONMENT = "production"
 NOT_DEPLOYED = "not deployed"
 
 
+class NameTaken(Exception):
+    """Another project of the team took the name between the check and the write."""
+
+    def __init__(self):
+        super().__init__("Your team already has a project with this name.")
+
+
 def create_project(team: Team, name: str, description: str) -> Project:
     """A new project, audited and committed; it always starts with a ``production``
-    environment."""
+    environment. NameTaken (nothing written) when a concurrent create won the name."""
     project = Project(team_id=team.id, name=name, description=description or "")
     project.environments.append(Environment(name=DEFAULT_ENVIRONMENT))
     db.session.add(project)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        if project_name_taken(team.id, name):
+            raise NameTaken() from None
+        raise
     audit.record(audit.Action.PROJECT_CREATED, team_id=team.id, target=project, name=name)
     db.session.commit()
     return project
@@ -99,6 +112,26 @@ def taken_address_on_rename(project: Project, new_name: str) -> str | None:
         address = address_of(app.name, new_name)
         if address_taken(address, app.id):
             return host_of(address)
+    return None
+
+
+def app_name_error(project: Project, name: str, exclude_id: int | None = None) -> str | None:
+    """Why ``name`` cannot be this app's (taken in the project, or its default address
+    taken in the installation), or None. The form and the API ask the same question."""
+    if app_name_taken(project.id, name, exclude_id):
+        return "This project already has an app with this name."
+    if taken := taken_address_for(name, project, exclude_id):
+        return str(AddressTaken(taken))
+    return None
+
+
+def project_name_error(team_id: int, name: str, project: Project | None = None) -> str | None:
+    """Why ``name`` cannot be this project's (another of the team's, or a rename that
+    would move one of its apps onto a taken address), or None."""
+    if project_name_taken(team_id, name, exclude_id=project.id if project else None):
+        return "Your team already has a project with this name."
+    if project is not None and (taken := taken_address_on_rename(project, name)):
+        return str(AddressTaken(taken))
     return None
 
 
@@ -205,8 +238,13 @@ def delete_app(app: Application) -> None:
 
     The web never touches Docker; the job is keyed by the app id, so a second delete
     request (or a retry) finds the same job rather than queueing another."""
+    from app.projects import volumes
+
     app_id, name, team_id = app.id, app.name, app.project.team_id
-    audit.record(audit.Action.APP_DELETED, team_id=team_id, target=app, name=name)
+    # Its volumes outlive it for the grace period (the rows keep their data's name).
+    detached = volumes.detach_all(app)
+    audit.record(audit.Action.APP_DELETED, team_id=team_id, target=app, name=name,
+                 **({"volumes_detached": detached} if detached else {}))  # fmt: skip
     db.session.delete(app)
     db.session.commit()
     _remove_resources([app_id])
@@ -221,27 +259,60 @@ def _remove_resources(app_ids: list[int]) -> None:
 
 def update_project(project: Project, name: str, description: str) -> None:
     """Rename or describe a project; a new name moves its apps' default addresses
-    (AddressTaken, nothing written, when one of them is another app's)."""
+    (AddressTaken, nothing written, when one of them is another app's; NameTaken when a
+    concurrent change took the name)."""
     taken = taken_address_on_rename(project, name)
     if taken:
         raise AddressTaken(taken)
     renamed = name != project.name
+    apps = _apps_of(project)  # before the change: a query would flush it outside the try
     project.name, project.description = name, description or ""
-    apps = _apps_of(project)
     if renamed:
         for app in apps:
             app.address = address_of(app.name, name)
     audit.record(audit.Action.PROJECT_UPDATED, team_id=project.team_id, target=project)
-    _commit_addresses(apps)
+    try:
+        _commit_addresses(apps)
+    except IntegrityError:  # not an address: the name, taken by a concurrent change
+        if renamed and project_name_taken(project.team_id, name):
+            raise NameTaken() from None
+        raise
+
+
+class ProjectNotEmpty(Exception):
+    """The message says what must go first."""
 
 
 def delete_project(project: Project) -> None:
-    """Delete a project with its apps; each app's containers, route and images go too."""
+    """Delete a project with its apps; each app's containers, route and images go too.
+
+    Its databases must be deleted first (each takes its final backup); its volumes are
+    detached, never removed: the rows outlive the project for the grace period."""
+    from app.models import Database, DatabaseStatus
+    from app.models.databases import Volume, VolumeState
+    from app.projects import volumes
+
+    live = list(db.session.scalars(select(Database.name).where(
+        Database.project_id == project.id,
+        Database.status != DatabaseStatus.deleted.value)))  # fmt: skip
+    if live:
+        raise ProjectNotEmpty(
+            f"Delete the project's databases first ({', '.join(sorted(live))}): each takes "
+            "its final backup and keeps its volume for the grace period."
+        )
     app_ids = list(db.session.scalars(select(Application.id).where(
         Application.project_id == project.id)))  # fmt: skip
+    detached = []
+    active = select(Volume).where(
+        Volume.project_id == project.id, Volume.state == VolumeState.active.value
+    )
+    for volume in db.session.scalars(active):
+        volumes.detach_volume_row(volume)
+        detached.append(volume.id)
     audit.record(
         audit.Action.PROJECT_DELETED, team_id=project.team_id, target=project,
         name=project.name, apps=len(app_ids),
+        **({"volumes_detached": detached} if detached else {}),
     )  # fmt: skip
     db.session.delete(project)
     db.session.commit()
@@ -272,6 +343,11 @@ def latest_statuses(app_ids: list[int]) -> dict[int, str]:
     return {app_id: status for app_id, status in rows if status is not None}
 
 
+def newest_status():
+    """The status of the app's newest deployment, as a column of a query on apps."""
+    return _newest_status()
+
+
 def _newest_status():
     return (
         select(Deployment.status)
@@ -291,16 +367,18 @@ class AppRow:
     health: str | None = None  # what serves it now (app/deploys/health.py)
 
 
-def dashboard_rows(team_ids: list[int]) -> list[tuple[Project, list[AppRow]]]:
+def dashboard_rows(
+    team_ids: list[int], project_ids: set[int] | None = None
+) -> list[tuple[Project, list[AppRow]]]:
     """Projects with plain rows of their apps and each app's newest status, in two queries.
 
     The dashboard lists every app of a team; plain tuples keep it cheap at hundreds.
+    ``project_ids`` (a project-limited member's) narrows it to those projects.
     """
-    projects = list(
-        db.session.scalars(
-            select(Project).where(Project.team_id.in_(team_ids)).order_by(Project.name)
-        )
-    )
+    query = select(Project).where(Project.team_id.in_(team_ids)).order_by(Project.name)
+    if project_ids is not None:
+        query = query.where(Project.id.in_(project_ids or [-1]))
+    projects = list(db.session.scalars(query))
     rows = db.session.execute(
         select(
             Application.project_id, Application.id, Application.name, Application.source_type,
@@ -325,5 +403,10 @@ def default_address(app: Application, base_domain: str) -> str:
 
 def app_url(app: Application, base_domain: str, http_port: int) -> str:
     """Where a browser reaches the app through Traefik."""
+    return address_url(default_address(app, base_domain), http_port)
+
+
+def address_url(host: str, http_port: int) -> str:
+    """The URL of a default address (``default_address``) on Traefik's HTTP port."""
     port = "" if http_port == 80 else f":{http_port}"
-    return f"http://{default_address(app, base_domain)}{port}/"
+    return f"http://{host}{port}/"

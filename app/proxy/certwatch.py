@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from app import crypto, names
+from app import audit, crypto, names
 from app.extensions import db
 from app.models import Application, NotificationEvent
 from app.models.base import utcnow
@@ -95,6 +95,8 @@ def upload(app: Application, hosts: list[str], chain_pem: str, key_pem: str) -> 
     for domain in app.domains:
         if domain.host in checked:
             domain.certificate_id = cert.id
+    audit.record(audit.Action.DOMAIN_CERTIFICATE_UPLOADED, team_id=app.project.team_id,
+                 target=cert, hosts=checked)  # fmt: skip
     certstore.install(cert, chain_pem, key_pem)  # commits, writes the file, tells routing
     certstore.drop_unused(app)
     return cert

@@ -52,6 +52,11 @@ ROUTE_PRIORITY = 10_000
 DEFAULT_CERT_DAYS = 3650
 # A second change within this long of the previous reload waits for its end.
 THROTTLE = "10ms"
+# The retry middleware of an app with an exclusive volume: a request that finds no
+# listener (the old version stopped, the new one starting) is tried again with an
+# exponential back-off from RETRY_INTERVAL, RETRY_ATTEMPTS times in all (≈ 20 s).
+RETRY_ATTEMPTS = 12
+RETRY_INTERVAL = "100ms"
 
 
 class ProxyError(Exception):
@@ -294,12 +299,15 @@ def _names(route: Route) -> tuple[list[str], tuple[str, str] | None]:
     return [www_name], (apex, www_name)
 
 
-def _route_config(service: str, base: str, route: Route) -> tuple[dict, dict]:
-    """The routers and middlewares (named ``<base>-…``) of one route to ``service``."""
+def _route_config(
+    service: str, base: str, route: Route, first: tuple[str, ...] = ()
+) -> tuple[dict, dict]:
+    """The routers and middlewares (named ``<base>-…``) of one route to ``service``;
+    ``first``: middlewares (defined elsewhere) every serving router starts with."""
     serving, redirect = _names(route)
     prefix, priority = route.path_prefix, route_priority(route.path_prefix)
     routers, middlewares = {}, {}
-    serve_middlewares = []
+    serve_middlewares = list(first)
     if route.strip_prefix and prefix != "/":
         middlewares[f"{base}-strip"] = {"stripPrefix": {"prefixes": [prefix]}}
         serve_middlewares.append(f"{base}-strip")
@@ -333,7 +341,9 @@ def _route_config(service: str, base: str, route: Route) -> tuple[dict, dict]:
     return routers, middlewares
 
 
-def write_app_routes(app_id: int, routes: list[Route | str], servers: list[str]) -> Path:
+def write_app_routes(
+    app_id: int, routes: list[Route | str], servers: list[str], *, retry: bool = False
+) -> Path:
     """Route the app's ``routes`` (a host name alone is its default address's kind: plain
     HTTP, the whole host) to ``servers`` (``http://ip:port``), replacing the app's file.
 
@@ -341,14 +351,21 @@ def write_app_routes(app_id: int, routes: list[Route | str], servers: list[str])
     the certificate is usable, for ``redirect``), one on ``websecure`` unless ``off``
     (Traefik picks the certificate by SNI), and for ``to_apex``/``to_www`` a router that
     redirects the other name (permanently). Explicit priorities make the longest prefix
-    win on a shared host."""
+    win on a shared host. ``retry``: serving routers go through Traefik's ``retry``
+    middleware (an app with an exclusive volume, see ``app.deploys.routing``)."""
     checked = [_checked_route(r) for r in routes]
     if not checked:
         raise ProxyError("an app needs at least one host name")
     name = route_name(app_id)
     routers, middlewares = {}, {}
+    first: tuple[str, ...] = ()
+    if retry:
+        first = (retry_middleware(app_id),)
+        middlewares[first[0]] = {
+            "retry": {"attempts": RETRY_ATTEMPTS, "initialInterval": RETRY_INTERVAL}
+        }
     for index, route in enumerate(checked):
-        found_routers, found_middlewares = _route_config(name, f"{name}-{index}", route)
+        found_routers, found_middlewares = _route_config(name, f"{name}-{index}", route, first)
         routers |= found_routers
         middlewares |= found_middlewares
     http = {
@@ -422,6 +439,23 @@ def _api(path: str) -> dict | None:
         raise ProxyError(f"Traefik's API answered {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ProxyError(f"Traefik is not reachable: {exc}") from None
+
+
+def retry_middleware(app_id: int) -> str:
+    return f"{route_name(app_id)}-retry"
+
+
+def wait_for_retry(app_id: int, timeout: float = 5) -> None:
+    """Block until Traefik has loaded the app's retry middleware."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _api(f"/http/middlewares/{retry_middleware(app_id)}@file") is not None:
+                return
+        except ProxyError:
+            pass
+        time.sleep(0.01)
+    raise ProxyError("Traefik did not load the retry middleware in time")
 
 
 def served_by(app_id: int) -> set[str] | None:

@@ -50,10 +50,12 @@ from app.runtime.versions import (
     prune_networks,
     replica_logs,
     replica_state,
+    start_again,
     start_replicas,
     start_version,
     stop_and_remove,
     stop_deployment,
+    stop_only,
     stop_version,
 )
 
@@ -69,5 +71,5 @@ __all__ = [
     "image_exists", "image_tag", "probe_engine",
     "prune_images", "raw_stats", "recent_logs", "replica_logs", "replica_state",
     "replicas_of", "running_app_containers", "start_replicas", "stop_and_remove",
-    "ReplicaFacts", "deployment_replicas", "installation_app_ids",
+    "ReplicaFacts", "deployment_replicas", "installation_app_ids", "start_again", "stop_only",
 ]  # fmt: skip

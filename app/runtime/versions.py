@@ -6,7 +6,9 @@ Traefik should route to. It asks this module for the version's health, logs
 and stop; nothing outside ``app.runtime`` speaks in container addresses.
 
 Containers get a fixed set of options: users choose the image, env, port and
-limits, never privileges, mounts, networks, capabilities, devices or labels.
+limits, never privileges, networks, capabilities, devices or labels. The only mounts
+are the app's named volumes (``runtime.volumes.Mount``, a checked path inside the
+container): never a bind of a host path.
 
 Each project has its own bridge network (``slipway-<installation>-p<project>``):
 the apps of one project reach each other, and Docker's isolation rules drop
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -28,6 +31,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from app.runtime import installation
+from app.runtime import volumes as _volumes
 from app.runtime.engine import (
     LABEL_APP,
     LABEL_DEPLOYMENT,
@@ -41,6 +45,8 @@ from app.runtime.engine import explain as _explain
 from app.runtime.installation import LABEL_INSTALLATION
 
 log = logging.getLogger("slipway.runtime")
+# What ``runtime.volumes.volume_name`` makes: the only sources a mount may have.
+VOLUME_NAME_RE = re.compile(r"^slipway-([A-Za-z0-9-]+-)?v[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -83,13 +89,14 @@ def start_version(
     replicas: int,
     cpu_limit: float | None,
     memory_limit_mb: int | None,
+    mounts: list[_volumes.Mount] | tuple[_volumes.Mount, ...] = (),
 ) -> Version:
-    """Start ``replicas`` containers of ``image`` listening on ``port``; the handle says
-    where each answers."""
+    """Start ``replicas`` containers of ``image`` listening on ``port``, with the app's
+    named volumes mounted; the handle says where each answers."""
     started = start_replicas(
         app_id=app_id, project_id=project_id, deployment_id=deployment_id, image=image, env=env,
         count=replicas,
-        cpu_limit=cpu_limit, memory_limit_mb=memory_limit_mb,
+        cpu_limit=cpu_limit, memory_limit_mb=memory_limit_mb, mounts=mounts,
     )  # fmt: skip
     with_endpoints = (replace(r, endpoint=_endpoint(r.address, port)) for r in started)
     return Version(deployment_id, tuple(with_endpoints))
@@ -141,6 +148,39 @@ def probe(replica: Replica, path: str) -> int | None:
 def stop_version(version: Version, timeout: int = 10) -> None:
     """Stop the version's containers gracefully, then remove them."""
     stop_and_remove(version.container_ids, timeout=timeout)
+
+
+def stop_only(container_ids: list[str], timeout: int = 10) -> None:
+    """Stop containers gracefully and keep them (an exclusive volume's handover: the old
+    version stops before the new one starts, and starts again if the new one fails)."""
+    engine = client(timeout=timeout + 30)
+    try:
+        for cid in container_ids:
+            try:
+                container = engine.containers.get(cid)
+                if installation.owns(container.labels):
+                    container.stop(timeout=timeout)
+            except NotFound:
+                continue
+            except APIError as exc:
+                log.warning("container %s: not stopped: %s", cid[:12], _explain(exc))
+    finally:
+        engine.close()
+
+
+def start_again(container_ids: list[str]) -> None:
+    """Start stopped containers of this installation again (at a new address, maybe)."""
+    engine = client(timeout=60)
+    try:
+        for cid in container_ids:
+            try:
+                container = engine.containers.get(cid)
+                if installation.owns(container.labels):
+                    container.start()
+            except (NotFound, APIError) as exc:
+                raise ContainerError(f"starting {cid[:12]} again failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
 
 
 def stop_deployment(deployment_id: int, timeout: int = 10) -> None:
@@ -203,8 +243,14 @@ def start_replicas(
     count: int,
     cpu_limit: float | None,
     memory_limit_mb: int | None,
+    mounts: list[_volumes.Mount] | tuple[_volumes.Mount, ...] = (),
 ) -> list[Replica]:
-    """Start ``count`` containers of ``image`` on the project's network."""
+    """Start ``count`` containers of ``image`` on the project's network, each with
+    ``mounts`` (named volumes only: their paths are checked again here)."""
+    checked = [replace(m, path=_volumes.check_mount_path(m.path)) for m in mounts]
+    for m in checked:  # a Slipway volume's name, never a host path (SECURITY case 15)
+        if not VOLUME_NAME_RE.fullmatch(m.docker_name):
+            raise ContainerError(f"{m.docker_name!r} is not a Slipway volume")
     own = installation.labels()
     # Names are unique on an engine and ids overlap between installations.
     prefix = f"slipway-{own[LABEL_INSTALLATION]}-" if own else "slipway-"
@@ -231,6 +277,7 @@ def start_replicas(
                 nano_cpus=int(cpu_limit * 1e9) if cpu_limit else None,
                 security_opt=["no-new-privileges"],
                 privileged=False,
+                mounts=_volumes.docker_mounts(checked),
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             )
             container.reload()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, redirect, render_template, request, url_for
+import re
+import uuid
+
+from flask import Flask, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -24,15 +27,28 @@ PUBLIC_ENDPOINTS = {
     "auth.forgot_post",
     "auth.reset_get",
     "auth.reset_post",
+    # An invitation link (app.accounts.invitations): its page, and accepting it, with a
+    # new account or the session one has. Refused tokens are rate-limited per address.
+    "invitations.show_get",
+    "invitations.accept_post",
+    # The second step of a login: the session holds a pending login, which grants nothing.
+    "twofactor.login_get",
+    "twofactor.login_post",
     "static",
     "health.healthz",
     # Off (404) unless SLIPWAY_METRICS_TOKEN is set; then the view itself requires
     # "Authorization: Bearer <token>" (constant-time compare). GET only: no CSRF.
     "prometheus.scrape",
+    # Single sign-on: the redirect to the provider and its way back (app.accounts.sso;
+    # the callback checks the state this session's own sign-in stored).
+    "sso.login",
+    "sso.callback",
 }
 # Webhooks check their own signatures; well-known serves the ACME HTTP-01 answers and
-# the preflight's probe tokens (short-lived, random, nothing else).
-PUBLIC_BLUEPRINTS = {"webhooks", "wellknown"}
+# the preflight's probe tokens (short-lived, random, nothing else); /api/v1 takes API
+# keys only (app.web.api.base), never the session cookie, so it has no CSRF surface;
+# /api/docs is the API's public reference.
+PUBLIC_BLUEPRINTS = {"webhooks", "wellknown", "api", "api_docs"}
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,12 +82,28 @@ def unauthorized():
     return redirect(login_url)
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id() -> str:
+    """This request's id: the client's ``X-Request-Id`` when it is a sane one (a proxy
+    or CLI correlating), else a new one. On the answer and in every log line."""
+    found = g.get("request_id")
+    if found is None:
+        given = request.headers.get("X-Request-Id", "")
+        found = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = found
+    return found
+
+
 def _guard():
     endpoint = request.endpoint or ""
     if endpoint == "static" or endpoint == "health.healthz":
         return None
-    if request.blueprint in PUBLIC_BLUEPRINTS:
-        return None  # webhooks authenticate by signature, not by session or CSRF token
+    if request.blueprint in PUBLIC_BLUEPRINTS or request.path.startswith("/api/"):
+        # Webhooks authenticate by signature, the API by key (app.web.api.base), never by
+        # session or CSRF token; /api/… without a route answers 404/405 in the envelope.
+        return None
     if not installed() and endpoint not in ("auth.setup_get", "auth.setup_post"):
         return redirect(url_for("auth.setup_get"))
     if endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
@@ -81,6 +113,7 @@ def _guard():
 
 
 def _headers(response):
+    response.headers["X-Request-Id"] = request_id()
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
@@ -111,20 +144,30 @@ def _errors(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     from app.web import (
+        api,
         apps,
+        audit,
         auth,
         backups,
         dashboard,
+        databases,
         deployments,
         domains,
         health,
         installation,
+        invitations,
+        keys,
         live,
+        members,
         metrics,
         notifications,
         projects,
         repos,
         settings,
+        sso,
+        teams,
+        twofactor,
+        volumes,
         webhooks,
         wellknown,
     )
@@ -134,10 +177,12 @@ def register(app: Flask) -> None:
     blueprints = (
         auth, dashboard, projects, apps, deployments, settings, health, live, metrics, backups,
         notifications, prometheus_web, workers_web, installation, repos, webhooks, wellknown,
-        domains,
+        domains, teams, sso, members, invitations, audit, twofactor, keys, databases, volumes,
     )  # fmt: skip
     for module in blueprints:
         app.register_blueprint(module.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.docs_bp)
     app.before_request(_guard)
     app.after_request(_headers)
     _errors(app)

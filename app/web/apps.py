@@ -6,12 +6,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from sqlalchemy import select
 
 from app import access, outbound
+from app.databases import engines, lifecycle
+from app.databases import links as databases_links
 from app.deploys import control, health
 from app.extensions import db
-from app.forms import ApplicationForm, EnvVarForm
-from app.models import Application, Deployment, Role
+from app.forms import ApplicationForm, EnvVarForm, LinkDatabaseForm
+from app.models import Application, Deployment
 from app.projects import catalog, envvars
 from app.proxy import domains
+from app.web import reauth
 from app.web.htmx import is_htmx
 
 bp = Blueprint("apps", __name__)
@@ -39,21 +42,19 @@ def _render_form(form, project, app=None, status=200):
 def _name_error(form, project, exclude_id=None) -> None:
     if form.name.errors:
         return
-    if catalog.app_name_taken(project.id, form.name.data, exclude_id):
-        form.name.errors = [*form.name.errors, "This project already has an app with this name."]
-    elif taken := catalog.taken_address_for(form.name.data, project, exclude_id):
-        form.name.errors = [*form.name.errors, str(catalog.AddressTaken(taken))]
+    if error := catalog.app_name_error(project, form.name.data, exclude_id):
+        form.name.errors = [*form.name.errors, error]
 
 
 @bp.get("/projects/<int:project_id>/apps/new")
 def new_get(project_id: int):
-    project = access.project(project_id, Role.developer)
+    project = access.project(project_id, access.Action.APP_CREATE)
     return _render_form(_form(project), project)
 
 
 @bp.post("/projects/<int:project_id>/apps/new")
 def new_post(project_id: int):
-    project = access.project(project_id, Role.developer)
+    project = access.project(project_id, access.Action.APP_CREATE)
     form = _form(project)
     ok = form.validate()
     _name_error(form, project)
@@ -71,7 +72,7 @@ def new_post(project_id: int):
 @bp.post("/projects/<int:project_id>/apps/validate/<field>")
 def validate_field(project_id: int, field: str):
     """Inline validation (htmx): the field's error message, or nothing."""
-    project = access.project(project_id, Role.developer)
+    project = access.project(project_id, access.Action.APP_CREATE)
     exclude = request.args.get("app_id", type=int)
     form = _form(project)
     form.validate()
@@ -94,7 +95,18 @@ def _recent_deployments(app: Application) -> list[Deployment]:
     )
 
 
-def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
+def link_form(app: Application, **kwargs) -> LinkDatabaseForm:
+    """The Link database form: the project's live databases to choose from."""
+    form = LinkDatabaseForm(**kwargs)
+    form.database_id.choices = [
+        (d.id, f"{d.name} ({engines.spec(d.engine).label})")
+        for d in lifecycle.of_project(app.project)
+        if d.is_live
+    ]
+    return form
+
+
+def show_page(app: Application, env_form: EnvVarForm, status: int = 200, link=None):
     deployments = _recent_deployments(app)
     serving = control.serving(app.id)
     page = render_template(
@@ -105,13 +117,18 @@ def _show_page(app: Application, env_form: EnvVarForm, status: int = 200):
             app, current_app.config["BASE_DOMAIN"], current_app.config["HTTP_PORT"]
         ),
         status=deployments[0].status if deployments else catalog.NOT_DEPLOYED,
-        can_edit=access.can(app.project.team_id, Role.developer),
+        can_edit=access.allows(access.Action.APP_UPDATE, app),
+        can_delete=access.allows(access.Action.APP_DELETE, app),
         health=health.view(app),
         env_form=env_form,
         display_value=envvars.display_value,
         serving=serving,
         not_applied=control.not_applied(app, serving),
         domain_views=domains.views(app),
+        link_form=link or link_form(app),
+        links=databases_links.links_of(app),
+        linked=databases_links.shown(app),
+        own_keys={var.key for var in app.env_vars},
     )
     return page, status
 
@@ -123,7 +140,7 @@ def show(app_id: int):
         return render_template(
             "deployments/_table.html", app=app, deployments=_recent_deployments(app)
         )
-    return _show_page(app, EnvVarForm())
+    return show_page(app, EnvVarForm())
 
 
 @bp.get("/apps/<int:app_id>/health")
@@ -132,20 +149,20 @@ def health_get(app_id: int):
     the whole app page when opened directly."""
     app = access.application(app_id)
     if not is_htmx():
-        return _show_page(app, EnvVarForm())
+        return show_page(app, EnvVarForm())
     return render_template("apps/_health.html", app=app, health=health.view(app))
 
 
 @bp.get("/apps/<int:app_id>/edit")
 def edit_get(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = _form(app.project, obj=app, env_text=envvars.plain_as_text(app))
     return _render_form(form, app.project, app)
 
 
 @bp.post("/apps/<int:app_id>/edit")
 def edit_post(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = _form(app.project)
     ok = form.validate()
     _name_error(form, app.project, exclude_id=app.id)
@@ -162,7 +179,9 @@ def edit_post(app_id: int):
 
 @bp.get("/apps/<int:app_id>/delete")
 def delete_get(app_id: int):
-    app = access.application(app_id, Role.admin)
+    app = access.application(app_id, access.Action.APP_DELETE)
+    if (redirect_ := reauth.required()) is not None:
+        return redirect_
     return render_template(
         "confirm.html",
         title=f"Delete application {app.name}?",
@@ -178,7 +197,9 @@ def delete_get(app_id: int):
 
 @bp.post("/apps/<int:app_id>/delete")
 def delete_post(app_id: int):
-    app = access.application(app_id, Role.admin)
+    app = access.application(app_id, access.Action.APP_DELETE)
+    if (redirect_ := reauth.required(url_for("apps.delete_get", app_id=app.id))) is not None:
+        return redirect_
     project_id, name = app.project_id, app.name
     catalog.delete_app(app)
     flash(f"Application {name} deleted.", "success")
@@ -199,13 +220,13 @@ def _env_section(app: Application, form: EnvVarForm, status: int = 200):
         )
         return page, status
     if status == 422:
-        return _show_page(app, form, 422)
+        return show_page(app, form, 422)
     return redirect(url_for("apps.show", app_id=app.id, _anchor="env"), 303)
 
 
 @bp.post("/apps/<int:app_id>/env")
 def env_add(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = EnvVarForm()
     if not form.validate():
         return _env_section(app, form, 422)
@@ -215,7 +236,7 @@ def env_add(app_id: int):
 
 @bp.post("/apps/<int:app_id>/env/<int:var_id>/delete")
 def env_delete(app_id: int, var_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     var = access.env_var(app, var_id)
     catalog.delete_env_var(app, var)
     return _env_section(app, EnvVarForm(formdata=None))

@@ -24,8 +24,9 @@ from flask_login import current_user
 from app import access, crypto, outbound
 from app.backups import checks, restores, runs, setup, storage, targets
 from app.backups.forms import DestinationForm, PolicyForm, RestoreForm
-from app.models import BackupDestination, BackupPolicy, BackupStatus, Role
+from app.models import BackupDestination, BackupPolicy, BackupStatus
 from app.models.backups import FINAL_BACKUP_STATUSES
+from app.web import reauth
 from app.web.htmx import is_htmx
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
@@ -37,14 +38,13 @@ def _allowed() -> tuple[str, ...]:
 
 @bp.get("/")
 def index():
-    team = access.current_team()
-    access.require(team.id, Role.viewer)
+    team = access.in_current_team(access.Action.BACKUP_READ)
     backup_rows = setup.recent_backups(team.id)
     context = {
         "backups": backup_rows,
         "restores": setup.recent_restores(team.id),
         "busy": any(b.status not in FINAL_BACKUP_STATUSES for b in backup_rows),
-        "can_manage": access.can(team.id, Role.admin),
+        "can_manage": access.allows(access.Action.BACKUP_MANAGE, team),
     }
     if is_htmx():
         return render_template("backups/_list.html", **context)
@@ -66,14 +66,13 @@ def _destination_form_page(form, dest, status=200):
 
 @bp.get("/destinations/new")
 def destination_new_get():
-    access.require(access.current_team().id, Role.admin)
+    access.in_current_team(access.Action.BACKUP_MANAGE)
     return _destination_form_page(DestinationForm(), None)
 
 
 @bp.post("/destinations/new")
 def destination_new_post():
-    team = access.current_team()
-    access.require(team.id, Role.admin)
+    team = access.in_current_team(access.Action.BACKUP_MANAGE)
     form = DestinationForm(allowed_hosts=_allowed())
     if form.validate() and setup.name_taken(BackupDestination, team.id, form.name.data):
         form.name.errors.append("Your team already has a destination with this name.")
@@ -86,13 +85,13 @@ def destination_new_post():
 
 @bp.get("/destinations/<int:destination_id>/edit")
 def destination_edit_get(destination_id: int):
-    dest = access.backup_destination(destination_id, Role.admin)
+    dest = access.backup_destination(destination_id, access.Action.BACKUP_MANAGE)
     return _destination_form_page(DestinationForm(obj=dest, editing=True), dest)
 
 
 @bp.post("/destinations/<int:destination_id>/edit")
 def destination_edit_post(destination_id: int):
-    dest = access.backup_destination(destination_id, Role.admin)
+    dest = access.backup_destination(destination_id, access.Action.BACKUP_MANAGE)
     form = DestinationForm(allowed_hosts=_allowed(), editing=True)
     if form.validate() and setup.name_taken(
         BackupDestination, dest.team_id, form.name.data, dest.id
@@ -107,7 +106,7 @@ def destination_edit_post(destination_id: int):
 
 @bp.post("/destinations/<int:destination_id>/test")
 def destination_test_post(destination_id: int):
-    dest = access.backup_destination(destination_id, Role.admin)
+    dest = access.backup_destination(destination_id, access.Action.BACKUP_MANAGE)
     try:
         steps = checks.probe(targets.s3_target(dest))  # SSRF-checked at use in storage
     except crypto.SecretError as exc:
@@ -122,7 +121,7 @@ def destination_test_post(destination_id: int):
 
 @bp.get("/destinations/<int:destination_id>/delete")
 def destination_delete_get(destination_id: int):
-    dest = access.backup_destination(destination_id, Role.admin)
+    dest = access.backup_destination(destination_id, access.Action.BACKUP_MANAGE)
     return render_template(
         "confirm.html", title=f"Delete destination {dest.name}?",
         message="Backups already in the bucket stay there; Slipway forgets the credentials.",
@@ -133,7 +132,7 @@ def destination_delete_get(destination_id: int):
 
 @bp.post("/destinations/<int:destination_id>/delete")
 def destination_delete_post(destination_id: int):
-    dest = access.backup_destination(destination_id, Role.admin)
+    dest = access.backup_destination(destination_id, access.Action.BACKUP_MANAGE)
     name = dest.name
     try:
         setup.delete_destination(dest)
@@ -151,6 +150,7 @@ def _policy_form(team_id: int, **kwargs) -> PolicyForm:
     form = PolicyForm(allowed_hosts=_allowed(),
                       may_own=access.is_installation_owner(current_user.id), **kwargs)  # fmt: skip
     form.destination_id.choices = [(d.id, d.name) for d in setup.destinations(team_id)]
+    setup.policy_choices(form, team_id)
     return form
 
 
@@ -160,15 +160,13 @@ def _policy_page(form, policy, status=200):
 
 @bp.get("/policies/new")
 def policy_new_get():
-    team = access.current_team()
-    access.require(team.id, Role.admin)
+    team = access.in_current_team(access.Action.BACKUP_MANAGE)
     return _policy_page(_policy_form(team.id), None)
 
 
 @bp.post("/policies/new")
 def policy_new_post():
-    team = access.current_team()
-    access.require(team.id, Role.admin)
+    team = access.in_current_team(access.Action.BACKUP_MANAGE)
     form = _policy_form(team.id)
     if form.validate() and setup.name_taken(BackupPolicy, team.id, form.name.data):
         form.name.errors.append("Your team already has a policy with this name.")
@@ -181,7 +179,7 @@ def policy_new_post():
 
 @bp.get("/policies/<int:policy_id>/edit")
 def policy_edit_get(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     form = _policy_form(policy.team_id, obj=policy, editing=True)
     form.database_url.data = ""
     return _policy_page(form, policy)
@@ -189,7 +187,7 @@ def policy_edit_get(policy_id: int):
 
 @bp.post("/policies/<int:policy_id>/edit")
 def policy_edit_post(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     form = _policy_form(policy.team_id, editing=True)
     if form.validate() and setup.name_taken(
         BackupPolicy, policy.team_id, form.name.data, policy.id
@@ -210,7 +208,7 @@ def policy_edit_post(policy_id: int):
 
 @bp.get("/policies/<int:policy_id>/delete")
 def policy_delete_get(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     return render_template(
         "confirm.html", title=f"Delete policy {policy.name}?",
         message="Its schedule stops and its backup records go; files and objects stay.",
@@ -221,7 +219,7 @@ def policy_delete_get(policy_id: int):
 
 @bp.post("/policies/<int:policy_id>/delete")
 def policy_delete_post(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     name = policy.name
     setup.delete_policy(policy)
     flash(f"Policy {name} deleted.", "success")
@@ -230,7 +228,7 @@ def policy_delete_post(policy_id: int):
 
 @bp.post("/policies/<int:policy_id>/run")
 def policy_run_post(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     backup = runs.start_now(policy)
     flash(f"Backup #{backup.id} of {policy.name} queued.", "success")
     return redirect(url_for("backups.index"), 303)
@@ -238,7 +236,7 @@ def policy_run_post(policy_id: int):
 
 @bp.post("/policies/<int:policy_id>/drill")
 def policy_drill_post(policy_id: int):
-    policy = access.backup_policy(policy_id, Role.admin)
+    policy = access.backup_policy(policy_id, access.Action.BACKUP_MANAGE)
     latest = runs.latest_good(policy.id)
     if latest is None:
         flash("This policy has no successful backup to drill yet.", "error")
@@ -253,7 +251,7 @@ def policy_drill_post(policy_id: int):
 @bp.get("/<int:backup_id>/download")
 def download(backup_id: int):
     """Streams through Slipway with the user's permissions: the local copy, else S3."""
-    backup = access.backup(backup_id, Role.admin)
+    backup = access.backup(backup_id, access.Action.BACKUP_MANAGE)
     name = Path(backup.object_key or backup.local_path or f"backup-{backup.id}").name
     if backup.local_path and Path(backup.local_path).exists():
         return send_file(backup.local_path, as_attachment=True, download_name=name)
@@ -272,8 +270,7 @@ def download(backup_id: int):
 
 
 def _database_name(backup) -> str:
-    url = backup.policy.database_url or ""
-    return url.rsplit("/", 1)[-1] if url else "slipway"
+    return setup.target_name(backup.policy)
 
 
 def _restore_page(backup, form, status=200):
@@ -283,13 +280,18 @@ def _restore_page(backup, form, status=200):
 
 @bp.get("/<int:backup_id>/restore")
 def restore_get(backup_id: int):
-    backup = access.backup(backup_id, Role.admin)
+    backup = access.backup(backup_id, access.Action.BACKUP_RESTORE)
+    if (redirect_ := reauth.required()) is not None:
+        return redirect_
     return _restore_page(backup, RestoreForm(database_name=_database_name(backup)))
 
 
 @bp.post("/<int:backup_id>/restore")
 def restore_post(backup_id: int):
-    backup = access.backup(backup_id, Role.admin)
+    backup = access.backup(backup_id, access.Action.BACKUP_RESTORE)
+    back = url_for("backups.restore_get", backup_id=backup.id)
+    if (redirect_ := reauth.required(back)) is not None:
+        return redirect_
     form = RestoreForm(database_name=_database_name(backup))
     if backup.status != BackupStatus.succeeded.value and not backup.local_path:
         form.mode.errors = ["Only a backup with a copy can be restored."]

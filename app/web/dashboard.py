@@ -1,8 +1,9 @@
-"""The dashboard: every project of the user's teams with its applications' state."""
+"""The dashboard: the current team's projects the user may see, with their apps' state."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
+from flask_login import current_user
 
 from app import access
 from app.projects import catalog
@@ -24,8 +25,8 @@ def _render_block(template_name: str, block: str, **context) -> str:
 
 @bp.get("/")
 def index():
-    team_ids = [m.team_id for m in access.memberships()]
-    projects = catalog.dashboard_rows(team_ids)
+    team = access.in_current_team(access.Action.TEAM_READ)
+    projects = catalog.dashboard_rows([team.id], access.visible_project_ids(current_user, team.id))
     if is_htmx():
         return _render_block("dashboard/index.html", "app_list", projects=projects)
     return render_template("dashboard/index.html", projects=projects)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from app import access
 from app.deploys import buildlog, control, progress
 from app.extensions import db
-from app.models import Deployment, DeploymentLogLine, Role
+from app.models import Deployment, DeploymentLogLine
 from app.models.deployments import ENV_SOURCES
 from app.web.htmx import is_htmx
 
@@ -30,7 +30,7 @@ LOG_LIMIT = 5000
 
 @bp.post("/apps/<int:app_id>/deploy")
 def deploy(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_DEPLOY)
     # No flash: the status partial says "queued" while it is, and is redrawn live when
     # the deployment moves on (a flash would stay on the page, stale).
     deployment = control.start_deploy(app, trigger="manual", user=current_user)
@@ -39,7 +39,7 @@ def deploy(app_id: int):
 
 def _redeploy(app_id: int, start) -> ResponseReturnValue:
     """Apply and Restart: a new deployment of the serving image, or why there is none."""
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_DEPLOY)
     try:
         deployment = start(app, current_user)
     except control.DeployError as exc:
@@ -79,7 +79,7 @@ def index(app_id: int):
     return render_template(
         "deployments/index.html",
         **listing,
-        can_deploy=access.can(app.project.team_id, Role.developer),
+        can_deploy=access.allows(access.Action.APP_DEPLOY, app),
     )
 
 
@@ -96,7 +96,7 @@ def _log_lines(deployment_id: int) -> list[DeploymentLogLine]:
 @bp.get("/deployments/<int:deployment_id>")
 def show(deployment_id: int):
     deployment = access.deployment(deployment_id)
-    can_deploy = access.can(deployment.application.project.team_id, Role.developer)
+    can_deploy = access.allows(access.Action.APP_DEPLOY, deployment)
     steps = progress.steps(deployment)
     cancelling = control.cancel_requested(deployment)
     # A deployment in its watch window reverts to the version serving before it.
@@ -139,7 +139,7 @@ def log(deployment_id: int):
 
 @bp.post("/deployments/<int:deployment_id>/cancel")
 def cancel(deployment_id: int):
-    deployment = access.deployment(deployment_id, Role.developer)
+    deployment = access.deployment(deployment_id, access.Action.APP_DEPLOY)
     try:
         control.cancel(deployment, current_user)  # the status partial says "cancelling"
     except control.DeployError as exc:
@@ -149,7 +149,7 @@ def cancel(deployment_id: int):
 
 @bp.get("/deployments/<int:deployment_id>/rollback")
 def rollback_get(deployment_id: int):
-    deployment = access.deployment(deployment_id, Role.developer)
+    deployment = access.deployment(deployment_id, access.Action.APP_DEPLOY)
     return render_template(
         "deployments/rollback.html", deployment=deployment, app=deployment.application,
         recorded=bool(deployment.env_ciphertext),
@@ -158,7 +158,7 @@ def rollback_get(deployment_id: int):
 
 @bp.post("/deployments/<int:deployment_id>/rollback")
 def rollback(deployment_id: int):
-    deployment = access.deployment(deployment_id, Role.developer)
+    deployment = access.deployment(deployment_id, access.Action.APP_DEPLOY)
     keep_env = request.form.get("keep_env") == "1"
     try:
         new = control.rollback(deployment, current_user, keep_env=keep_env)

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from app import access, names
 from app.extensions import db
 from app.forms import CertificateUploadForm, DomainEditForm, DomainForm
-from app.models import Application, Domain, Role, WwwMode
+from app.models import Application, Domain, WwwMode
 from app.proxy import certs, domains
 from app.web.htmx import is_htmx
 
@@ -21,7 +21,7 @@ def _context(app: Application, form: DomainForm) -> dict:
         "app": app,
         "rows": rows,
         "polling": any(not row.settled for row in rows),
-        "can_edit": access.can(app.project.team_id, Role.developer),
+        "can_edit": access.allows(access.Action.APP_UPDATE, app),
         "form": form,
     }
 
@@ -52,7 +52,7 @@ def index(app_id: int):
 
 @bp.post("/apps/<int:app_id>/domains")
 def add(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = DomainForm()
     if not form.validate():
         return _page(app, form, 422)
@@ -74,7 +74,7 @@ def add(app_id: int):
 
 @bp.post("/apps/<int:app_id>/domains/<int:domain_id>/retry")
 def retry(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     warnings = domains.retry_certificate(domain)
     if not warnings:
@@ -85,7 +85,7 @@ def retry(app_id: int, domain_id: int):
 
 @bp.get("/apps/<int:app_id>/domains/<int:domain_id>/remove")
 def remove_get(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     shown = domains.view(domain)
     return render_template(
@@ -103,7 +103,7 @@ def remove_get(app_id: int, domain_id: int):
 
 @bp.post("/apps/<int:app_id>/domains/<int:domain_id>/remove")
 def remove_post(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     shown = domains.display(domain.host)
     outcome = domains.remove_domain(domain)
@@ -119,7 +119,7 @@ def _edit_page(app, domain, form: DomainEditForm, status: int = 200, error: str 
 
 @bp.get("/apps/<int:app_id>/domains/<int:domain_id>/edit")
 def edit_get(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     form = DomainEditForm(formdata=None, obj=domain)
     return _edit_page(app, domain, form)
@@ -127,7 +127,7 @@ def edit_get(app_id: int, domain_id: int):
 
 @bp.post("/apps/<int:app_id>/domains/<int:domain_id>/edit")
 def edit_post(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     form = DomainEditForm()
     if not form.validate():
@@ -167,14 +167,14 @@ def _certificate_page(app, domain, form, status: int = 200, error: str | None = 
 
 @bp.get("/apps/<int:app_id>/domains/<int:domain_id>/certificate")
 def certificate_get(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     return _certificate_page(app, domain, CertificateUploadForm(formdata=None))
 
 
 @bp.post("/apps/<int:app_id>/domains/<int:domain_id>/certificate")
 def certificate_post(app_id: int, domain_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     domain = _domain(app, domain_id)
     form = CertificateUploadForm()
     if not form.validate():

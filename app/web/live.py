@@ -57,7 +57,7 @@ _AUTHORIZE: dict[str, Callable[..., set[int]]] = {
         access.deployment(deployment_id).application.project.team_id
     },
     "live.runtime_log_socket": lambda app_id: {access.application(app_id).project.team_id},
-    "live.status_socket": lambda: {m.team_id for m in access.memberships()},
+    "live.status_socket": lambda: {access.current_team().id},
 }
 
 
@@ -137,5 +137,6 @@ def runtime_log_socket(ws, app_id: int):
 def status_socket(ws):
     since = livestatus.valid_id(request.args.get("since")) or livestatus.last_id()
     teams = g.live_teams
+    projects = access.visible_project_ids(current_user, next(iter(teams)))
     _stream(ws, lambda send, is_open, watch: tails.status_stream(
-        teams, since, send, is_open, watch))  # fmt: skip
+        teams, since, send, is_open, watch, projects))  # fmt: skip

@@ -13,7 +13,7 @@ from app import access, notify, outbound
 from app.backups import setup
 from app.backups.forms import EVENT_LABELS, ChannelForm
 from app.extensions import db
-from app.models import ChannelKind, NotificationChannel, Role
+from app.models import ChannelKind, NotificationChannel
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -24,20 +24,19 @@ def _page(form, status=200):
         NotificationChannel.name).all()  # fmt: skip
     return render_template(
         "notifications/index.html", channels=channels, form=form,
-        can_manage=access.can(team.id, Role.admin), labels=EVENT_LABELS,
+        can_manage=access.allows(access.Action.NOTIFICATION_MANAGE, team), labels=EVENT_LABELS,
     ), status  # fmt: skip
 
 
 @bp.get("/")
 def index():
-    access.require(access.current_team().id, Role.viewer)
+    access.in_current_team(access.Action.NOTIFICATION_READ)
     return _page(ChannelForm())
 
 
 @bp.post("/")
 def create_post():
-    team = access.current_team()
-    access.require(team.id, Role.admin)
+    team = access.in_current_team(access.Action.NOTIFICATION_MANAGE)
     form = ChannelForm(allowed_hosts=outbound.allowed_hosts())
     if form.validate() and setup.name_taken(NotificationChannel, team.id, form.name.data):
         form.name.errors.append("Your team already has a channel with this name.")
@@ -65,7 +64,7 @@ def _edit_page(channel: NotificationChannel, form, status=200):
 
 @bp.get("/<int:channel_id>/edit")
 def edit_get(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     s = channel.settings or {}
     data = {"name": channel.name, "events": channel.events}
     if channel.kind == ChannelKind.email.value:
@@ -77,7 +76,7 @@ def edit_get(channel_id: int):
 
 @bp.post("/<int:channel_id>/edit")
 def edit_post(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     form = ChannelForm(allowed_hosts=outbound.allowed_hosts(), kind=channel.kind)
     if form.validate() and setup.name_taken(
         NotificationChannel, channel.team_id, form.name.data, exclude_id=channel.id
@@ -92,7 +91,7 @@ def edit_post(channel_id: int):
 
 @bp.post("/<int:channel_id>/signing-secret")
 def signing_secret_post(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     if channel.kind != ChannelKind.webhook.value:
         abort(404)
     return _secret_page(channel, setup.rotate_signing_secret(channel))
@@ -100,7 +99,7 @@ def signing_secret_post(channel_id: int):
 
 @bp.post("/<int:channel_id>/test")
 def test_post(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     try:
         notify.send(channel, "test", "Slipway test notification",
                     f"This is a test of the channel {channel.name}.")  # fmt: skip
@@ -112,7 +111,7 @@ def test_post(channel_id: int):
 
 @bp.get("/<int:channel_id>/delete")
 def delete_get(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     return render_template(
         "confirm.html", title=f"Delete channel {channel.name}?",
         message="Its events will no longer be sent anywhere.",
@@ -123,7 +122,7 @@ def delete_get(channel_id: int):
 
 @bp.post("/<int:channel_id>/delete")
 def delete_post(channel_id: int):
-    channel = access.notification_channel(channel_id, Role.admin)
+    channel = access.notification_channel(channel_id, access.Action.NOTIFICATION_MANAGE)
     name = channel.name
     setup.delete_channel(channel)
     flash(f"Channel {name} deleted.", "success")

@@ -6,30 +6,35 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
 from app import access
+from app.databases import lifecycle
 from app.extensions import db
 from app.forms import ProjectForm
-from app.models import Application, Role
+from app.models import Application
 from app.projects import catalog
+from app.web import reauth
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
 
 
 @bp.get("/new")
 def new_get():
-    access.require(access.current_team().id, Role.developer)
+    access.in_current_team(access.Action.PROJECT_CREATE)
     return render_template("projects/form.html", form=ProjectForm(), project=None)
 
 
 @bp.post("/new")
 def new_post():
-    team = access.current_team()
-    access.require(team.id, Role.developer)
+    team = access.in_current_team(access.Action.PROJECT_CREATE)
     form = ProjectForm()
-    if form.validate() and catalog.project_name_taken(team.id, form.name.data):
-        form.name.errors.append("Your team already has a project with this name.")
+    if form.validate() and (error := catalog.project_name_error(team.id, form.name.data)):
+        form.name.errors.append(error)
     if form.errors:
         return render_template("projects/form.html", form=form, project=None), 422
-    project = catalog.create_project(team, form.name.data, form.description.data)
+    try:
+        project = catalog.create_project(team, form.name.data, form.description.data)
+    except catalog.NameTaken as exc:  # a concurrent create won the name
+        form.name.errors.append(str(exc))
+        return render_template("projects/form.html", form=form, project=None), 422
     flash(f"Project {project.name} created.", "success")
     return redirect(url_for("projects.show", project_id=project.id), 303)
 
@@ -50,31 +55,33 @@ def show(project_id: int):
         project=project,
         apps=apps,
         statuses=statuses,
-        can_edit=access.can(project.team_id, Role.developer),
+        can_edit=access.allows(access.Action.APP_CREATE, project),
+        can_delete=access.allows(access.Action.PROJECT_DELETE, project),
         not_deployed=catalog.NOT_DEPLOYED,
+        databases=lifecycle.of_project(project),
+        can_create_database=access.allows(access.Action.DATABASE_MANAGE, project),
     )
 
 
 @bp.get("/<int:project_id>/edit")
 def edit_get(project_id: int):
-    project = access.project(project_id, Role.developer)
+    project = access.project(project_id, access.Action.PROJECT_UPDATE)
     return render_template("projects/form.html", form=ProjectForm(obj=project), project=project)
 
 
 @bp.post("/<int:project_id>/edit")
 def edit_post(project_id: int):
-    project = access.project(project_id, Role.developer)
+    project = access.project(project_id, access.Action.PROJECT_UPDATE)
     form = ProjectForm()
-    ok = form.validate()
-    if ok and catalog.project_name_taken(project.team_id, form.name.data, exclude_id=project.id):
-        form.name.errors.append("Your team already has a project with this name.")
-    elif ok and (taken := catalog.taken_address_on_rename(project, form.name.data)):
-        form.name.errors.append(str(catalog.AddressTaken(taken)))
+    if form.validate() and (
+        error := catalog.project_name_error(project.team_id, form.name.data, project)
+    ):
+        form.name.errors.append(error)
     if form.errors:
         return render_template("projects/form.html", form=form, project=project), 422
     try:
         catalog.update_project(project, form.name.data, form.description.data)
-    except catalog.AddressTaken as exc:
+    except (catalog.AddressTaken, catalog.NameTaken) as exc:
         form.name.errors.append(str(exc))
         return render_template("projects/form.html", form=form, project=project), 422
     flash("Project saved.", "success")
@@ -83,7 +90,9 @@ def edit_post(project_id: int):
 
 @bp.get("/<int:project_id>/delete")
 def delete_get(project_id: int):
-    project = access.project(project_id, Role.admin)
+    project = access.project(project_id, access.Action.PROJECT_DELETE)
+    if (redirect_ := reauth.required()) is not None:
+        return redirect_
     return render_template(
         "confirm.html",
         title=f"Delete project {project.name}?",
@@ -96,8 +105,15 @@ def delete_get(project_id: int):
 
 @bp.post("/<int:project_id>/delete")
 def delete_post(project_id: int):
-    project = access.project(project_id, Role.admin)
+    project = access.project(project_id, access.Action.PROJECT_DELETE)
+    back = url_for("projects.delete_get", project_id=project.id)
+    if (redirect_ := reauth.required(back)) is not None:
+        return redirect_
     name = project.name
-    catalog.delete_project(project)
+    try:
+        catalog.delete_project(project)
+    except catalog.ProjectNotEmpty as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("projects.show", project_id=project.id), 303)
     flash(f"Project {name} deleted.", "success")
     return redirect(url_for("dashboard.index"), 303)

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from app import access
 from app.extensions import db
 from app.forms import GitSettingsForm, GitTokenForm
-from app.models import Application, Role, WebhookDelivery
+from app.models import Application, WebhookDelivery
 from app.sources import credentials, webhooks
 from app.urls import unreachable_base, webhook_url
+from app.web import reauth
 
 bp = Blueprint("repos", __name__)
 DELIVERIES_SHOWN = 200
@@ -30,7 +31,7 @@ def _page(app: Application, settings_form=None, token_form=None, status: int = 2
         app=app,
         urls={p: webhook_url(app, p) for p in webhooks.PROVIDERS},
         unreachable=unreachable_base(),
-        can_reveal=access.can(app.project.team_id, Role.admin),
+        can_reveal=access.allows(access.Action.APP_SECRETS, app),
         secret=secret,
         host_keys=credentials.host_keys(app),
         settings_form=settings_form,
@@ -45,12 +46,12 @@ def _back(app: Application, anchor: str):
 
 @bp.get("/apps/<int:app_id>/git")
 def show(app_id: int):
-    return _page(access.application(app_id, Role.developer))
+    return _page(access.application(app_id, access.Action.APP_UPDATE))
 
 
 @bp.post("/apps/<int:app_id>/git/secret")
 def rotate_secret(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     secret = webhooks.rotate_secret(app)
     # Shown once, in this response only; afterwards the page shows it masked.
     return render_template(
@@ -62,13 +63,15 @@ def rotate_secret(app_id: int):
 @bp.post("/apps/<int:app_id>/git/secret/reveal")
 def reveal_secret(app_id: int):
     # A POST, so no GET page ever carries the secret; team admins only, audited.
-    app = access.application(app_id, Role.admin)
+    app = access.application(app_id, access.Action.APP_SECRETS)
+    if (redirect_ := reauth.required(url_for("repos.show", app_id=app.id))) is not None:
+        return redirect_
     return _page(app, secret=webhooks.reveal_secret(app, current_user.id))
 
 
 @bp.post("/apps/<int:app_id>/git/deploy-key")
 def generate_key(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     credentials.generate_deploy_key(app)
     flash("New deploy key generated: add the public key to the repository.", "success")
     return _back(app, "deploy-key")
@@ -76,7 +79,7 @@ def generate_key(app_id: int):
 
 @bp.post("/apps/<int:app_id>/git/host-key/forget")
 def forget_host_key(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     credentials.forget_host_keys(app)
     flash("Pinned host key forgotten: the next clone pins the server's key.", "success")
     return _back(app, "deploy-key")
@@ -84,7 +87,7 @@ def forget_host_key(app_id: int):
 
 @bp.post("/apps/<int:app_id>/git/token")
 def set_token(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = GitTokenForm()
     if not form.validate():
         form.token.data = ""
@@ -96,7 +99,7 @@ def set_token(app_id: int):
 
 @bp.post("/apps/<int:app_id>/git/token/clear")
 def clear_token(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     credentials.set_token(app, "", "")
     flash("Access token removed.", "success")
     return _back(app, "token")
@@ -104,7 +107,7 @@ def clear_token(app_id: int):
 
 @bp.post("/apps/<int:app_id>/git/settings")
 def save_settings(app_id: int):
-    app = access.application(app_id, Role.developer)
+    app = access.application(app_id, access.Action.APP_UPDATE)
     form = GitSettingsForm()
     if not form.validate():
         return _page(app, settings_form=form, status=422)
@@ -128,5 +131,5 @@ def deliveries(app_id: int):
         "repos/deliveries.html",
         app=app,
         deliveries=rows,
-        can_edit=access.can(app.project.team_id, Role.developer),
+        can_edit=access.allows(access.Action.APP_UPDATE, app),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
 from flask_login import current_user
 
@@ -41,6 +43,35 @@ def _is_installation_owner() -> bool:
     return current_user.is_authenticated and access.is_installation_owner(current_user.id)
 
 
+@dataclass(frozen=True)
+class TeamMenu:
+    current: object | None
+    others: list
+    can_manage: bool  # Team settings
+    full: bool  # a member of every project: the team-wide pages (backups, notifications)
+    audit: bool = False  # the Audit log
+
+
+def team_menu() -> TeamMenu:
+    """The top bar's team switcher: the current team and the user's other teams."""
+    from app.accounts import teams
+
+    rows = teams.teams_of(current_user)
+    if not rows:
+        return TeamMenu(None, [], False, False)
+    chosen = current_user.current_team_id
+    current = next((team for team, _ in rows if team.id == chosen), None)
+    if current is None:  # access.current_membership's fallback: the first membership
+        current = min(rows, key=lambda row: row[1].id)[0]
+    return TeamMenu(
+        current,
+        [team for team, _ in rows if team.id != current.id],
+        access.can(current_user, access.Action.TEAM_MANAGE, current),
+        access.can(current_user, access.Action.BACKUP_READ, current),
+        access.can(current_user, access.Action.AUDIT_READ, current),
+    )
+
+
 def register(app: Flask) -> None:
     from app.web.htmx import is_htmx
 
@@ -51,6 +82,7 @@ def register(app: Flask) -> None:
     app.add_template_global(containers.engine_status, "engine_status")
     app.add_template_global(_is_installation_admin, "is_installation_admin")
     app.add_template_global(_is_installation_owner, "is_installation_owner")
+    app.add_template_global(team_menu, "team_menu")
 
     @app.context_processor
     def request_values() -> dict:

@@ -29,7 +29,7 @@ def test_fresh_install_sends_every_page_to_setup(client):
 
 def test_setup_creates_owner_team_and_logs_in(client):
     response = _setup_form(client)
-    assert response.status_code == 302
+    assert response.status_code == 303
     user = db.session.scalar(select(User))
     assert user.email == "ann@example.com"
     assert user.password_hash.startswith("$argon2")

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from datetime import timedelta
 from email import message_from_bytes, policy
 
 import pytest
-from aiosmtpd.controller import Controller
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
@@ -20,41 +18,12 @@ from app.accounts import resets
 from app.extensions import db, queue, redis
 from app.models import AuditEvent, PasswordReset, User
 from app.models.base import utcnow
+from tests.accounts.conftest import PUBLIC
 from tests.conftest import Auth, RequestScopedClient, csrf_token
 from tests.factories import PASSWORD
 
-PUBLIC = "http://slipway.example.test"
 NEW = "a fresh passphrase of mine"
 LINK = re.compile(re.escape(PUBLIC) + r"(/password/reset/[A-Za-z0-9_-]+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp(app):
-    """A real SMTP server on loopback, configured as the installation's mail server."""
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    app.config.update(
-        SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, SMTP_TLS="none",
-        SMTP_SENDER="slipway@example.test", PUBLIC_URL=PUBLIC,
-    )  # fmt: skip
-    yield inbox
-    controller.stop()
 
 
 def _new_client(app):

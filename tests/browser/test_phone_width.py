@@ -74,6 +74,7 @@ PAGES = [
     ("/notifications/", ["Send test", "Edit", "Delete", "Add channel"]),
     ("/notifications/{ch}/edit", ["Save", "Make signing secret"]),
     ("/account/", ["Change password"]),
+    ("/account/two-factor", ["Turn on", "Copy secret"]),
     ("/server", []),
     ("/workers", []),
 ]

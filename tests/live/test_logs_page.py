@@ -39,6 +39,7 @@ def test_every_app_tab_links_the_logs_page_and_it_is_current_there(logged_in):
         "Deployments",
         "Logs",
         "Domains",
+        "Volumes",
     ]
 
 

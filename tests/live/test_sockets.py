@@ -9,7 +9,7 @@ from sqlalchemy import delete
 from app.deploys import livestatus
 from app.extensions import db, redis
 from app.live.sockets import SLOTS_KEY
-from app.models import Deployment, Membership, Role, User
+from app.models import Deployment, Membership, ProjectMembership, Role, Team, User
 from tests.conftest import csrf_token
 from tests.factories import make_app, make_project, make_team, make_user
 from tests.livekit import close, receive
@@ -149,3 +149,63 @@ def test_a_redis_failure_closes_the_socket_with_a_retry_code(app, live_server, m
     ws = live_server.connect("/ws/status", live_server.login(email))
     got = receive(ws, timeout=5)
     assert got.close_code == 1011 and got.frames == []
+
+
+def test_status_socket_of_a_project_limited_member_forwards_only_its_projects(app, live_server):
+    owner, seen = _team_with_deployment("limited")
+    team_id = owner.memberships[0].team_id
+    hidden_app = make_app(make_project(db.session.get(Team, team_id), "hidden"))
+    hidden = Deployment(application_id=hidden_app.id, status="queued")
+    db.session.add(hidden)
+    db.session.flush()
+    hidden_id, shop_id = hidden.id, db.session.get(Deployment, seen).application.project_id
+    member = make_user(make_team(), Role.owner, email="limited-member@example.com")
+    membership = Membership(team_id=team_id, user_id=member.id, role="viewer", all_projects=False)
+    db.session.add(membership)
+    db.session.flush()
+    db.session.add(ProjectMembership(membership_id=membership.id, project_id=shop_id,
+                                     role="viewer"))  # fmt: skip
+    member.current_team_id = team_id
+    db.session.commit()
+    db.session.close()
+    ws = live_server.connect("/ws/status", live_server.login("limited-member@example.com"))
+    try:
+        time.sleep(0.3)
+        _publish(hidden_id, "building")
+        _publish(seen, "building")
+        got = receive(ws, timeout=3, until=lambda frames: frames)
+    finally:
+        close(ws)
+    changes = [c for f in got.frames for c in f["changes"]]
+    assert [(c["deployment_id"], c["status"]) for c in changes] == [(seen, "building")]
+    assert all("project_id" not in c for c in changes)
+
+
+def test_removed_and_demoted_members_sockets_close(app, live_server):
+    """Issue 14: members.remove and a lowered role (app.accounts.members) end the member's
+    sessions, and their open sockets close at the next check; an untouched member's stays."""
+    from app.accounts import members
+
+    team = make_team("crew")
+    owner = make_user(team, Role.owner, email="boss@example.com")
+    removed = make_user(team, Role.developer, email="removed@example.com")
+    demoted = make_user(team, Role.admin, email="demoted@example.com")
+    kept = make_user(team, Role.developer, email="kept@example.com")
+    ids = {u.email: u.id for u in (owner, removed, demoted, kept)}
+    team_id = team.id
+    db.session.close()
+    emails = ("removed@example.com", "demoted@example.com", "kept@example.com")
+    sockets = {e: live_server.connect("/ws/status", live_server.login(e)) for e in emails}
+    try:
+        time.sleep(0.3)
+        actor = db.session.get(User, ids["boss@example.com"])
+        by_user = {m.user_id: m for m in db.session.query(Membership).filter_by(team_id=team_id)}
+        members.remove(actor, by_user[ids["removed@example.com"]])
+        members.change_role(actor, by_user[ids["demoted@example.com"]], "viewer")
+        db.session.remove()
+        assert receive(sockets["removed@example.com"], timeout=5).close_code == 4403
+        assert receive(sockets["demoted@example.com"], timeout=5).close_code == 4403
+        assert receive(sockets["kept@example.com"], timeout=1.5).close_code is None
+    finally:
+        for ws in sockets.values():
+            close(ws)

@@ -119,11 +119,21 @@ def _routers(app) -> dict[str, dict]:
 def _route(app, app_row, servers: list[str]) -> None:
     """Write the app's route as routing computes it; wait until Traefik runs it all."""
     path = traefik.write_app_routes(app_row.id, routing.routes(app_row), servers)
-    wanted = {f"{n}@file" for n in yaml.safe_load(path.read_text())["http"]["routers"]}
+    written = yaml.safe_load(path.read_text())["http"]["routers"]
+    # A rewrite may keep the router names and change only their middlewares (the redirect
+    # once a certificate is usable), so wait for those too, not only for the names.
+    wanted = {
+        f"{n}@file": sorted(f"{m}@file" for m in r.get("middlewares", []))
+        for n, r in written.items()
+    }
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         found = _routers(app)
-        mine = {n for n in found if n.startswith(f"{traefik.route_name(app_row.id)}-")}
+        mine = {
+            n: sorted(r.get("middlewares", []))
+            for n, r in found.items()
+            if n.startswith(f"{traefik.route_name(app_row.id)}-")
+        }
         if mine == wanted and all(found[n].get("status") == "enabled" for n in wanted):
             return
         time.sleep(0.02)

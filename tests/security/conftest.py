@@ -7,16 +7,33 @@ and the ``app`` fixture come from ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from app import create_app
+from app.accounts import apikeys
 from app.extensions import db
-from app.models import Application, Deployment, Domain, EnvVar, Project, Role, Team, User
+from app.models import (
+    Application,
+    DatabaseLink,
+    Deployment,
+    Domain,
+    EnvVar,
+    Invitation,
+    Membership,
+    Project,
+    Role,
+    Team,
+    User,
+)
+from app.models.base import utcnow
+from app.models.databases import Volume
 from tests.conftest import Auth, RequestScopedClient, csrf_token
-from tests.factories import make_app, make_project, make_team, make_user
+from tests.factories import make_app, make_database, make_project, make_team, make_user
 
 
 @pytest.fixture
@@ -115,17 +132,31 @@ class TeamWorld:
     deployment: Deployment
     backup_objects: dict | None = None  # destination, policy, backup, restore, channel
     domain: Domain | None = None
+    membership: Membership | None = None  # the owner's
+    invitation: Invitation | None = None  # an open link invitation
+    key_id: int | None = None  # an API key of the owner (its token: ``key_token``)
+    key_token: str | None = None
+    database: object | None = None  # a running PostgreSQL row, linked to the app
+    link: object | None = None
+    volume: Volume | None = None  # a volume of the app (app.web.volumes)
 
     def ids(self) -> dict[str, int | str]:
         """Values for the URL rules' arguments, naming this team's objects."""
         backup_ids = {f"{name}_id": obj.id for name, obj in (self.backup_objects or {}).items()}
         return backup_ids | {
+            "team_id": self.team.id,
             "project_id": self.project.id,
             "app_id": self.application.id,
             "application_id": self.application.id,
             "var_id": self.plain_var.id,
             "deployment_id": self.deployment.id,
             "domain_id": self.domain.id if self.domain else 1,
+            "membership_id": self.membership.id if self.membership else 1,
+            "invitation_id": self.invitation.id if self.invitation else 1,
+            "key_id": self.key_id or 1,
+            "database_id": self.database.id if self.database else 1,
+            "link_id": self.link.id if self.link else 1,
+            "volume_id": self.volume.id if self.volume else 1,
             "field": "name",
             "filename": "app.css",
         }
@@ -152,7 +183,21 @@ def _build_team(label: str) -> TeamWorld:
         application_id=application.id, team_id=team.id, host=f"{label}-shop.example.com"
     )
     db.session.add(domain)
+    invitation = Invitation(
+        team_id=team.id, email=None, token_hash=hashlib.sha256(label.encode()).hexdigest(),
+        role=Role.developer.value, invited_by_id=user.id, expires_at=utcnow() + timedelta(hours=1),
+    )  # fmt: skip
+    db.session.add(invitation)
     db.session.commit()
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == user.id))
+    key, token = apikeys.create(user, team, f"{label}-key", ["admin"])
+    database = make_database(project, f"{label}-db", password=f"{label}-database-password")
+    link = DatabaseLink(application_id=application.id, database_id=database.id, prefix="")
+    db.session.add(link)
+    db.session.commit()
+    from app.projects import volumes
+
+    volume = volumes.add(application, label=f"{label}-data", mount_path="/data")
     return TeamWorld(
         team,
         user,
@@ -163,6 +208,13 @@ def _build_team(label: str) -> TeamWorld:
         deployment,
         _backup_objects(team, label),
         domain,
+        membership,
+        invitation,
+        key.id,
+        token,
+        database,
+        link,
+        volume,
     )
 
 

@@ -23,13 +23,27 @@ ALLOWED_PUBLIC = {
     "auth.forgot_post",
     "auth.reset_get",
     "auth.reset_post",
+    # Issue 14: an invitation link, its page and accepting it (tests/accounts/test_invitations.py).
+    "invitations.show_get",
+    "invitations.accept_post",
+    # Issue 14: the code step of a login; the session holds only a pending login, which
+    # grants nothing (tests/accounts/test_twofactor.py).
+    "twofactor.login_get",
+    "twofactor.login_post",
     "static",
     "health.healthz",
     # Prometheus: no session, but a bearer token (monitoring/test_prometheus.py); off by default.
     "prometheus.scrape",
+    # Issue 14: single sign-on's redirect to the provider and its callback, which checks
+    # the state its own session stored (tests/accounts/test_sso.py).
+    "sso.login",
+    "sso.callback",
 }
 # Issue 13: the ACME HTTP-01 answers and the preflight's probe tokens (tests/proxy).
-ALLOWED_PUBLIC_BLUEPRINTS = {"webhooks", "wellknown"}
+# Issue 15: /api/v1 never takes the session: it has its own credential, an API key, and
+# every operation without one is a 401 (tests/api/test_api_security.py); /api/docs is the
+# API's public reference (no data).
+ALLOWED_PUBLIC_BLUEPRINTS = {"webhooks", "wellknown", "api", "api_docs"}
 
 
 def _is_exempt(endpoint: str) -> bool:

@@ -29,7 +29,7 @@ def _setup_data(token: str, email: str = "first@example.com", team: str = "First
 
 def test_setup_creates_exactly_one_owner_team_and_installation(app, client, counts):
     response = client.post("/setup", data=_setup_data(csrf_token(client, "/setup")))
-    assert response.status_code == 302 and response.location == "/"
+    assert response.status_code == 303 and response.location == "/"
     found = counts()
     assert (found["users"], found["teams"], found["memberships"], found["installation"]) == (
         1,
@@ -46,7 +46,7 @@ def test_setup_creates_exactly_one_owner_team_and_installation(app, client, coun
 def test_setup_is_gone_after_it_ran(app, client, new_client, db_state, app_with):
     """A second setup (another browser, a fresh process) changes nothing and sends to login."""
     token = csrf_token(client, "/setup")
-    assert client.post("/setup", data=_setup_data(token)).status_code == 302
+    assert client.post("/setup", data=_setup_data(token)).status_code == 303
     before = db_state()
 
     attacker = new_client()
@@ -128,7 +128,7 @@ def test_two_racing_setups_create_one_owner_one_team_one_installation(
         (r.status_code, r.location) if not isinstance(r, Exception) else (500, repr(r))
         for r in results
     )
-    assert statuses == [(302, "/"), (302, "/login")], statuses
+    assert statuses == [(302, "/login"), (303, "/")], statuses
 
 
 def test_a_double_submitted_setup_creates_one_owner(app, new_client, counts, real_password_hashing):
@@ -140,7 +140,7 @@ def test_a_double_submitted_setup_creates_one_owner(app, new_client, counts, rea
         (r.status_code, r.location) if not isinstance(r, Exception) else (500, repr(r))
         for r in results
     )
-    assert statuses == [(302, "/"), (302, "/login")], statuses
+    assert statuses == [(302, "/login"), (303, "/")], statuses
 
 
 def test_there_is_no_default_account(app, client, counts):

@@ -41,7 +41,17 @@ def app_form(token: str, environment_id: int, **changes) -> dict:
 # Not a team's object: the retry names an RQ job, and the whole endpoint is for the
 # installation's owner and named admins (403 for anyone else, before any lookup;
 # tests/security/test_installation_pages.py).
-INSTALLATION_WIDE = {"workers.retry"}
+# Single sign-on's providers are the installation's too (its owner configures them).
+INSTALLATION_WIDE = {
+    "workers.retry",
+    "sso.edit_get",
+    "sso.edit_post",
+    "sso.delete_get",
+    "sso.delete_post",
+}
+# A member's own objects, not the team's: the world's API key is its owner's, so another
+# member of the team gets 404 for it too (tests/accounts/test_api_keys_page.py).
+USERS_OWN = {"keys.revoke_get", "keys.revoke_post"}
 
 
 def _victim_strings(world) -> list[str]:
@@ -62,6 +72,8 @@ def _victim_strings(world) -> list[str]:
         "bravo drill log",
         "bravo-policy",
         "bravo-shop.example.com",
+        world.database.name,
+        "bravo-database-password",
     ]
 
 
@@ -81,7 +93,9 @@ def test_every_route_answers_404_for_another_teams_objects_and_changes_nothing(
     token = csrf_token(client, "/")
     env_id = team_b.project.environments[0].id
     before = db_state()
-    requests = routes(app, team_b, objects_only=True)
+    # /api/v1 takes keys, never the session: its isolation matrix is
+    # tests/api/test_api_security.py (a key of team A on team B's ids).
+    requests = [r for r in routes(app, team_b, objects_only=True) if not r[0].startswith("api.")]
     assert len(requests) >= 10
     for endpoint, method, url in requests:
         data = app_form(token, env_id) if method == "POST" else None
@@ -100,8 +114,10 @@ def test_the_same_routes_work_on_the_members_own_objects(
 ):
     """The control for the test above: the ids are right, only the team is wrong."""
     member(Role.owner)
-    for _, method, url in routes(app, team_a, objects_only=True):
-        if method == "GET":
+    for endpoint, method, url in routes(app, team_a, objects_only=True):
+        if endpoint in USERS_OWN or endpoint.startswith("api."):
+            continue
+        if method == "GET" and endpoint not in INSTALLATION_WIDE:
             assert client.get(url).status_code == 200, url
 
 
@@ -264,3 +280,32 @@ def test_a_team_id_smuggled_into_the_project_form_is_ignored(app, client, member
         select(Environment).where(Environment.project_id == created.id)
     ).all()
     assert [e.name for e in environments] == ["production"]
+
+
+def test_the_two_factor_pages_act_on_the_logged_in_user_only(
+    app, client, member, team_a, team_b, db_state
+):
+    """No user id in the routes, and one smuggled into the forms is ignored: team B's
+    owner keeps two-factor login and their recovery codes."""
+    import pyotp
+
+    from app.accounts import twofactor
+
+    victim = team_b.user
+    secret = twofactor.pending_secret(victim, create=True)
+    twofactor.confirm_enrolment(victim, pyotp.TOTP(secret).now())
+    member(Role.owner)
+    token = csrf_token(client, "/")
+    before = {k: v for k, v in db_state().items() if k in ("users", "recovery_codes")}
+    smuggled = {"csrf_token": token, "user_id": str(victim.id), "id": str(victim.id),
+                "code": "000000"}  # fmt: skip
+    for url in ("/account/two-factor/disable", "/account/two-factor/recovery-codes",
+                "/account/two-factor"):  # fmt: skip
+        client.post(url, data=smuggled)
+    after = {k: v for k, v in db_state().items() if k in ("users", "recovery_codes")}
+    victim_rows = lambda state: [r for r in state["users"] if r[0] == victim.id]  # noqa: E731
+    assert victim_rows(after) == victim_rows(before) and victim_rows(before)
+    assert len([r for r in after["recovery_codes"] if r[1] == victim.id]) == 10
+    assert [r for r in after["recovery_codes"] if r[1] == victim.id] == [
+        r for r in before["recovery_codes"] if r[1] == victim.id
+    ]

@@ -288,7 +288,7 @@ def test_user_and_team_names_from_setup_render_as_text(app, client, payload):
             "confirm": PASSWORD,
         },
     )
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert db.session.scalar(select(Team.name)) == payload
     assert db.session.scalar(select(User.name)) == payload
     for url in ("/", "/account/", "/projects/new"):

@@ -1,0 +1,216 @@
+"""Databases: create one in a project, show it (status, connection, linked apps, logs,
+metrics), start/stop/restart, rotate its password, delete it; link one to an app.
+
+The password is never on a page: the connection block and the linked variables show it
+masked, and nothing here decrypts it.
+"""
+
+from __future__ import annotations
+
+import psutil
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app import access, names
+from app.databases import engines, lifecycle, links
+from app.forms import DatabaseForm, EnvVarForm
+from app.models import Application, Database, DatabaseStatus
+from app.monitoring import metrics
+from app.runtime import containers
+from app.runtime import databases as runtime_databases
+from app.web import apps as app_pages
+from app.web import reauth
+from app.web.htmx import is_htmx
+
+bp = Blueprint("databases", __name__)
+# The status partial polls while the worker is still at it; other states are final here.
+BUSY = (DatabaseStatus.creating.value, DatabaseStatus.deleting.value)
+LOG_LINES = 200
+
+
+def _form_page(form: DatabaseForm, project, status: int = 200):
+    return render_template("databases/form.html", form=form, project=project), status
+
+
+@bp.get("/projects/<int:project_id>/databases/new")
+def new_get(project_id: int):
+    project = access.project(project_id, access.Action.DATABASE_MANAGE)
+    return _form_page(DatabaseForm(), project)
+
+
+@bp.post("/projects/<int:project_id>/databases/new")
+def new_post(project_id: int):
+    project = access.project(project_id, access.Action.DATABASE_MANAGE)
+    form = DatabaseForm()
+    if not form.validate():
+        return _form_page(form, project, 422)
+    try:
+        database = lifecycle.create(
+            project, name=form.name.data, engine=form.engine.data,
+            memory_limit_mb=form.memory_limit_mb.data, cpu_limit=form.cpu_limit.data,
+            by=current_user,
+        )  # fmt: skip
+    except lifecycle.DatabaseError as exc:
+        field = getattr(form, exc.field or "", None) or form.name
+        field.errors = [*field.errors, str(exc)]
+        return _form_page(form, project, 422)
+    flash(f"Database {database.name} is being created.", "success")
+    return redirect(url_for("databases.show", database_id=database.id), 303)
+
+
+def _page(template: str, database: Database, **values):
+    return render_template(
+        template, database=database, busy=database.status in BUSY,
+        spec=engines.spec(database.engine),
+        can_manage=access.allows(access.Action.DATABASE_MANAGE, database),
+        can_rotate=access.allows(access.Action.DATABASE_ROTATE, database),
+        can_delete=access.allows(access.Action.DATABASE_DELETE, database), **values,
+    )  # fmt: skip
+
+
+@bp.get("/databases/<int:database_id>")
+def show(database_id: int):
+    database = access.database(database_id)
+    if is_htmx():
+        return _page("databases/_status.html", database)
+    return _page(
+        "databases/show.html", database, connection=lifecycle.connection(database),
+        linked_apps=links.linked_apps(database),
+    )  # fmt: skip
+
+
+def _container(database: Database) -> str | None:
+    return database.container_id or runtime_databases.container_of(database.id)
+
+
+@bp.get("/databases/<int:database_id>/logs")
+def logs(database_id: int):
+    database = access.database(database_id)
+    lines, problem = [], None
+    try:
+        container_id = _container(database)
+        if container_id:
+            lines = runtime_databases.logs(container_id, tail=LOG_LINES)
+    except containers.ContainerError as exc:
+        problem = f"The logs could not be read: {exc}"
+    return _page("databases/logs.html", database, lines=lines, problem=problem)
+
+
+@bp.get("/databases/<int:database_id>/metrics")
+def metrics_page(database_id: int):
+    database = access.database(database_id)
+    figures, problem = None, None
+    try:
+        container_id = _container(database)
+        if container_id and database.status == DatabaseStatus.running.value:
+            doc = containers.raw_stats([container_id]).get(container_id)
+            host_memory = psutil.virtual_memory().total  # a limit this big is no limit
+            figures = metrics.container_figures(doc, host_memory) if doc else None
+    except containers.ContainerError as exc:
+        problem = f"The figures could not be read: {exc}"
+    return _page("databases/metrics.html", database, figures=figures, problem=problem)
+
+
+def _act(database_id: int, action: access.Action, run, done: str):
+    database = access.database(database_id, action)
+    try:
+        run(database, by=current_user)
+    except lifecycle.DatabaseError as exc:  # not now (a running one started): nothing changed
+        flash(str(exc), "error")
+        return redirect(url_for("databases.show", database_id=database.id), 303)
+    flash(f"{done} database {database.name}.", "success")
+    return redirect(url_for("databases.show", database_id=database.id), 303)
+
+
+@bp.post("/databases/<int:database_id>/start")
+def start_post(database_id: int):
+    return _act(database_id, access.Action.DATABASE_MANAGE, lifecycle.start, "Starting")
+
+
+@bp.post("/databases/<int:database_id>/stop")
+def stop_post(database_id: int):
+    return _act(database_id, access.Action.DATABASE_MANAGE, lifecycle.stop, "Stopping")
+
+
+@bp.post("/databases/<int:database_id>/restart")
+def restart_post(database_id: int):
+    return _act(database_id, access.Action.DATABASE_MANAGE, lifecycle.restart, "Restarting")
+
+
+@bp.post("/databases/<int:database_id>/rotate")
+def rotate_post(database_id: int):
+    return _act(database_id, access.Action.DATABASE_ROTATE, lifecycle.rotate_password,
+                "Rotating the password of")  # fmt: skip
+
+
+@bp.get("/databases/<int:database_id>/delete")
+def delete_get(database_id: int):
+    database = access.database(database_id, access.Action.DATABASE_DELETE)
+    if (redirect_ := reauth.required()) is not None:
+        return redirect_
+    days = current_app.config["VOLUME_GRACE_DAYS"]
+    return render_template(
+        "confirm.html",
+        title=f"Delete database {database.name}?",
+        message=(
+            f"Its container is stopped and removed, and the apps linked to it lose its "
+            f"variables at their next deploy. Its volume (the data) is kept for {days} days, "
+            "then removed for good."
+        ),
+        action=url_for("databases.delete_post", database_id=database.id),
+        confirm_label="Delete database",
+        back=url_for("databases.show", database_id=database.id),
+        checkboxes=[("final_backup", "Take a final backup first", True)],
+    )
+
+
+@bp.post("/databases/<int:database_id>/delete")
+def delete_post(database_id: int):
+    database = access.database(database_id, access.Action.DATABASE_DELETE)
+    back = url_for("databases.delete_get", database_id=database.id)
+    if (redirect_ := reauth.required(back)) is not None:
+        return redirect_
+    # An unticked checkbox sends nothing: only an explicit tick asks for the backup.
+    final_backup = request.form.get("final_backup") == "y"
+    try:
+        lifecycle.delete(database, final_backup=final_backup, by=current_user)
+    except lifecycle.DatabaseError as exc:  # being created, or already being deleted
+        flash(str(exc), "error")
+        return redirect(url_for("databases.show", database_id=database.id), 303)
+    flash(f"Database {database.name} is being deleted.", "success")
+    return redirect(url_for("databases.show", database_id=database.id), 303)
+
+
+# ---- an app's links ------------------------------------------------------------
+
+
+def _back_to_env(app: Application):
+    return redirect(url_for("apps.show", app_id=app.id, _anchor="linked-databases"), 303)
+
+
+@bp.post("/apps/<int:app_id>/databases/link")
+def link_post(app_id: int):
+    app = access.application(app_id, access.Action.APP_UPDATE)
+    form = app_pages.link_form(app)
+    if form.validate():
+        database = access.database(form.database_id.data, access.Action.DATABASE_MANAGE)
+        try:
+            links.add(app, database, form.prefix.data, by=current_user)
+        except (links.LinkError, names.InvalidValue) as exc:
+            form.prefix.errors = [*form.prefix.errors, str(exc)]
+    if form.errors:
+        return app_pages.show_page(app, EnvVarForm(), 422, link=form)
+    flash(f"Database {database.name} linked: its variables apply from the next deploy.",
+          "success")  # fmt: skip
+    return _back_to_env(app)
+
+
+@bp.post("/apps/<int:app_id>/databases/<int:link_id>/unlink")
+def unlink_post(app_id: int, link_id: int):
+    app = access.application(app_id, access.Action.APP_UPDATE)
+    row = access.database_link(app, link_id)
+    access.authorize(access.Action.DATABASE_MANAGE, row.database)
+    name = row.database.name
+    links.remove(row)
+    flash(f"Database {name} unlinked: its variables go at the next deploy.", "success")
+    return _back_to_env(app)
