@@ -76,6 +76,7 @@ class Action(enum.StrEnum):
     DATABASE_MANAGE = "database.manage"
     DATABASE_ROTATE = "database.rotate"
     DATABASE_DELETE = "database.delete"
+    DATABASE_EXPOSE = "database.expose"
     BACKUP_READ = "backup.read"
     BACKUP_MANAGE = "backup.manage"
     BACKUP_RESTORE = "backup.restore"
@@ -133,6 +134,9 @@ TABLE: dict[Action, Rule] = {
     ),
     Action.DATABASE_ROTATE: Rule(Role.admin, Scope.PROJECT, "Rotate a database's password"),
     Action.DATABASE_DELETE: Rule(Role.admin, Scope.PROJECT, "Delete a database"),
+    Action.DATABASE_EXPOSE: Rule(
+        Role.admin, Scope.PROJECT, "Open or close a database's public port (TLS)"
+    ),
     Action.BACKUP_READ: Rule(Role.viewer, Scope.TEAM, "See backups and restores"),
     Action.BACKUP_MANAGE: Rule(
         Role.admin, Scope.TEAM, "Manage backup destinations and policies, run backups"

@@ -68,6 +68,8 @@ class Action(StrEnum):
     DATABASE_DELETED = "database.deleted"
     DATABASE_LINKED = "database.linked"
     DATABASE_PASSWORD_ROTATED = "database.password_rotated"
+    DATABASE_PORT_CLOSED = "database.port_closed"
+    DATABASE_PORT_OPENED = "database.port_opened"
     DATABASE_RESTARTED = "database.restarted"
     DATABASE_STARTED = "database.started"
     DATABASE_STOPPED = "database.stopped"

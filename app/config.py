@@ -30,6 +30,37 @@ def _hosts(name: str) -> tuple[str, ...]:
     return tuple(h.strip() for h in (_env(name, "") or "").split(",") if h.strip())
 
 
+# Traefik listens on every port of SLIPWAY_DATABASE_PUBLIC_PORTS: keep the list short.
+MAX_PUBLIC_PORTS = 100
+
+
+def public_ports(text: str) -> tuple[int, ...]:
+    """``15432-15439,16379`` → the ports, in order; a clear error for anything else."""
+    found: dict[int, None] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if not (low.strip().isdigit() and (not dash or high.strip().isdigit())):
+            raise ConfigError(
+                f"SLIPWAY_DATABASE_PUBLIC_PORTS: {part!r} is not a port or a range such as "
+                "15432-15439"
+            )
+        first, last = int(low), int(high) if dash else int(low)
+        if not 1 <= first <= last <= 65535:
+            raise ConfigError(
+                f"SLIPWAY_DATABASE_PUBLIC_PORTS: {part!r} must be ports from 1 to 65535, "
+                "the lower first"
+            )
+        found.update(dict.fromkeys(range(first, last + 1)))
+        if len(found) > MAX_PUBLIC_PORTS:
+            raise ConfigError(
+                f"SLIPWAY_DATABASE_PUBLIC_PORTS names more than {MAX_PUBLIC_PORTS} ports "
+                "(Traefik listens on each one)"
+            )
+    return tuple(found)
+
+
 # Must match scripts/run.py's DEFAULT_WEB_THREADS (standard library only, so it
 # cannot import this; tests/test_config.py checks the two agree).
 DEFAULT_WEB_THREADS = 256
@@ -210,6 +241,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "IMAGE_POSTGRES": _env("IMAGE_POSTGRES", "postgres:16"),
         "IMAGE_MARIADB": _env("IMAGE_MARIADB", "mariadb:11"),
         "IMAGE_REDIS": _env("IMAGE_REDIS", "redis:7"),
+        # The host ports a database may be published on (none by default): Traefik
+        # listens on each and routes one to a database whose public port it is, over TLS.
+        "DATABASE_PUBLIC_PORTS": public_ports(_env("DATABASE_PUBLIC_PORTS", "") or ""),
         # How long a new database may take to accept its first connection.
         "DATABASE_READY_TIMEOUT_SECONDS": float(_env("DATABASE_READY_TIMEOUT_SECONDS", "120")),
         # A volume whose app, database or mount is deleted is kept this long first.
@@ -313,6 +347,12 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError("SLIPWAY_BUILD_CONCURRENCY must be at least 1: no build could run")
     if config["AUDIT_RETENTION_DAYS"] < 1:
         raise ConfigError("SLIPWAY_AUDIT_RETENTION_DAYS must be at least 1")
+    busy = {config["HTTP_PORT"], config["HTTPS_PORT"], config["PROXY_API_PORT"]}
+    if clash := sorted(busy.intersection(config["DATABASE_PUBLIC_PORTS"])):
+        raise ConfigError(
+            f"SLIPWAY_DATABASE_PUBLIC_PORTS includes {clash[0]}, which Traefik already uses "
+            "for HTTP, HTTPS or its API"
+        )
     if config["SMTP_TLS"] not in ("starttls", "ssl", "none"):
         raise ConfigError("SLIPWAY_SMTP_TLS must be starttls, ssl or none")
     config["RATELIMIT_STORAGE_URI"] = limiter_storage_uri(config["REDIS_URL"])

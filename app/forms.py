@@ -563,6 +563,14 @@ class DatabaseForm(FlaskForm):
     cpu_limit = FloatField("CPU limit (cores)", [Optional(), NumberRange(0.05, 64)])
 
 
+class PublicPortForm(FlaskForm):
+    """Open a database's public port; the choices (the free ports of
+    SLIPWAY_DATABASE_PUBLIC_PORTS) are set by the view, and any other number gets the
+    domain's message (why it cannot be used) next to the field."""
+
+    public_port = SelectField("Public port", coerce=int, validate_choice=False)
+
+
 class LinkDatabaseForm(FlaskForm):
     """Link one of the project's live databases; the choices are set by the view, so a
     database of another project or team is not a valid choice (422)."""

@@ -132,3 +132,32 @@ def test_make_run_starts_gunicorn_with_the_threads_the_app_counts_on():
     assert run.DEFAULT_WEB_THREADS == config.DEFAULT_WEB_THREADS
     assert config.DEFAULT_WEB_PAGE_THREADS < config.DEFAULT_WEB_THREADS
     assert run.web_layout(99)[-2:] == ["--threads", "99"]
+
+
+def test_database_public_ports_are_none_by_default_and_read_as_ranges(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SLIPWAY_DATABASE_PUBLIC_PORTS", raising=False)
+    assert config.load()["DATABASE_PUBLIC_PORTS"] == ()
+    monkeypatch.setenv("SLIPWAY_DATABASE_PUBLIC_PORTS", " 15432-15434, 16379,15433 ")
+    assert config.load()["DATABASE_PUBLIC_PORTS"] == (15432, 15433, 15434, 16379)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5432x", "is not a port or a range"),
+        ("15439-15432", "the lower first"),
+        ("0", "from 1 to 65535"),
+        ("70000", "from 1 to 65535"),
+        ("1000-2000", "more than 100 ports"),
+        ("8080", "which Traefik already uses"),
+    ],
+)
+def test_bad_database_public_ports_stop_the_start_with_the_reason(
+    tmp_path, monkeypatch, text, message
+):
+    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SLIPWAY_HTTP_PORT", "8080")
+    monkeypatch.setenv("SLIPWAY_DATABASE_PUBLIC_PORTS", text)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load()

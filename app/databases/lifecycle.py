@@ -21,9 +21,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app import audit, crypto, names
-from app.databases import engines, links
+from app.databases import engines, links, public
 from app.extensions import db, queue, redis
 from app.models import (
     Application,
@@ -218,6 +219,31 @@ def rotate_password(database: Database, by=None) -> None:
     _enqueue(database, "app.jobs.database_rotate", database.id)
 
 
+def set_public_port(database: Database, port: int | None, by=None) -> str | None:
+    """Open the database's public port (``port``) or close it (None), at once: the
+    route is written (or removed) now if the database runs, else when it is ready.
+    Returns a problem with the route (the row is changed all the same), or None."""
+    if not database.is_live:
+        raise DatabaseError(f"Database {database.name} is being deleted.")
+    if port == database.public_port:
+        return public.sync(database)
+    if port is not None and (why := public.refusal(database, port)):
+        raise DatabaseError(why, field="public_port")
+    before, database.public_port = database.public_port, port
+    action = audit.Action.DATABASE_PORT_OPENED if port else audit.Action.DATABASE_PORT_CLOSED
+    audit.record(action, team_id=database.project.team_id, target=database,
+                 user_id=_user_id(by), name=database.name, port=port or before)  # fmt: skip
+    try:
+        db.session.commit()
+    except IntegrityError:  # another database took it between the check and now
+        db.session.rollback()
+        raise DatabaseError(
+            f"Port {port} is the public port of another database: choose another one.",
+            field="public_port",
+        ) from None
+    return public.sync(database)
+
+
 def delete(database: Database, *, final_backup: bool = True, by=None) -> None:
     """Queue the deletion: the final backup first (unless declined), then the container;
     the volume is kept (detached) for ``VOLUME_GRACE_DAYS``; links go."""
@@ -350,6 +376,9 @@ def _ready(database: Database, seconds: float) -> None:
     database.status, database.error, database.progress = S.running.value, None, None
     database.ready_at = utcnow()
     db.session.commit()
+    if problem := public.sync(database):  # its container (and address) may be new
+        database.error = problem
+        db.session.commit()
     log.info("database %s ready in %.2f s", database.id, seconds)
 
 
@@ -388,6 +417,7 @@ def run_action(database_id: int, action: str) -> str:
                 runtime.stop(found)
             database.status, database.error, database.progress = S.stopped.value, None, None
             db.session.commit()
+            public.sync(database)
             return S.stopped.value
         if found is None:  # never made (its create failed) or removed behind our back
             runtime.ensure_image(database.image, lambda line: _say(database, line))
@@ -541,7 +571,9 @@ def run_delete(database_id: int, final_backup: bool = True) -> str:
         db.session.delete(row)
     database.status, database.deleted_at = S.deleted.value, now
     database.container_id, database.progress, database.error = None, None, None
+    database.public_port = None  # the port is free for another database
     db.session.commit()
+    public.sync(database)
     return S.deleted.value
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.applications import Application
@@ -46,7 +46,12 @@ class Database(Timestamped, Base):
     """A database container of one project, on that project's network only."""
 
     __tablename__ = "databases"
-    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        # A public port is the host's: one live database holds it (a deleted one lets go).
+        Index("ix_databases_public_port", "public_port", unique=True),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

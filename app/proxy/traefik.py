@@ -7,6 +7,10 @@ entrypoint (never the insecure API). On ``web``, ``/.well-known/acme-challenge/`
 ``/.well-known/slipway/`` go to Slipway's own web server, ahead of every app route
 (the ACME HTTP-01 answers and the preflight's self-probe, ``app.web.wellknown``).
 Certificates are dynamic files too, one per certificate (``write_certificate``).
+Each port of ``SLIPWAY_DATABASE_PUBLIC_PORTS`` is an entrypoint of its own
+(``db-<port>``), on which a database with that public port gets a TCP router
+(``write_database_route``): TLS ends at Traefik (PostgreSQL's in-protocol upgrade too),
+with the certificate Slipway holds for the name the client sent, else the default one.
 Each app has one dynamic file, written atomically through a YAML serializer; host
 names pass ``names.hostname`` at use, so nothing a user typed can add a rule.
 
@@ -45,6 +49,7 @@ HTTP_ENTRYPOINT = "web"
 HTTPS_ENTRYPOINT = "websecure"
 WELL_KNOWN_ROUTER = "slipway-well-known"
 WEB_SERVICE = "slipway-web"
+DATABASE_TLS_OPTIONS = "slipway-databases"
 # Above any priority an app route gets (Traefik's default is the rule's length).
 WELL_KNOWN_PRIORITY = 1_000_000
 # App routes: this plus the path prefix's length (at most 255), so far below it.
@@ -158,6 +163,10 @@ def write_static_config() -> Path:
                 "address": f"127.0.0.1:{cfg['PROXY_API_PORT']}",
                 "http": {"aliasHeadersStrategy": "delete"},
             },
+        }
+        | {
+            database_entrypoint(port): {"address": f":{port}"}
+            for port in cfg.get("DATABASE_PUBLIC_PORTS", ())
         },
         "providers": {
             "providersThrottleDuration": THROTTLE,
@@ -193,7 +202,13 @@ def write_static_config() -> Path:
                 }
             },
         },
-        "tls": {"stores": {"default": {"defaultCertificate": _default_certificate()}}},
+        "tls": {
+            "stores": {"default": {"defaultCertificate": _default_certificate()}},
+            # libpq 17 offers the ALPN protocol "postgresql" and ends the handshake when
+            # the server has no protocol in common (as Traefik's default list of h2 and
+            # http/1.1 is); clients that offer none (redis-cli, socat) are not asked.
+            "options": {DATABASE_TLS_OPTIONS: {"alpnProtocols": ["postgresql"]}},
+        },
     }
     _write_atomic(dynamic_dir() / "_slipway.yml", internal, staging_dir())
     path = proxy_dir() / "traefik.yml"
@@ -426,6 +441,55 @@ def remove_certificate(cert_id: int) -> None:
 
 def remove_app_routes(app_id: int) -> None:
     app_route_path(app_id).unlink(missing_ok=True)
+
+
+def database_entrypoint(port: int) -> str:
+    return f"db-{int(port)}"
+
+
+def database_route_name(database_id: int) -> str:
+    return f"database-{int(database_id)}"
+
+
+def database_route_path(database_id: int) -> Path:
+    return dynamic_dir() / f"{database_route_name(database_id)}.yml"
+
+
+def write_database_route(database_id: int, port: int, address: str) -> Path:
+    """Route the public ``port`` (an entrypoint of the static file) to ``address``
+    (``ip:port`` of the database's container), TLS ending here: any name the client
+    sends (or none) matches, as the port is this database's alone."""
+    if int(port) not in current_app.config.get("DATABASE_PUBLIC_PORTS", ()):
+        raise ProxyError(f"port {port} is not one of SLIPWAY_DATABASE_PUBLIC_PORTS")
+    name = database_route_name(database_id)
+    data = {
+        "tcp": {
+            "routers": {
+                name: {
+                    "rule": "HostSNI(`*`)",
+                    "entryPoints": [database_entrypoint(port)],
+                    "service": name,
+                    "tls": {"options": DATABASE_TLS_OPTIONS},
+                }
+            },
+            "services": {name: {"loadBalancer": {"servers": [{"address": address}]}}},
+        }
+    }
+    path = database_route_path(database_id)
+    _write_atomic(path, data, staging_dir())
+    return path
+
+
+def remove_database_route(database_id: int) -> None:
+    database_route_path(database_id).unlink(missing_ok=True)
+
+
+def database_served_by(database_id: int) -> set[str] | None:
+    """The addresses Traefik routes the database's public port to, or None (no route)."""
+    service = _api(f"/tcp/services/{database_route_name(database_id)}@file")
+    if service is None:
+        return None
+    return {s["address"] for s in service.get("loadBalancer", {}).get("servers", [])}
 
 
 def _api(path: str) -> dict | None:

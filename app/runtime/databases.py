@@ -28,7 +28,7 @@ from app.runtime import volumes as runtime_volumes
 from app.runtime.engine import LABEL_PROJECT, ContainerError, client
 from app.runtime.engine import explain as _explain
 from app.runtime.installation import LABEL_INSTALLATION
-from app.runtime.versions import ensure_network
+from app.runtime.versions import ensure_network, project_network
 from app.runtime.volumes import LABEL_DATABASE, Mount
 
 log = logging.getLogger("slipway.runtime")
@@ -287,6 +287,22 @@ def container_of(database_id: int) -> str | None:
         return mine[0].id if mine else None
     finally:
         engine.close()
+
+
+def public_address(database: Database, container_id: str) -> str:
+    """Where Traefik, on this host, reaches the database: ``ip:port`` of its container on
+    the project's network (a new container, or a restarted one, may have a new one)."""
+    engine = client(timeout=30)
+    try:
+        networks = engine.api.inspect_container(container_id)["NetworkSettings"]["Networks"]
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"reading the database's address failed: {_explain(exc)}") from None
+    finally:
+        engine.close()
+    ip = (networks.get(project_network(database.project_id)) or {}).get("IPAddress")
+    if not ip:
+        raise ContainerError("the database's container has no address on its project's network")
+    return f"{ip}:{engines.spec(database.engine).port}"
 
 
 def _act(container_id: str, what: str, act: Callable) -> None:

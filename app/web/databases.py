@@ -12,8 +12,8 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from app import access, names
-from app.databases import engines, lifecycle, links
-from app.forms import DatabaseForm, EnvVarForm
+from app.databases import engines, lifecycle, links, public
+from app.forms import DatabaseForm, EnvVarForm, PublicPortForm
 from app.models import Application, Database, DatabaseStatus
 from app.monitoring import metrics
 from app.runtime import containers
@@ -68,15 +68,71 @@ def _page(template: str, database: Database, **values):
     )  # fmt: skip
 
 
+def _public_host() -> str:
+    """The name clients outside reach this server by: the public URL's host, else the
+    host this page was asked for."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(current_app.config.get("PUBLIC_URL") or "").hostname
+    return host or (urlsplit(f"//{request.host}").hostname or "localhost")
+
+
+def public_form(database: Database) -> PublicPortForm:
+    form = PublicPortForm()
+    form.public_port.choices = [(port, str(port)) for port in public.free_ports(database)]
+    return form
+
+
+def _show_page(database: Database, status: int = 200, form: PublicPortForm | None = None):
+    connection = lifecycle.connection(database)
+    lines = []
+    if database.public_port:
+        lines = public.client_lines(database, _public_host(), connection.get("user"),
+                                    connection.get("database"))  # fmt: skip
+    return _page(
+        "databases/show.html", database, connection=connection,
+        linked_apps=links.linked_apps(database), port_form=form or public_form(database),
+        can_expose=access.allows(access.Action.DATABASE_EXPOSE, database),
+        public_ports=public.describe(public.ports()), public_lines=lines,
+    ), status  # fmt: skip
+
+
 @bp.get("/databases/<int:database_id>")
 def show(database_id: int):
     database = access.database(database_id)
     if is_htmx():
         return _page("databases/_status.html", database)
-    return _page(
-        "databases/show.html", database, connection=lifecycle.connection(database),
-        linked_apps=links.linked_apps(database),
-    )  # fmt: skip
+    return _show_page(database)
+
+
+@bp.post("/databases/<int:database_id>/public")
+def public_post(database_id: int):
+    """Open the public port chosen in the form, or close it (``close`` sent)."""
+    database = access.database(database_id, access.Action.DATABASE_EXPOSE)
+    closing = "close" in request.form
+    if not closing and (redirect_ := reauth.required()) is not None:
+        return redirect_
+    form = public_form(database)
+    if not closing and not form.validate():
+        return _show_page(database, 422, form)
+    try:
+        problem = lifecycle.set_public_port(
+            database, None if closing else form.public_port.data, by=current_user
+        )
+    except lifecycle.DatabaseError as exc:
+        form.public_port.errors = [*form.public_port.errors, str(exc)]
+        return _show_page(database, 422, form)
+    if problem:
+        flash(problem, "error")
+    elif closing:
+        flash(f"The public port of {database.name} is closed.", "success")
+    elif database.status == "running":
+        flash(f"{database.name} is reachable on port {database.public_port}, over TLS.",
+              "success")  # fmt: skip
+    else:
+        flash(f"{database.name} will be reachable on port {database.public_port}, over TLS, "
+              "once it runs.", "success")  # fmt: skip
+    return redirect(url_for("databases.show", database_id=database.id, _anchor="public"), 303)
 
 
 def _container(database: Database) -> str | None:

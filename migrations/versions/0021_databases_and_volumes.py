@@ -60,6 +60,7 @@ def upgrade():
         sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_databases_project_id"), "databases", ["project_id"], unique=False)
+    op.create_index("ix_databases_public_port", "databases", ["public_port"], unique=True)
 
     op.create_table(
         "database_links",

@@ -312,6 +312,8 @@ def _database_routes(world, token):
         (f"/databases/{d}/delete", {"final_backup": "y"}),
         (f"/apps/{a}/databases/link", {"database_id": str(d), "prefix": "TAKEN"}),
         (f"/apps/{a}/databases/{world.link.id}/unlink", {}),
+        (f"/databases/{d}/public", {"public_port": "15432"}),
+        (f"/databases/{d}/public", {"close": "1"}),
     ]
     return gets, [(url, {"csrf_token": token, **data}) for url, data in posts]
 
@@ -504,3 +506,118 @@ def test_an_action_the_state_refuses_says_why_and_changes_nothing(app, client, m
     page = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert "is already being deleted" in page
     assert not queue("default").job_ids
+
+
+# ---- the public port ------------------------------------------------------------------
+
+
+@pytest.fixture
+def ports(app):
+    app.config["DATABASE_PUBLIC_PORTS"] = (15432, 15433, 15434)
+    return app.config["DATABASE_PUBLIC_PORTS"]
+
+
+def _public(client, database_id, **data):
+    token = csrf_token(client, "/")
+    return client.post(f"/databases/{database_id}/public", data={"csrf_token": token, **data})
+
+
+def _port_of(database_id):
+    db.session.expire_all()
+    return db.session.get(Database, database_id).public_port
+
+
+def test_the_public_port_is_off_by_default_and_says_how_to_allow_one(app, client, member, world):
+    member(Role.admin)
+    body = _body(client.get(f"/databases/{world.database.id}"))
+    card = body[body.index('id="public"') :]
+    assert "Off: no port of this server reaches the database" in card
+    assert "SLIPWAY_DATABASE_PUBLIC_PORTS" in card and "Open the public port" not in card
+    response = _public(client, world.database.id, public_port="15432")
+    assert response.status_code == 422
+    assert "an administrator sets SLIPWAY_DATABASE_PUBLIC_PORTS" in _around(
+        _body(response), "public_port"
+    )
+    assert _port_of(world.database.id) is None
+
+
+def test_an_admin_opens_and_closes_a_public_port(app, client, member, world, ports):
+    member(Role.admin)
+    d = world.database.id
+    page = _body(client.get(f"/databases/{d}"))
+    assert "An admin may open one of 15432-15434" in page
+    assert re.search(r'<option value="15432">15432</option>', page)
+    opened = _public(client, d, public_port="15433")
+    assert opened.status_code == 303 and opened.location == f"/databases/{d}#public"
+    assert _port_of(d) == 15433
+    body = _body(client.get(f"/databases/{d}"))
+    assert "Open on port <strong>15433</strong>" in body
+    assert "alpha-database-password" not in body
+    closed = _public(client, d, close="1")
+    assert closed.status_code == 303 and _port_of(d) is None
+    actions = db.session.scalars(
+        select(AuditEvent.action).where(AuditEvent.target_id == d).order_by(AuditEvent.id)
+    )
+    assert [a for a in actions if "port" in a] == ["database.port_opened", "database.port_closed"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("15435", "Port 15435 is not one of the ports that may be published (15432-15434)."),
+        ("22", "Port 22 is not one of the ports that may be published"),
+        ("0", "is not one of the ports"),
+        ("-1", "is not one of the ports"),
+        ("99999999999999999999", "is not one of the ports"),
+        ("abc", "Invalid Choice"),
+        ("15432 OR 1=1", "Invalid Choice"),
+        ("", "Invalid Choice"),
+    ],
+)
+def test_a_port_that_may_not_be_published_is_422_beside_the_field(
+    app, client, member, world, ports, db_state, value, message
+):
+    member(Role.admin)
+    before = db_state()
+    response = _public(client, world.database.id, public_port=value)
+    assert response.status_code == 422
+    assert message in _around(_body(response), "public_port")
+    assert db_state() == before
+
+
+def test_a_port_another_database_holds_is_refused(app, client, member, world, ports, db_state):
+    other = make_database(world.project, name="other-db")
+    other.public_port = 15432
+    db.session.commit()
+    member(Role.admin)
+    page = _body(client.get(f"/databases/{world.database.id}"))
+    assert '<option value="15432">' not in page and '<option value="15433">' in page
+    before = db_state()
+    response = _public(client, world.database.id, public_port="15432")
+    assert response.status_code == 422
+    assert "the public port of another database" in _around(_body(response), "public_port")
+    assert "other-db" not in _around(_body(response), "public_port")
+    assert db_state() == before
+
+
+@pytest.mark.parametrize("role", [Role.viewer, Role.developer])
+def test_only_an_admin_opens_a_public_port(app, client, member, world, ports, db_state, role):
+    member(role)
+    page = _body(client.get(f"/databases/{world.database.id}"))
+    assert "Open the public port" not in page
+    before = db_state()
+    assert _public(client, world.database.id, public_port="15432").status_code == 403
+    assert _public(client, world.database.id, close="1").status_code == 403
+    assert db_state() == before
+
+
+def test_opening_asks_for_the_password_again_when_the_last_check_is_old(
+    app, client, member, world, ports, db_state
+):
+    member(Role.admin)
+    with client.session_transaction() as session:
+        session["auth_checked_at"] = 0
+    before = db_state()
+    response = _public(client, world.database.id, public_port="15432")
+    assert response.status_code == 303 and "/reauth" in response.location
+    assert db_state() == before

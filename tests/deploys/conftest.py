@@ -32,6 +32,8 @@ def infra(tmp_path_factory, base_config):
         "HTTP_PORT": lab.free_port(),
         "HTTPS_PORT": lab.free_port(),
         "PROXY_API_PORT": lab.free_port(),
+        # Entrypoints for the databases' public ports (tests/databases/test_public_port.py).
+        "DATABASE_PUBLIC_PORTS": (lab.free_port(), lab.free_port()),
         "GIT_ALLOWED_HOSTS": ("127.0.0.1",),
         "BASE_DOMAIN": "localhost",
         "WATCH_SECONDS": 1.0,

@@ -57,7 +57,7 @@ ACTIONS: dict[str, Action] = {
     "databases.new_post": A.DATABASE_MANAGE, "databases.restart_post": A.DATABASE_MANAGE,
     "databases.rotate_post": A.DATABASE_ROTATE, "databases.show": A.DATABASE_READ,
     "databases.start_post": A.DATABASE_MANAGE, "databases.stop_post": A.DATABASE_MANAGE,
-    "databases.unlink_post": A.APP_UPDATE,
+    "databases.unlink_post": A.APP_UPDATE, "databases.public_post": A.DATABASE_EXPOSE,
     "deployments.apply": A.APP_DEPLOY, "deployments.cancel": A.APP_DEPLOY,
     "deployments.deploy": A.APP_DEPLOY, "deployments.index": A.APP_READ,
     "deployments.log": A.APP_READ, "deployments.log_download": A.APP_READ,
