@@ -105,15 +105,29 @@ def sync(database: Database) -> str | None:
 
 
 def client_lines(database: Database, host: str, user: str | None, name: str | None) -> list[str]:
-    """How to connect from outside, for the page (no password in them)."""
+    """How to connect from outside, for the page (no password in them). A host given by
+    its address has no certificate of Slipway's: the lines then skip verification."""
     port = database.public_port
+    by_address = _is_address(host)
     if database.engine == "postgres":
         return [f'psql "host={host} port={port} user={user} dbname={name} sslmode=require"']
     if database.engine == "redis":
-        return [f"redis-cli --tls --sni {host} -h {host} -p {port} --askpass"]
+        check = "--insecure" if by_address else f"--sni {host}"
+        return [f"redis-cli --tls {check} -h {host} -p {port} --askpass"]
     local = engines.spec(database.engine).port
+    check = "verify=0" if by_address else f"snihost={host}"
+    target = f"[{host}]" if ":" in host else host  # socat's spelling of an IPv6 address
     return [
-        f"socat TCP-LISTEN:{local},bind=127.0.0.1,reuseaddr,fork "
-        f"OPENSSL:{host}:{port},verify=0,snihost={host}",
+        f"socat TCP-LISTEN:{local},bind=127.0.0.1,reuseaddr,fork OPENSSL:{target}:{port},{check}",
         f"mariadb -h 127.0.0.1 -P {local} -u {user} -p {name}",
     ]
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

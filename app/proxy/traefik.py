@@ -165,7 +165,11 @@ def write_static_config() -> Path:
             },
         }
         | {
-            database_entrypoint(port): {"address": f":{port}"}
+            # TCP only; the strategy is set as on the others (Traefik warns otherwise).
+            database_entrypoint(port): {
+                "address": f":{port}",
+                "http": {"aliasHeadersStrategy": "delete"},
+            }
             for port in cfg.get("DATABASE_PUBLIC_PORTS", ())
         },
         "providers": {

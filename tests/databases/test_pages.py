@@ -552,6 +552,9 @@ def test_an_admin_opens_and_closes_a_public_port(app, client, member, world, por
     assert _port_of(d) == 15433
     body = _body(client.get(f"/databases/{d}"))
     assert "Open on port <strong>15433</strong>" in body
+    user, name = world.database.username, world.database.database_name
+    line = f"psql &#34;host=localhost port=15433 user={user} dbname={name} sslmode=require&#34;"
+    assert line in body
     assert "alpha-database-password" not in body
     closed = _public(client, d, close="1")
     assert closed.status_code == 303 and _port_of(d) is None
@@ -621,3 +624,27 @@ def test_opening_asks_for_the_password_again_when_the_last_check_is_old(
     response = _public(client, world.database.id, public_port="15432")
     assert response.status_code == 303 and "/reauth" in response.location
     assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("engine", "host", "expected"),
+    [
+        ("redis", "db.example.com", ["redis-cli --tls --sni db.example.com -h db.example.com "
+                                     "-p 15432 --askpass"]),
+        ("redis", "203.0.113.7", ["redis-cli --tls --insecure -h 203.0.113.7 -p 15432 --askpass"]),
+        ("mariadb", "db.example.com", [
+            "socat TCP-LISTEN:3306,bind=127.0.0.1,reuseaddr,fork "
+            "OPENSSL:db.example.com:15432,snihost=db.example.com",
+            "mariadb -h 127.0.0.1 -P 3306 -u app -p shop",
+        ]),
+        ("mariadb", "::1", [
+            "socat TCP-LISTEN:3306,bind=127.0.0.1,reuseaddr,fork OPENSSL:[::1]:15432,verify=0",
+            "mariadb -h 127.0.0.1 -P 3306 -u app -p shop",
+        ]),
+    ],
+)  # fmt: skip
+def test_the_client_lines_verify_a_name_and_not_an_address(engine, host, expected):
+    from app.databases import public
+
+    database = SimpleNamespace(engine=engine, public_port=15432)
+    assert public.client_lines(database, host, "app", "shop") == expected
