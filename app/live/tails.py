@@ -240,7 +240,9 @@ class RuntimeTail:
         finally:
             self._detach()
 
-    def _loop(self, events_after: str) -> str:
+    def _frames(self):
+        """Every frame period: the buffered lines sent at the rate (the rest counted as
+        skipped), then the caller's turn (yield); ends when the socket closes."""
         tokens = float(self.burst)
         last = time.monotonic()
         while self.is_open():
@@ -258,6 +260,10 @@ class RuntimeTail:
                 if skipped:
                     frame["skipped"] = skipped
                 self.send(frame)
+            yield now
+
+    def _loop(self, events_after: str) -> str:
+        for _now in self._frames():
             events_after, events = livestatus.read(self.redis, events_after)
             for event in events:
                 if livestatus.is_health(event):
@@ -267,6 +273,51 @@ class RuntimeTail:
                 if (event["app_id"] == self.app_id and event["status"] == DeploymentStatus.running
                         and event["deployment_id"] != self.deployment_id):  # fmt: skip
                     self._attach(event["deployment_id"])
+            if not self.watch.still_allowed():
+                return "access"
+        return "closed"
+
+
+class DatabaseTail(RuntimeTail):
+    """Follow a managed database's container; a restart or a start after a stop may
+    make a new one, so which container it is is asked again every ``CHECK_SECONDS``."""
+
+    CHECK_SECONDS = 2.0
+
+    def __init__(self, database_id: int, name: str, send: Send, is_open: IsOpen,
+                 watch: AccessWatch):  # fmt: skip
+        super().__init__(0, send, is_open, watch)
+        self.database_id = database_id
+        self.name = name
+        self.container_id: str | None = None
+
+    def _current(self) -> str | None:
+        from app.runtime import databases as runtime_databases
+
+        found = runtime_databases.container_of(self.database_id)
+        return found if found and runtime_databases.state(found) == "running" else None
+
+    def _attach(self, container_id: str | None) -> None:
+        self._detach()
+        self.container_id = container_id
+        if container_id:
+            try:
+                self.follows.append(runtimelogs.ContainerFollow.join(
+                    container_id, self.name, self.buffer, self.tail_lines))  # fmt: skip
+            except containers.ContainerError:
+                pass
+        self.send({"type": "attached", "container": bool(self.follows),
+                   "following": f"Following {self.name}'s container." if self.follows
+                   else "The database is not running: waiting for it."})  # fmt: skip
+
+    def _loop(self, events_after: str) -> str:
+        next_check = time.monotonic() + self.CHECK_SECONDS
+        for now in self._frames():
+            if now >= next_check:
+                next_check = now + self.CHECK_SECONDS
+                current = self._current()
+                if current != self.container_id:
+                    self._attach(current)
             if not self.watch.still_allowed():
                 return "access"
         return "closed"
@@ -311,6 +362,15 @@ def recent_runtime_lines(app_id: int, tail: int) -> tuple[list[dict], str | None
         return [], f"The Docker engine did not answer: {exc}"
     lines.sort(key=lambda line: line["ts"])
     return lines, None
+
+
+def container_lines(container_id: str | None, label: str, tail: int) -> list[dict]:
+    """The last ``tail`` lines of one container (a database's), for its page; raises
+    ``ContainerError`` when the engine cannot be asked."""
+    if not container_id:
+        return []
+    raw = containers.recent_logs(container_id, tail)
+    return [runtimelogs.parse_runtime_line(label, line) for line in raw.split(b"\n") if line]
 
 
 def runtime_text(app_id: int, tail: int) -> tuple[str, str | None]:

@@ -285,6 +285,8 @@ def container_of(database_id: int) -> str | None:
         )
         mine = [c for c in found if installation.owns(c.labels)]
         return mine[0].id if mine else None
+    except (APIError, DockerException) as exc:
+        raise ContainerError(f"finding the database's container failed: {_explain(exc)}") from None
     finally:
         engine.close()
 

@@ -283,11 +283,17 @@
           if (freshSocket) {
             pre.textContent = ""; // the socket starts again from the last lines
             freshSocket = false;
+          } else if (frame.following) {
+            html += note("── " + frame.following);
           } else {
             html += note("── deployment #" + frame.deployment_id + " is live: following its containers");
           }
-          following = frame.deployment_id ? "Following " + frame.replicas.length +
-            " container(s) of deployment #" + frame.deployment_id + "." : "No running deployment: waiting for one.";
+          if (frame.following) {
+            following = frame.following; // a database's container (its own words)
+          } else {
+            following = frame.deployment_id ? "Following " + frame.replicas.length +
+              " container(s) of deployment #" + frame.deployment_id + "." : "No running deployment: waiting for one.";
+          }
           setState(paused ? "Paused." : following);
         } else if (frame.type === "health") {
           applyHealth(frame);

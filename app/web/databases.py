@@ -8,12 +8,22 @@ masked, and nothing here decrypts it.
 from __future__ import annotations
 
 import psutil
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from app import access, names
 from app.databases import engines, lifecycle, links, public
 from app.forms import DatabaseForm, EnvVarForm, PublicPortForm
+from app.live import tails
 from app.models import Application, Database, DatabaseStatus
 from app.monitoring import metrics
 from app.runtime import containers
@@ -26,6 +36,7 @@ bp = Blueprint("databases", __name__)
 # The status partial polls while the worker is still at it; other states are final here.
 BUSY = (DatabaseStatus.creating.value, DatabaseStatus.deleting.value)
 LOG_LINES = 200
+DOWNLOAD_LINES = 5000
 
 
 def _form_page(form: DatabaseForm, project, status: int = 200):
@@ -141,15 +152,29 @@ def _container(database: Database) -> str | None:
 
 @bp.get("/databases/<int:database_id>/logs")
 def logs(database_id: int):
+    """The last lines; the page then follows the container live (``live.database_log_socket``)."""
     database = access.database(database_id)
     lines, problem = [], None
     try:
-        container_id = _container(database)
-        if container_id:
-            lines = runtime_databases.logs(container_id, tail=LOG_LINES)
+        lines = tails.container_lines(_container(database), database.name, LOG_LINES)
     except containers.ContainerError as exc:
         problem = f"The logs could not be read: {exc}"
     return _page("databases/logs.html", database, lines=lines, problem=problem)
+
+
+@bp.get("/databases/<int:database_id>/logs/download")
+def logs_download(database_id: int):
+    database = access.database(database_id)
+    try:
+        container_id = _container(database)
+        lines = runtime_databases.logs(container_id, DOWNLOAD_LINES) if container_id else []
+        text = "\n".join(lines)
+    except containers.ContainerError as exc:
+        text = f"The logs could not be read: {exc}"
+    return Response(
+        text + "\n" if text else "", mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{database.name}-logs.txt"'},
+    )  # fmt: skip
 
 
 @bp.get("/databases/<int:database_id>/metrics")

@@ -57,6 +57,7 @@ _AUTHORIZE: dict[str, Callable[..., set[int]]] = {
         access.deployment(deployment_id).application.project.team_id
     },
     "live.runtime_log_socket": lambda app_id: {access.application(app_id).project.team_id},
+    "live.database_log_socket": lambda database_id: {access.database(database_id).project.team_id},
     "live.status_socket": lambda: {access.current_team().id},
 }
 
@@ -131,6 +132,13 @@ def build_log_socket(ws, deployment_id: int):
 def runtime_log_socket(ws, app_id: int):
     _stream(ws, lambda send, is_open, watch: tails.RuntimeTail(
         app_id, send, is_open, watch).run())  # fmt: skip
+
+
+@sock.route("/ws/databases/<int:database_id>/logs", bp=bp)
+def database_log_socket(ws, database_id: int):
+    name = access.database(database_id).name
+    _stream(ws, lambda send, is_open, watch: tails.DatabaseTail(
+        database_id, name, send, is_open, watch).run())  # fmt: skip
 
 
 @sock.route("/ws/status", bp=bp)
