@@ -1,4 +1,5 @@
-"""Metric samples: host and per-app figures at 15 s, 1 min and 15 min resolution."""
+"""Metric samples: host, per-app and per-database figures at 15 s, 1 min and 15 min
+resolution."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.models.base import Base, BigId, UTCDateTime
 class MetricScope(enum.StrEnum):
     host = "host"
     app = "app"
+    database = "database"
 
 
 class MetricSample(Base):
@@ -31,6 +33,8 @@ class MetricSample(Base):
         Index("ix_metric_samples_series", "scope", "application_id", "resolution", "ts"),
         # retention deletes by resolution and age
         Index("ix_metric_samples_resolution_ts", "resolution", "ts"),
+        # "database X between t0 and t1 at resolution r"
+        Index("ix_metric_samples_database", "database_id", "resolution", "ts"),
         {"sqlite_autoincrement": True},
     )
 
@@ -39,6 +43,9 @@ class MetricSample(Base):
     application_id: Mapped[int | None] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE")
     )
+    # A managed database's series (scope ``database``); a plain column: the rows of a
+    # deleted database go with their retention.
+    database_id: Mapped[int | None] = mapped_column(Integer)
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
     resolution: Mapped[int] = mapped_column(Integer)
     containers: Mapped[int] = mapped_column(Integer, default=0)

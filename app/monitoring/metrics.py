@@ -1,9 +1,9 @@
 """Metric samples: take them (worker), downsample and prune them, read them for charts.
 
 Every 15 s the worker samples each running app container (Docker stats, the
-replicas of one app summed) and the host (psutil) into ``metric_samples`` at
-resolution 15. A maintenance job folds complete minutes into 60 s rows and
-complete quarter hours into 900 s rows, then prunes each resolution past its
+replicas of one app summed), each running database container and the host (psutil)
+into ``metric_samples`` at resolution 15. A maintenance job folds complete minutes
+into 60 s rows and complete quarter hours into 900 s rows, then prunes each resolution past its
 retention, so a series holds a bounded number of rows (see RETENTION).
 """
 
@@ -129,16 +129,22 @@ def sample(now: datetime | None = None) -> int:
     thread.start()
     try:
         listed = containers.running_app_containers()
-        docs = containers.raw_stats(list(listed))
+        databases = containers.running_database_containers()
+        docs = containers.raw_stats([*listed, *databases])
     except Exception as exc:  # noqa: BLE001 - the engine away: the host is still sampled
         log.warning("container stats unavailable: %s", exc)
-        listed, docs = {}, {}
+        listed, databases, docs = {}, {}, {}
     per_app: dict[int, list[Figures]] = {}
+    per_database: dict[int, Figures] = {}
     host_memory = psutil.virtual_memory().total
     for cid, doc in docs.items():
         figures = container_figures(doc, host_memory)
-        if figures is not None:
+        if figures is None:
+            continue
+        if cid in listed:
             per_app.setdefault(listed[cid], []).append(figures)
+        else:
+            per_database[databases[cid]] = figures
     known = set(
         db.session.scalars(select(Application.id).where(Application.id.in_(per_app)))
     ) if per_app else set()  # fmt: skip
@@ -157,6 +163,21 @@ def sample(now: datetime | None = None) -> int:
         )  # fmt: skip
         for app_id, figs in sorted(per_app.items())
         if app_id in known  # a container of a deleted app is being removed
+    ]
+    rows += [
+        MetricSample(
+            scope=MetricScope.database.value,
+            database_id=database_id,
+            ts=now,
+            resolution=RAW,
+            containers=1,
+            cpu_percent=f.cpu_percent,
+            mem_bytes=f.mem_bytes,
+            mem_limit_bytes=f.mem_limit_bytes,
+            net_rx_bytes=f.net_rx_bytes,
+            net_tx_bytes=f.net_tx_bytes,
+        )  # fmt: skip
+        for database_id, f in sorted(per_database.items())
     ]
     thread.join()
     if host:
@@ -219,6 +240,7 @@ def fold(rows: list[MetricSample], resolution: int, before: float) -> list[Metri
             MetricSample(
                 scope=last.scope,
                 application_id=last.application_id,
+                database_id=last.database_id,
                 ts=_at(start),
                 resolution=resolution,
                 containers=round(_mean([m.containers for m in members]) or 0),
@@ -233,19 +255,24 @@ def fold(rows: list[MetricSample], resolution: int, before: float) -> list[Metri
 
 
 def _series_keys(resolution: int) -> list[tuple[str, int | None]]:
-    return list(
-        db.session.execute(
-            select(MetricSample.scope, MetricSample.application_id)
-            .where(MetricSample.resolution == resolution)
-            .distinct()
-        ).tuples()
-    )
+    """(scope, owner) of every series at ``resolution``: the owner is the app's id, the
+    database's id, or None for the host."""
+    found = db.session.execute(
+        select(MetricSample.scope, MetricSample.application_id, MetricSample.database_id)
+        .where(MetricSample.resolution == resolution)
+        .distinct()
+    ).tuples()
+    return [(scope, app_id if app_id is not None else database_id)
+            for scope, app_id, database_id in found]  # fmt: skip
 
 
-def _series_filter(scope: str, app_id: int | None):
+def _series_filter(scope: str, owner: int | None):
+    """The rows of one series: the host (owner None), an app or a database."""
+    if scope == MetricScope.database.value:
+        return (MetricSample.scope == scope, MetricSample.database_id == owner)
     app_clause = (
-        MetricSample.application_id.is_(None) if app_id is None
-        else MetricSample.application_id == app_id
+        MetricSample.application_id.is_(None) if owner is None
+        else MetricSample.application_id == owner
     )  # fmt: skip
     return (MetricSample.scope == scope, app_clause)
 
@@ -320,8 +347,12 @@ def _rate(prev: int | None, cur: int | None, seconds: float) -> float | None:
     return round(delta / seconds, 3)
 
 
-def series(app_id: int | None, range_name: str, now: datetime | None = None) -> dict:
-    """The points of one chart: an app (``app_id``) or the host (None) over a range.
+def series(
+    app_id: int | None, range_name: str, now: datetime | None = None,
+    database_id: int | None = None,
+) -> dict:  # fmt: skip
+    """The points of one chart: an app (``app_id``), a database (``database_id``) or the
+    host (neither) over a range.
 
     Returns ``{"range", "resolution", "from", "to", "t": [epoch s], "cpu_percent",
     "mem_bytes", "mem_limit_bytes", "net_rx_bps", "net_tx_bps"}``; a rate is None
@@ -329,14 +360,18 @@ def series(app_id: int | None, range_name: str, now: datetime | None = None) -> 
     """
     resolution, span = RANGES[range_name]
     now = now or utcnow()
-    scope = MetricScope.host.value if app_id is None else MetricScope.app.value
+    if database_id is not None:
+        scope, owner = MetricScope.database.value, database_id
+    else:
+        scope = MetricScope.host.value if app_id is None else MetricScope.app.value
+        owner = app_id
     rows = db.session.execute(
         select(
             MetricSample.ts, MetricSample.cpu_percent, MetricSample.mem_bytes,
             MetricSample.mem_limit_bytes, MetricSample.net_rx_bytes, MetricSample.net_tx_bytes,
         )
         .where(
-            *_series_filter(scope, app_id), MetricSample.resolution == resolution,
+            *_series_filter(scope, owner), MetricSample.resolution == resolution,
             MetricSample.ts >= now - span, MetricSample.ts <= now,
         )
         .order_by(MetricSample.ts)

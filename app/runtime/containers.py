@@ -36,7 +36,7 @@ from app.runtime.images import (
 from app.runtime.installation import LABEL_INSTALLATION, adopt_unlabelled, owns
 from app.runtime.logs import LogStream, follow_logs, recent_logs, replicas_of
 from app.runtime.replicas import ReplicaFacts, deployment_replicas, installation_app_ids
-from app.runtime.stats import raw_stats, running_app_containers
+from app.runtime.stats import raw_stats, running_app_containers, running_database_containers
 from app.runtime.versions import (
     Replica,
     ReplicaState,
@@ -70,6 +70,7 @@ __all__ = [
     "ensure_network", "network_of", "project_network", "prune_networks", "follow_logs",
     "image_exists", "image_tag", "probe_engine",
     "prune_images", "raw_stats", "recent_logs", "replica_logs", "replica_state",
-    "replicas_of", "running_app_containers", "start_replicas", "stop_and_remove",
+    "replicas_of", "running_app_containers", "running_database_containers", "start_replicas",
+    "stop_and_remove",
     "ReplicaFacts", "deployment_replicas", "installation_app_ids", "start_again", "stop_only",
 ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Resource figures of running app containers (the monitoring samples read them)."""
+"""Resource figures of running app and database containers (the monitoring samples read
+them)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import current_app
 
 from app.runtime import installation
 from app.runtime.engine import LABEL_APP, client
+from app.runtime.volumes import LABEL_DATABASE
 
 
 def running_app_containers() -> dict[str, int]:
@@ -23,6 +25,21 @@ def running_app_containers() -> dict[str, int]:
         c["Id"]: int(c["Labels"][LABEL_APP])
         for c in found
         if c["Labels"][LABEL_APP].isdigit() and installation.owns(c["Labels"])
+    }
+
+
+def running_database_containers() -> dict[str, int]:
+    """{container id: database id} of every running database container of this
+    installation."""
+    engine = client(timeout=30)
+    try:
+        found = engine.api.containers(filters={"label": LABEL_DATABASE, "status": "running"})
+    finally:
+        engine.close()
+    return {
+        c["Id"]: int(c["Labels"][LABEL_DATABASE])
+        for c in found
+        if c["Labels"][LABEL_DATABASE].isdigit() and installation.owns(c["Labels"])
     }
 
 

@@ -11,8 +11,10 @@ import psutil
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -30,7 +32,7 @@ from app.runtime import containers
 from app.runtime import databases as runtime_databases
 from app.web import apps as app_pages
 from app.web import reauth
-from app.web.htmx import is_htmx
+from app.web.htmx import error_json, is_htmx
 
 bp = Blueprint("databases", __name__)
 # The status partial polls while the worker is still at it; other states are final here.
@@ -179,7 +181,12 @@ def logs_download(database_id: int):
 
 @bp.get("/databases/<int:database_id>/metrics")
 def metrics_page(database_id: int):
+    """The charts of its samples (hour, day, week), as an app's, and the engine's figures
+    of this moment."""
     database = access.database(database_id)
+    name = request.args.get("range", "hour")
+    if name not in metrics.RANGES:
+        abort(400, f"Unknown range {name[:20]!r}: choose hour, day or week.")
     figures, problem = None, None
     try:
         container_id = _container(database)
@@ -189,7 +196,21 @@ def metrics_page(database_id: int):
             figures = metrics.container_figures(doc, host_memory) if doc else None
     except containers.ContainerError as exc:
         problem = f"The figures could not be read: {exc}"
-    return _page("databases/metrics.html", database, figures=figures, problem=problem)
+    chart = metrics.series(None, name, database_id=database.id)
+    return _page(
+        "databases/metrics.html", database, figures=figures, problem=problem, range_name=name,
+        chart=chart, summary=metrics.summary(chart), rows=metrics.table_rows(chart),
+    )  # fmt: skip
+
+
+@bp.get("/databases/<int:database_id>/metrics.json")
+def metrics_series(database_id: int):
+    database = access.database(database_id)
+    name = request.args.get("range", "hour")
+    if name not in metrics.RANGES:
+        message = "Unknown range: choose hour, day or week."
+        return error_json(400, "bad_range", message, {"range": ["hour", "day", "week"]}), 400
+    return jsonify(metrics.series(None, name, database_id=database.id))
 
 
 def _act(database_id: int, action: access.Action, run, done: str):

@@ -1,6 +1,6 @@
 """Databases and volumes (issue 16): ``databases``, ``volumes``, ``database_links``;
 backup policies of a managed database or a volume; a restore's target database; the
-gap an exclusive volume left in a deployment.
+gap an exclusive volume left in a deployment; metric samples of a database.
 
 Revision ID: 0021
 Revises: 0020
@@ -176,8 +176,14 @@ def upgrade():
         sa.Column("target_database_id", sa.Integer(), nullable=True),
     )
 
+    op.add_column("metric_samples", sa.Column("database_id", sa.Integer(), nullable=True))
+    op.create_index(
+        "ix_metric_samples_database", "metric_samples", ["database_id", "resolution", "ts"]
+    )
 
 def downgrade():
+    op.drop_index("ix_metric_samples_database", "metric_samples")
+    op.drop_column("metric_samples", "database_id")
     op.drop_column("restores", "target_database_id")
     op.drop_column("deployments", "volume_gap_ms")
     op.drop_index(op.f("ix_backup_policies_volume_id"), "backup_policies")

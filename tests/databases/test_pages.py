@@ -648,3 +648,29 @@ def test_the_client_lines_verify_a_name_and_not_an_address(engine, host, expecte
 
     database = SimpleNamespace(engine=engine, public_port=15432)
     assert public.client_lines(database, host, "app", "shop") == expected
+
+
+def test_the_metrics_tab_charts_the_databases_samples_and_its_json(app, client, member, world):
+    from datetime import timedelta
+
+    from app.models import MetricSample
+    from app.models.base import utcnow
+
+    start = utcnow() - timedelta(minutes=5)
+    for i in range(6):
+        db.session.add(MetricSample(
+            scope="database", database_id=world.database.id, resolution=15,
+            ts=start + timedelta(seconds=15 * i), containers=1, cpu_percent=3.5,
+            mem_bytes=40 * 2**20, mem_limit_bytes=2**28, net_rx_bytes=100 * i, net_tx_bytes=0,
+        ))  # fmt: skip
+    db.session.commit()
+    member(Role.viewer)
+    d = world.database.id
+    body = _body(client.get(f"/databases/{d}/metrics"))
+    assert f'data-series="/databases/{d}/metrics.json?range=hour"' in body
+    assert "3.5 %" in body and "40.0 MiB" in body  # the summary table, without JavaScript
+    series = client.get(f"/databases/{d}/metrics.json?range=hour").json
+    assert series["cpu_percent"] == [3.5] * 6 and series["resolution"] == 15
+    bad = client.get(f"/databases/{d}/metrics.json?range=year")
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "bad_range"
+    assert client.get(f"/databases/{d}/metrics?range=<b>x</b>").status_code == 400

@@ -258,3 +258,48 @@ def test_deleting_an_app_deletes_its_samples(app):
     db.session.delete(app_row)
     db.session.commit()
     assert [r.scope for r in _rows()] == ["host"]
+
+
+def test_a_round_samples_each_database_container_apart_from_apps_and_the_host(app, monkeypatch):
+    from app.runtime.volumes import LABEL_DATABASE
+
+    monkeypatch.setattr(metrics, "HOST_CPU_INTERVAL", 0.1)
+    make_user()
+    lab.ensure_base_image()
+    client = docker.from_env()
+    database_id = random.randrange(10**6, 10**9)
+    labels = {LABEL_DATABASE: str(database_id), TEST_LABEL: "metrics"} | installation.labels()
+    container = client.containers.run(lab.BASE_IMAGE, ["/bin/busybox", "sleep", "300"],
+                                      detach=True, labels=labels, mem_limit="48m")  # fmt: skip
+    try:
+        assert containers.running_database_containers()[container.id] == database_id
+        metrics.sample()
+    finally:
+        container.remove(force=True)
+        client.close()
+    (row,) = _rows(scope="database", database_id=database_id)
+    assert row.application_id is None and row.containers == 1 and row.resolution == 15
+    assert row.mem_limit_bytes == 48 * 2**20 and row.mem_bytes > 0
+    assert not _rows(scope="app", database_id=database_id)
+    (host,) = _rows(scope="host")
+    assert host.database_id is None
+
+
+def test_a_database_series_is_folded_on_its_own(app):
+    for i in range(8):
+        ts = T0 + timedelta(seconds=15 * i)
+        db.session.add_all([
+            MetricSample(scope="database", database_id=7, ts=ts, resolution=15, containers=1,
+                         cpu_percent=10.0, mem_bytes=100, net_rx_bytes=i, net_tx_bytes=i),
+            MetricSample(scope="host", ts=ts, resolution=15, containers=0, cpu_percent=50.0,
+                         mem_bytes=900, net_rx_bytes=i, net_tx_bytes=i),
+        ])  # fmt: skip
+    db.session.commit()
+    assert metrics.downsample(T0 + timedelta(seconds=180)) == 4  # 2 minutes × 2 series
+    minutes = _rows(resolution=60, scope="database")
+    assert [(m.database_id, m.cpu_percent, m.mem_bytes) for m in minutes] == [(7, 10.0, 100)] * 2
+    assert [m.cpu_percent for m in _rows(resolution=60, scope="host")] == [50.0, 50.0]
+    chart = metrics.series(None, "hour", T0 + timedelta(minutes=5), database_id=7)
+    assert chart["cpu_percent"] == [10.0] * 8 and chart["mem_bytes"] == [100] * 8
+    host = metrics.series(None, "hour", T0 + timedelta(minutes=5))
+    assert host["cpu_percent"] == [50.0] * 8

@@ -54,7 +54,7 @@ ACTIONS: dict[str, Action] = {
     "databases.delete_get": A.DATABASE_DELETE, "databases.delete_post": A.DATABASE_DELETE,
     "databases.link_post": A.APP_UPDATE, "databases.logs": A.DATABASE_READ,
     "databases.metrics_page": A.DATABASE_READ, "databases.new_get": A.DATABASE_MANAGE,
-    "databases.logs_download": A.DATABASE_READ,
+    "databases.logs_download": A.DATABASE_READ, "databases.metrics_series": A.DATABASE_READ,
     "databases.new_post": A.DATABASE_MANAGE, "databases.restart_post": A.DATABASE_MANAGE,
     "databases.rotate_post": A.DATABASE_ROTATE, "databases.show": A.DATABASE_READ,
     "databases.start_post": A.DATABASE_MANAGE, "databases.stop_post": A.DATABASE_MANAGE,
