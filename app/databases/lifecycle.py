@@ -577,6 +577,50 @@ def run_delete(database_id: int, final_backup: bool = True) -> str:
     return S.deleted.value
 
 
+# ---- what the watcher sees ---------------------------------------------------------
+
+WATCHED = (S.running.value, S.failed.value)
+WATCHER_SAYS = "The database stopped without Slipway stopping it"
+
+
+def watched_ids() -> list[int]:
+    """The databases whose container the watcher compares with their row."""
+    return list(db.session.scalars(select(Database.id).where(Database.status.in_(WATCHED))))
+
+
+def observe(database_id: int) -> str | None:
+    """Make the row say what its container does (``app.runtime.watch`` calls this on the
+    engine's events and every reconcile): a running database whose container exited,
+    was killed or removed behind Slipway's back is ``failed`` with the reason; a failed
+    one whose container runs again (the engine restarted it) is ``running``. A database
+    a job is at work on (``progress``) or that is being created, stopped or deleted is
+    the job's to write. The public route follows. Returns the new status, or None."""
+    database = _load(database_id)
+    if database is None or database.status not in WATCHED or database.progress:
+        return None
+    found = runtime.container_of(database.id)
+    state, why = runtime.observed(found)
+    if state in ("unknown", "removing"):  # the engine did not answer, or it is going
+        return None
+    reason = f"{WATCHER_SAYS}: {why}"[:4000]
+    if state == "running":
+        if database.status == S.running.value and found == database.container_id:
+            return None
+        database.status, database.error, database.container_id = S.running.value, None, found
+    elif database.status == S.running.value or (
+        # gone since the watcher saw it stop (a failed create's reason stays as it is)
+        state == "missing" and (database.error or "").startswith(WATCHER_SAYS)
+        and database.error != reason
+    ):  # fmt: skip
+        database.status, database.error = S.failed.value, reason
+    else:
+        return None
+    db.session.commit()
+    log.warning("database %s is %s (seen by the watcher)", database.id, database.status)
+    public.sync(database)
+    return database.status
+
+
 def _status_now(database: Database) -> str:
     """What a database whose deletion stopped is: what its container is."""
     try:

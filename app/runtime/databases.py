@@ -370,6 +370,32 @@ def state(container_id: str | None) -> str:
         engine.close()
 
 
+def observed(container_id: str | None) -> tuple[str, str]:
+    """What the container is doing, for the watcher: ``(state, why)``; ``why`` says, for
+    a container that is not running, how it ended (exit code, out of memory, its last
+    lines). ``state`` is ``unknown`` when the engine did not answer."""
+    if not container_id:
+        return "missing", "its container is gone (removed outside Slipway)"
+    engine = client(timeout=30)
+    try:
+        container = _owned(engine, container_id)
+        if container is None:
+            return "missing", "its container is gone (removed outside Slipway)"
+        facts = container.attrs["State"]
+        status = str(facts.get("Status") or "unknown")
+        if status == "running":
+            return status, ""
+        what = f"its container {status}"
+        if status in ("exited", "dead", "restarting"):
+            what += f" (exit code {facts.get('ExitCode')}"
+            what += ", out of memory)" if facts.get("OOMKilled") else ")"
+        return status, _ended(container, what)
+    except (APIError, DockerException):
+        return "unknown", ""
+    finally:
+        engine.close()
+
+
 def logs(container_id: str, tail: int = 200) -> list[str]:
     """The container's last ``tail`` log lines (stdout and stderr)."""
     engine = client(timeout=30)

@@ -6,9 +6,11 @@ lists the installation's containers, for events missed while the stream was down
 and at start-up. Whenever a container of an app starts, dies, stops, is killed,
 OOM-killed, paused, restarted or removed, the app is checked again
 (``app.deploys.health.check``: the route is recomputed from the routed
-deployment's live replicas, and the app's health stored). It reconnects when the
-stream breaks. In production it runs in the worker process, under the scheduler's
-leader lock, so exactly one watcher acts on an installation.
+deployment's live replicas, and the app's health stored). A managed database's
+container (``slipway.database``) is checked the same way
+(``app.databases.lifecycle.observe``: its row follows what its container does). It
+reconnects when the stream breaks. In production it runs in the worker process, under
+the scheduler's leader lock, so exactly one watcher acts on an installation.
 
 What a replica is doing now (state, exit, verified address) is
 ``app.runtime.replicas``.
@@ -32,6 +34,7 @@ from app.runtime import installation
 from app.runtime.engine import LABEL_APP, client
 from app.runtime.installation import LABEL_INSTALLATION
 from app.runtime.replicas import installation_app_ids
+from app.runtime.volumes import LABEL_DATABASE
 
 log = logging.getLogger("slipway.watch")
 # Container events that can change what an app serves.
@@ -56,13 +59,20 @@ class Watcher:
     """
 
     def __init__(self, app, check: Callable | None = None,
-                 reconcile_seconds: float = RECONCILE_SECONDS):  # fmt: skip
+                 reconcile_seconds: float = RECONCILE_SECONDS,
+                 check_database: Callable | None = None):  # fmt: skip
         if check is None:
             from app.deploys import health
 
             check = health.check
+        if check_database is None:
+            from app.databases import lifecycle
+
+            check_database = lifecycle.observe
         self.app = app
         self.check = check
+        self.check_database = check_database
+        self._dirty_databases: set[int] = set()
         self.reconcile_seconds = reconcile_seconds
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -198,6 +208,12 @@ class Watcher:
         action = (event.get("Action") or event.get("status") or "").split(":")[0]
         app_id = attributes.get(LABEL_APP, "")
         cid = actor.get("ID") or event.get("id") or ""
+        database_id = attributes.get(LABEL_DATABASE, "")
+        if database_id.isdigit() and cid:
+            with self._lock:
+                self._dirty_databases.add(int(database_id))
+            self._wake.set()
+            return
         if not app_id.isdigit() or not cid:
             return
         at = (event.get("timeNano") or 0) / 1e9 or time.time()
@@ -226,10 +242,13 @@ class Watcher:
             changed = statuses()
             with self._lock:
                 dirty, self._dirty = self._dirty | changed, set()
+                databases, self._dirty_databases = self._dirty_databases, set()
                 reconcile, self._reconcile = self._reconcile, False
             if reconcile or time.monotonic() >= next_reconcile:
                 next_reconcile = time.monotonic() + self.reconcile_seconds
                 dirty |= self._all_apps()
+                databases |= self._all_databases()
+            self._check_databases(databases)
             for app_id in sorted(dirty):
                 try:
                     self.check(app_id, self)
@@ -240,6 +259,29 @@ class Watcher:
                 finally:
                     db.session.remove()
             self._forget_old()
+
+    def _check_databases(self, database_ids: set[int]) -> None:
+        from app.extensions import db
+
+        for database_id in sorted(database_ids):
+            try:
+                self.check_database(database_id)
+            except Exception:  # noqa: BLE001 - one database's failure must not stop the watch
+                log.exception("checking database %s failed", database_id)
+            finally:
+                db.session.remove()
+
+    def _all_databases(self) -> set[int]:
+        from app.databases import lifecycle
+        from app.extensions import db
+
+        try:
+            return set(lifecycle.watched_ids())
+        except Exception:  # noqa: BLE001 - the database is down: next round
+            log.warning("reconcile: could not list the databases", exc_info=True)
+            return set()
+        finally:
+            db.session.remove()
 
     def _status_reader(self) -> Callable[[], set[int]]:
         """Apps whose deployments changed status since the last call (the deployment
