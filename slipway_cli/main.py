@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from slipway_cli import __version__, apps, backups, config, deploys
+from slipway_cli import __version__, apps, backups, config, databases, deploys
 from slipway_cli.base import Group, api
 from slipway_cli.client import Client
 from slipway_cli.output import as_json, json_option, listing
@@ -127,3 +127,4 @@ cli.add_command(deploys.deployments)
 cli.add_command(deploys.logs)
 cli.add_command(deploys.rollback)
 cli.add_command(backups.backups)
+cli.add_command(databases.databases)

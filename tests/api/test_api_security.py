@@ -37,7 +37,7 @@ from app.models.base import utcnow
 from app.web.api import spec
 from tests.api.conftest import Api, error_of
 from tests.conftest import Auth, csrf_token
-from tests.factories import make_app, make_project, make_user
+from tests.factories import make_app, make_database, make_project, make_user
 from tests.security.conftest import TeamWorld
 from tests.security.test_matrix import Recorder
 from tests.security.test_team_isolation import _queued_jobs
@@ -61,10 +61,12 @@ PARAMS: dict[str, Callable[[TeamWorld], int | str]] = {
     "member_id": lambda w: w.membership.id,
     "invitation_id": lambda w: w.invitation.id,
     "key_id": lambda w: w.key_id,
+    "database_id": lambda w: w.database.id,
+    "link_id": lambda w: w.link.id,
 }
 # The parameters that name something inside a project (a project-limited key's reach).
 PROJECT_PARAMS = {"project_id", "app_id", "application_id", "deployment_id", "domain_id",
-                  "var_id", "key"}  # fmt: skip
+                  "var_id", "key", "database_id", "link_id"}  # fmt: skip
 SCOPE_NAMES = list(apikeys.SCOPES)
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -287,8 +289,9 @@ def test_a_key_on_another_teams_objects_gets_404_and_changes_nothing(
 
 
 def _other_project(world: TeamWorld) -> dict:
-    """Another project of ``world``'s team, with an app, a variable, a deployment and a
-    domain: path values for the project parameters."""
+    """Another project of ``world``'s team, with an app, a variable, a deployment, a
+    domain, a database and a link: path values for the project parameters."""
+    from app.databases import links
     from app.projects import envvars
 
     project = make_project(world.team, "alpha-elsewhere")
@@ -299,9 +302,13 @@ def _other_project(world: TeamWorld) -> dict:
                     host="elsewhere.example.com")  # fmt: skip
     db.session.add_all([deployment, domain])
     db.session.commit()
+    database = make_database(project, name="elsewhere-db")
+    link = links.link(application, database)
+    db.session.commit()
     return {"project_id": project.id, "app_id": application.id,
             "application_id": application.id, "deployment_id": deployment.id,
-            "domain_id": domain.id, "var_id": var.id, "key": var.key}  # fmt: skip
+            "domain_id": domain.id, "var_id": var.id, "key": var.key,
+            "database_id": database.id, "link_id": link.id}  # fmt: skip
 
 
 @pytest.mark.parametrize("scope", SCOPE_NAMES)

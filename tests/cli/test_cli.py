@@ -331,3 +331,52 @@ def test_the_cli_imports_neither_flask_nor_sqlalchemy_nor_the_server():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+# ---- databases --------------------------------------------------------------
+
+
+def test_databases_create_ls_link_and_delete(logged_in):
+    from app.models import Database
+
+    cli, owner = logged_in
+    _shop(owner.team_id, "web")
+    made = cli("databases", "create", "shop", "shop-db", "--engine", "redis", "--memory", "128")
+    assert made.code == 0, made
+    assert "Database shop-db is being created: creating." in made.out
+    listed = cli("databases", "ls", "shop", "--json").json()
+    assert [(d["name"], d["engine"], d["status"]) for d in listed] == [
+        ("shop-db", "redis", "creating")
+    ]
+    table = cli("databases", "ls", "shop").out.splitlines()
+    assert table[0].split()[:4] == ["ID", "NAME", "ENGINE", "STATUS"] and "shop-db:6379" in table[1]
+    shown = cli("databases", "show", "shop", "shop-db").out
+    assert "••••••••" in shown and "password" not in shown.lower().replace("password_rotated", "")
+
+    linked = cli("databases", "link", "shop/web", "shop-db", "--prefix", "CACHE")
+    assert linked.code == 0, linked
+    assert "CACHE_REDIS_URL" in linked.out
+    again = cli("databases", "link", "shop/web", "shop-db")
+    assert again.code == 1 and "  database_id: Database shop-db is already linked" in again.err
+    assert cli("databases", "unlink", "shop/web", "shop-db").code == 0
+
+    # Being created: the state refuses a delete; the API's words come back.
+    refused = cli("databases", "delete", "shop", "shop-db", "--yes")
+    assert refused.code == 1 and "(409 conflict)" in refused.err
+    row = db.session.scalar(select(Database).where(Database.name == "shop-db"))
+    row.status = "running"
+    db.session.commit()
+    db.session.close()
+    gone = cli("databases", "delete", "shop", "shop-db", "--yes", "--no-final-backup")
+    assert gone.code == 0 and "is being deleted: deleting." in gone.out
+
+
+def test_databases_refused_fields_and_unknown_names(logged_in):
+    cli, owner = logged_in
+    _shop(owner.team_id)
+    bad = cli("databases", "create", "shop", "Bad Name", "--engine", "postgres")
+    assert bad.code == 1 and "  name: " in bad.err
+    usage = cli("databases", "create", "shop", "ok-db", "--engine", "mongodb")
+    assert usage.code == 2 and "mongodb" in usage.err
+    unknown = cli("databases", "show", "shop", "nope")
+    assert unknown.code == 1 and "No database 'nope' in project 'shop'" in unknown.err

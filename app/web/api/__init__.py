@@ -9,6 +9,7 @@ from app.web.api import (
     apps,  # noqa: F401
     audit,  # noqa: F401
     backups,  # noqa: F401
+    databases,  # noqa: F401
     deployments,  # noqa: F401
     docs,  # noqa: F401
     domains,  # noqa: F401

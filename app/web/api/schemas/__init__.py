@@ -5,6 +5,7 @@ Input models forbid unknown fields (a typo is a 422, not silently ignored); outp
 models describe what the handlers' ``present`` functions return."""
 
 from app.web.api.schemas.common import *  # noqa: F403
+from app.web.api.schemas.databases import *  # noqa: F403
 from app.web.api.schemas.deployments import *  # noqa: F403
 from app.web.api.schemas.keys import *  # noqa: F403
 from app.web.api.schemas.resources import *  # noqa: F403
