@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import time
 
-import docker
 import pytest
 import requests
 from simple_websocket import ConnectionError as HandshakeRefused
@@ -22,9 +21,9 @@ from app.live.tails import DatabaseTail
 from app.runtime import installation
 from tests import lab
 from tests.factories import make_database, make_project, make_team, make_user, team_of
+from tests.live.test_runtime_log import TEST_LABEL, engine  # noqa: F401 - the fixture
 from tests.livekit import close, receive
 
-TEST_LABEL = "slipway.test-live-db"
 SCRIPT = r"""
 i=0; while [ $i -lt 250 ]; do i=$((i+1)); echo "boot $i"; done
 echo '<img src=x onerror=alert(1)>'
@@ -33,25 +32,15 @@ j=0; while :; do j=$((j+1)); echo "{tag} $j"; sleep 0.2; done
 
 
 @pytest.fixture
-def engine():
-    lab.ensure_base_image()
-    client = docker.from_env()
-    yield client
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        container.remove(force=True)
-    client.close()
-
-
-@pytest.fixture
-def world(app, engine):
+def world(app, engine):  # noqa: F811
     user = make_user()
     database = make_database(make_project(team_of(user)), name="shop-db", engine="redis")
     return {"email": user.email, "database_id": database.id}
 
 
-def _start(engine, database_id: int, tag: str):
+def _start(client, database_id: int, tag: str):
     labels = {TEST_LABEL: "1", "slipway.database": str(database_id)} | installation.labels()
-    container = engine.containers.run(
+    container = client.containers.run(
         lab.BASE_IMAGE, ["/bin/sh", "-c", SCRIPT.replace("{tag}", tag)], detach=True,
         labels=labels,
     )  # fmt: skip
@@ -67,7 +56,11 @@ def _texts(frames) -> list[str]:
 
 
 def test_the_tail_starts_with_the_last_lines_and_follows_a_new_container(
-    app, live_server, engine, world, monkeypatch
+    app,
+    live_server,
+    engine,  # noqa: F811
+    world,
+    monkeypatch,
 ):
     monkeypatch.setattr(DatabaseTail, "CHECK_SECONDS", 0.5)
     first = _start(engine, world["database_id"], "one")
