@@ -116,6 +116,21 @@ def host_figures(cpu_interval: float = HOST_CPU_INTERVAL) -> Figures:
     )
 
 
+def _summed(figures: list[Figures]) -> Figures:
+    """The replicas of one app as one: each figure summed."""
+    return Figures(
+        *(_total(getattr(f, name) for f in figures) for name in Figures.__dataclass_fields__)
+    )
+
+
+def _sample(scope: MetricScope, now: datetime, count: int, f: Figures, **owner) -> MetricSample:
+    return MetricSample(
+        scope=scope.value, ts=now, resolution=RAW, containers=count,
+        cpu_percent=f.cpu_percent, mem_bytes=f.mem_bytes, mem_limit_bytes=f.mem_limit_bytes,
+        net_rx_bytes=f.net_rx_bytes, net_tx_bytes=f.net_tx_bytes, **owner,
+    )  # fmt: skip
+
+
 def sample(now: datetime | None = None) -> int:
     """Take one round of samples: each app with running containers, and the host.
 
@@ -149,53 +164,17 @@ def sample(now: datetime | None = None) -> int:
         db.session.scalars(select(Application.id).where(Application.id.in_(per_app)))
     ) if per_app else set()  # fmt: skip
     rows = [
-        MetricSample(
-            scope=MetricScope.app.value,
-            application_id=app_id,
-            ts=now,
-            resolution=RAW,
-            containers=len(figs),
-            cpu_percent=_total(f.cpu_percent for f in figs),
-            mem_bytes=_total(f.mem_bytes for f in figs),
-            mem_limit_bytes=_total(f.mem_limit_bytes for f in figs),
-            net_rx_bytes=_total(f.net_rx_bytes for f in figs),
-            net_tx_bytes=_total(f.net_tx_bytes for f in figs),
-        )  # fmt: skip
+        _sample(MetricScope.app, now, len(figs), _summed(figs), application_id=app_id)
         for app_id, figs in sorted(per_app.items())
         if app_id in known  # a container of a deleted app is being removed
     ]
     rows += [
-        MetricSample(
-            scope=MetricScope.database.value,
-            database_id=database_id,
-            ts=now,
-            resolution=RAW,
-            containers=1,
-            cpu_percent=f.cpu_percent,
-            mem_bytes=f.mem_bytes,
-            mem_limit_bytes=f.mem_limit_bytes,
-            net_rx_bytes=f.net_rx_bytes,
-            net_tx_bytes=f.net_tx_bytes,
-        )  # fmt: skip
-        for database_id, f in sorted(per_database.items())
+        _sample(MetricScope.database, now, 1, figures, database_id=database_id)
+        for database_id, figures in sorted(per_database.items())
     ]
     thread.join()
     if host:
-        h = host[0]
-        rows.append(
-            MetricSample(
-                scope=MetricScope.host.value,
-                application_id=None,
-                ts=now,
-                resolution=RAW,
-                containers=len(docs),
-                cpu_percent=h.cpu_percent,
-                mem_bytes=h.mem_bytes,
-                mem_limit_bytes=h.mem_limit_bytes,
-                net_rx_bytes=h.net_rx_bytes,
-                net_tx_bytes=h.net_tx_bytes,
-            )  # fmt: skip
-        )
+        rows.append(_sample(MetricScope.host, now, len(docs), host[0]))
     db.session.add_all(rows)
     db.session.commit()
     return len(rows)
