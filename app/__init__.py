@@ -31,7 +31,7 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     from app import cli
-    from app.extensions import csrf, db, limiter, login, redis, sock
+    from app.extensions import db, limiter, login, redis, sock
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -42,13 +42,14 @@ def create_app(
 
         Migrate(app, db, directory=str(config_module.ROOT / "migrations"))
     login.init_app(app)
-    csrf.init_app(app)
     sock.init_app(app)
     redis.init_app(app)
     limiter.init_app(app)
     if web:
+        from app.extensions import csrf
         from app.web import register
 
+        csrf.init_app(app)
         register(app)
     cli.register(app)
     _log_request_ids()

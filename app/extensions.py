@@ -8,7 +8,6 @@ from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf import CSRFProtect
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -22,9 +21,19 @@ def client_address() -> str:
 
 db = SQLAlchemy(model_class=Base)
 login = LoginManager()
-csrf = CSRFProtect()
 sock = Sock()
 limiter = Limiter(key_func=client_address, default_limits=[], key_prefix="slipway-rl")
+
+
+def __getattr__(name: str):
+    """``csrf`` is made on first use: only the web process has forms to protect, and
+    Flask-WTF brings WTForms (about 3 MiB) the worker would keep for nothing."""
+    if name == "csrf":
+        from flask_wtf import CSRFProtect
+
+        made = globals().setdefault("csrf", CSRFProtect())
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RedisExtension:
