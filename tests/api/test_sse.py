@@ -149,10 +149,12 @@ def test_follow_replays_then_follows_with_no_gap_no_double_and_ends(app, live_se
 def test_a_quiet_stream_ends_as_soon_as_the_deployment_is_final(app, live_server):
     """No lines for a while (a watch window): the final status still ends the stream at
     once, not at the tail's next tick (``livestatus`` wakes the log channel). Three
-    rounds at different moments of the tick: a tail that waited for it would be late in
-    at least one of them."""
+    rounds at different moments of the tick: a tail that waited for it would be about
+    0.8, 0.5 and 0.2 s late in them. A first round warms the server up (its first
+    connections and threads cost a loaded CI machine up to 0.4 s once) and is not counted.
+    """
     took = []
-    for pause in (1.2, 1.5, 1.8):
+    for pause in (1.0, 1.2, 1.5, 1.8):
         dep_id, token = _deployment(status="deploying", step="watch")
         url = f"{live_server.url}{BASE}/deployments/{dep_id}/logs?follow=1"
         stream = open_stream(url, token)
@@ -163,7 +165,8 @@ def test_a_quiet_stream_ends_as_soon_as_the_deployment_is_final(app, live_server
         took.append(time.monotonic() - started)
         stream.close()
         assert events[-1].data["status"] == "running"
-    assert max(took) < 0.3, took
+    took = took[1:]
+    assert max(took) < 0.6 and sorted(took)[1] < 0.3, took
 
 
 def test_last_event_id_resumes_a_broken_stream_exactly(app, live_server):
