@@ -605,6 +605,8 @@ def observe(database_id: int) -> str | None:
     reason = f"{WATCHER_SAYS}: {why}"[:4000]
     if state == "running":
         if database.status == S.running.value and found == database.container_id:
+            if database.public_port:  # its address may be new (the host restarted)
+                public.sync(database)  # writes only when the route differs
             return None
         database.status, database.error, database.container_id = S.running.value, None, found
     elif database.status == S.running.value or (

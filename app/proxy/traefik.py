@@ -480,6 +480,11 @@ def write_database_route(database_id: int, port: int, address: str) -> Path:
         }
     }
     path = database_route_path(database_id)
+    try:
+        if yaml.safe_load(path.read_text()) == data:
+            return path  # as it is: no write, so no reload of Traefik
+    except (OSError, yaml.YAMLError):
+        pass
     _write_atomic(path, data, staging_dir())
     return path
 

@@ -182,3 +182,28 @@ def test_one_port_one_database_and_deletion_frees_it(pubapp):
     _unrouted(first)
     assert _row(first.id).public_port is None
     assert public.free_ports(_row(second.id)) == list(ports)
+
+
+def test_the_watcher_mends_a_stale_route_and_leaves_a_right_one_alone(pubapp):
+    """After a host restart a container may come back on another address: the watcher's
+    look puts the route right; a route that is right is not written again (no reload)."""
+    app, ports, ids = pubapp
+    database = _created(make_project(make_team(), "pubstale"), "redis", ids)
+    password = links.password_of(database)
+    assert lifecycle.set_public_port(database, ports[1]) is None
+    right = _routed(database)
+    path = traefik.database_route_path(database.id)
+    written = path.stat().st_mtime_ns
+    assert lifecycle.observe(database.id) is None and path.stat().st_mtime_ns == written
+
+    traefik.write_database_route(database.id, ports[1], "10.255.255.1:6379")
+    deadline = time.monotonic() + 10
+    while traefik.database_served_by(database.id) != {"10.255.255.1:6379"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert lifecycle.observe(database.id) is None  # still running: only the route moves
+    deadline = time.monotonic() + 10
+    while traefik.database_served_by(database.id) != {right}:
+        assert time.monotonic() < deadline, "the route was not mended"
+        time.sleep(0.02)
+    assert _talk(_row(database.id), ports[1], password) == "traefik"
