@@ -14,33 +14,29 @@ from app.runtime.engine import LABEL_APP, client
 from app.runtime.volumes import LABEL_DATABASE
 
 
-def running_app_containers() -> dict[str, int]:
-    """{container id: app id} of every running app container of this installation."""
+def _running(label: str) -> dict[str, int]:
+    """{container id: the id in ``label``} of this installation's running containers."""
     engine = client(timeout=30)
     try:
-        found = engine.api.containers(filters={"label": LABEL_APP, "status": "running"})
+        found = engine.api.containers(filters={"label": label, "status": "running"})
     finally:
         engine.close()
     return {
-        c["Id"]: int(c["Labels"][LABEL_APP])
+        c["Id"]: int(c["Labels"][label])
         for c in found
-        if c["Labels"][LABEL_APP].isdigit() and installation.owns(c["Labels"])
+        if c["Labels"][label].isdigit() and installation.owns(c["Labels"])
     }
+
+
+def running_app_containers() -> dict[str, int]:
+    """{container id: app id} of every running app container of this installation."""
+    return _running(LABEL_APP)
 
 
 def running_database_containers() -> dict[str, int]:
     """{container id: database id} of every running database container of this
     installation."""
-    engine = client(timeout=30)
-    try:
-        found = engine.api.containers(filters={"label": LABEL_DATABASE, "status": "running"})
-    finally:
-        engine.close()
-    return {
-        c["Id"]: int(c["Labels"][LABEL_DATABASE])
-        for c in found
-        if c["Labels"][LABEL_DATABASE].isdigit() and installation.owns(c["Labels"])
-    }
+    return _running(LABEL_DATABASE)
 
 
 def raw_stats(container_ids: list[str], workers: int = 32) -> dict[str, dict]:
